@@ -1,0 +1,103 @@
+//! The command line. Each flag is defined once here; its doc comment is its `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Move the unconsumed backlog of Kafka topics from a source cluster to a target cluster.
+///
+/// Stop production and consumption on the source first. Then `plan` shows, for every topic
+/// partition that a consumer group has not fully consumed, which offsets will be copied;
+/// `run` copies exactly those records to the same partition on the target and moves every
+/// group's committed offset to the matching target position; `verify` proves the copy.
+#[derive(Debug, Parser)]
+#[command(name = "kmigrate", version, about, long_about)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 the work found a problem (e.g. a verify \
+mismatch), 2 bad usage or configuration, 3 a Kafka or I/O failure, 130 interrupted."
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./migrate.toml if present.
+    /// See migrate.example.toml for every key.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "KMIGRATE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Source cluster bootstrap servers (HOST:PORT[,HOST:PORT...]); overrides [source] in the file.
+    #[arg(long, global = true, value_name = "BOOTSTRAP")]
+    pub source: Option<String>,
+
+    /// Target cluster bootstrap servers; overrides [target] in the file.
+    #[arg(long, global = true, value_name = "BOOTSTRAP")]
+    pub target: Option<String>,
+
+    /// Log level for messages on stderr (error, warn, info, debug, trace), or a tracing filter.
+    #[arg(
+        long,
+        global = true,
+        env = "KMIGRATE_LOG",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what would be migrated, changing nothing (the review step before a cutover).
+    ///
+    /// Reads every consumer group on the source and the offsets it committed, and the low and
+    /// high watermarks of those partitions. Per partition, the copy starts at the smallest
+    /// committed offset across groups (raised to the low watermark when older records have
+    /// expired: the loss is reported) and ends at the high watermark. Partitions with nothing
+    /// left to copy are skipped with the reason. Also checks the target's topics.
+    Plan(PlanArgs),
+
+    /// Copy the planned backlog to the target and translate the groups' offsets.
+    ///
+    /// Consumes every planned range and produces each record to the same topic and partition
+    /// on the target with its key, value, headers and timestamp, in order. Progress is
+    /// checkpointed so that a run stopped by Ctrl-C or a crash resumes without losing or
+    /// duplicating a record.
+    Run(RunArgs),
+
+    /// Prove the copy: compare source and target record by record, and the groups' offsets.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables for people.
+    Table,
+    /// One JSON document for machines (schema in README).
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Also save the plan as JSON to FILE, for `kmigrate run --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Show one row per partition even for topics with many partitions.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {}

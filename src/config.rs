@@ -1,0 +1,914 @@
+//! The TOML configuration: schema, defaults, validation, `${VAR}` secrets and redaction.
+//!
+//! Loading is two steps: [`load`] reads and validates the file (every error names the file,
+//! line and column, and how to fix it), then [`Config::with_overrides`] applies the command
+//! line's `--source` / `--target`. Nothing here talks to Kafka.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::usage;
+
+/// The whole configuration after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: ClusterConfig,
+    pub target: ClusterConfig,
+    pub filter: FilterConfig,
+    pub migration: MigrationConfig,
+}
+
+/// How to reach one cluster.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterConfig {
+    /// Comma-separated `host:port` list, as librdkafka's `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// Any librdkafka client property (security, timeouts, ...). Secrets are redacted by `Debug`.
+    pub properties: Properties,
+}
+
+/// Which consumer groups and topics are considered. Patterns are globs (`*`, `?`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    pub groups: Vec<String>,
+    pub exclude_groups: Vec<String>,
+    pub topics: Vec<String>,
+    pub exclude_topics: Vec<String>,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            groups: vec!["*".into()],
+            exclude_groups: Vec::new(),
+            topics: vec!["*".into()],
+            exclude_topics: Vec::new(),
+        }
+    }
+}
+
+/// What to do with a partition of a topic a group consumes but never committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UncommittedPolicy {
+    /// Migrate the whole partition from its low watermark: nothing is lost.
+    Earliest,
+    /// Leave the partition out of the migration.
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationConfig {
+    pub uncommitted_partitions: UncommittedPolicy,
+    pub create_topics: bool,
+    pub translate_offsets: bool,
+    pub state_file: PathBuf,
+    pub log_file: PathBuf,
+    /// Upper bound for every request to a cluster, so that nothing hangs.
+    pub timeout: Duration,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        MigrationConfig {
+            uncommitted_partitions: UncommittedPolicy::Earliest,
+            create_topics: false,
+            translate_offsets: true,
+            state_file: PathBuf::from("kmigrate-state.json"),
+            log_file: PathBuf::from("kmigrate.log"),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// librdkafka properties. `Debug` and [`Properties::redacted`] hide secret values.
+#[derive(Clone, PartialEq, Default)]
+pub struct Properties(pub BTreeMap<String, String>);
+
+impl Properties {
+    /// The properties with every secret value replaced, for printing and logging.
+    pub fn redacted(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_key(k) {
+                    REDACTED.to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Every secret value, so that outputs can be checked for leaks.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| is_secret_key(k) && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
+    }
+}
+
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a librdkafka property holds a secret (passwords, keys, JAAS config, tokens).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.contains("token")
+        || k == "sasl.jaas.config"
+        || k == "sasl.oauthbearer.config"
+        || k == "ssl.key.pem"
+        || k == "ssl_key"
+        || k.ends_with(".key.pem")
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written. Separate from `Config` so that serde's errors carry spans and the
+// validated form has no `Option`s left.
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    source: Option<FileCluster>,
+    target: Option<FileCluster>,
+    #[serde(default)]
+    filter: FilterConfig,
+    #[serde(default)]
+    migration: FileMigration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    bootstrap_servers: String,
+    #[serde(default)]
+    properties: BTreeMap<String, PropertyValue>,
+}
+
+/// librdkafka takes every value as a string; the file may also say `5` or `true`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PropertyValue {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl PropertyValue {
+    fn into_string(self) -> String {
+        match self {
+            PropertyValue::String(s) => s,
+            PropertyValue::Integer(i) => i.to_string(),
+            PropertyValue::Float(f) => f.to_string(),
+            PropertyValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileMigration {
+    uncommitted_partitions: UncommittedPolicy,
+    create_topics: bool,
+    translate_offsets: bool,
+    state_file: String,
+    log_file: String,
+    timeout_secs: u64,
+}
+
+impl Default for FileMigration {
+    fn default() -> Self {
+        let d = MigrationConfig::default();
+        FileMigration {
+            uncommitted_partitions: d.uncommitted_partitions,
+            create_topics: d.create_topics,
+            translate_offsets: d.translate_offsets,
+            state_file: d.state_file.display().to_string(),
+            log_file: d.log_file.display().to_string(),
+            timeout_secs: d.timeout.as_secs(),
+        }
+    }
+}
+
+/// Where the configuration comes from, as the command line resolved it.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// True when the user named the file (`--config` or `KMIGRATE_CONFIG`): then it must exist.
+    pub explicit: bool,
+}
+
+/// Reads and validates the configuration file. A missing default file is not an error
+/// (`--source`/`--target` may be enough); a missing named file is.
+pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
+    let text = match std::fs::read_to_string(&src.path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.explicit => return Ok(None),
+        Err(e) => {
+            return Err(usage(format!(
+                "cannot read the configuration file {}: {e}. Check the path given with --config \
+                 or KMIGRATE_CONFIG (migrate.example.toml shows every key).",
+                src.path.display()
+            )));
+        }
+    };
+    parse(&text, &src.path.display().to_string(), &|name| {
+        std::env::var(name).ok()
+    })
+    .map(Some)
+}
+
+/// Parses and validates configuration text. `file` names it in errors; `env` looks up
+/// `${VAR}` references (a closure so tests need not touch the process environment).
+pub fn parse(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Config> {
+    let raw: FileConfig =
+        toml::from_str(text).map_err(|e| usage(describe_toml_error(&e, text, file)))?;
+    let expand = |key: &str, value: &str| -> anyhow::Result<String> {
+        expand_env(value, env).map_err(|var| {
+            usage(format!(
+                "{file}: `{key}` refers to the environment variable `{var}`, which is not set. \
+                 Export it before running kmigrate (e.g. `export {var}=...`), or write the value \
+                 in the file."
+            ))
+        })
+    };
+    let cluster = |name: &str, c: Option<FileCluster>| -> anyhow::Result<ClusterConfig> {
+        let Some(c) = c else {
+            return Ok(ClusterConfig::default());
+        };
+        let mut properties = BTreeMap::new();
+        for (k, v) in c.properties {
+            let v = expand(&format!("{name}.properties.\"{k}\""), &v.into_string())?;
+            properties.insert(k, v);
+        }
+        Ok(ClusterConfig {
+            bootstrap_servers: expand(&format!("{name}.bootstrap_servers"), &c.bootstrap_servers)?
+                .trim()
+                .to_string(),
+            properties: Properties(properties),
+        })
+    };
+    let source = cluster("source", raw.source)?;
+    let target = cluster("target", raw.target)?;
+    let m = raw.migration;
+    if m.timeout_secs == 0 {
+        return Err(usage(format!(
+            "{file}: `migration.timeout_secs` is 0; it must be at least 1 (the default is 30)."
+        )));
+    }
+    let migration = MigrationConfig {
+        uncommitted_partitions: m.uncommitted_partitions,
+        create_topics: m.create_topics,
+        translate_offsets: m.translate_offsets,
+        state_file: PathBuf::from(expand("migration.state_file", &m.state_file)?),
+        log_file: PathBuf::from(expand("migration.log_file", &m.log_file)?),
+        timeout: Duration::from_secs(m.timeout_secs),
+    };
+    for (key, patterns) in [
+        ("filter.groups", &raw.filter.groups),
+        ("filter.exclude_groups", &raw.filter.exclude_groups),
+        ("filter.topics", &raw.filter.topics),
+        ("filter.exclude_topics", &raw.filter.exclude_topics),
+    ] {
+        if let Some(p) = patterns.iter().find(|p| p.trim().is_empty()) {
+            return Err(usage(format!(
+                "{file}: `{key}` contains an empty pattern {p:?}; remove it or write \"*\" for all."
+            )));
+        }
+    }
+    Ok(Config {
+        source,
+        target,
+        filter: raw.filter,
+        migration,
+    })
+}
+
+impl Config {
+    /// Applies `--source` / `--target` and checks what is needed to talk to both clusters.
+    /// `base` is `None` when no file was found.
+    pub fn resolve(
+        base: Option<Config>,
+        source: Option<&str>,
+        target: Option<&str>,
+        src: &ConfigSource,
+    ) -> anyhow::Result<Config> {
+        let found = base.is_some();
+        let mut cfg = base.unwrap_or_else(|| Config {
+            source: ClusterConfig::default(),
+            target: ClusterConfig::default(),
+            filter: FilterConfig::default(),
+            migration: MigrationConfig::default(),
+        });
+        if let Some(s) = source {
+            cfg.source.bootstrap_servers = s.trim().to_string();
+        }
+        if let Some(t) = target {
+            cfg.target.bootstrap_servers = t.trim().to_string();
+        }
+        for (name, c, flag) in [
+            ("source", &cfg.source, "--source"),
+            ("target", &cfg.target, "--target"),
+        ] {
+            if c.bootstrap_servers.is_empty() {
+                let hint = if found {
+                    format!(
+                        "set `bootstrap_servers` in the [{name}] table of {} or pass {flag} HOST:PORT",
+                        src.path.display()
+                    )
+                } else {
+                    format!(
+                        "no configuration file was found at {}; create one (see \
+                         migrate.example.toml) or pass {flag} HOST:PORT",
+                        src.path.display()
+                    )
+                };
+                return Err(usage(format!(
+                    "the {name} cluster's address is not set: {hint}."
+                )));
+            }
+            validate_bootstrap(name, &c.bootstrap_servers)?;
+        }
+        if same_servers(&cfg.source.bootstrap_servers, &cfg.target.bootstrap_servers) {
+            return Err(usage(format!(
+                "source and target are the same cluster ({}): copying a backlog onto itself would \
+                 duplicate every record. Point --target (or [target] bootstrap_servers) at the new cluster.",
+                cfg.source.bootstrap_servers
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// The configuration as it may be printed or logged: secrets replaced.
+    pub fn redacted_summary(&self) -> String {
+        format!(
+            "source={} {:?}; target={} {:?}; filter={:?}; migration={:?}",
+            self.source.bootstrap_servers,
+            self.source.properties,
+            self.target.bootstrap_servers,
+            self.target.properties,
+            self.filter,
+            self.migration
+        )
+    }
+}
+
+fn validate_bootstrap(name: &str, servers: &str) -> anyhow::Result<()> {
+    for s in servers.split(',') {
+        let s = s.trim();
+        let s = s.rsplit_once("://").map_or(s, |(_, rest)| rest);
+        let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(usage(format!(
+                "the {name} cluster's address {servers:?} is not a list of HOST:PORT: `{s}` lacks a \
+                 valid port. Write it like \"broker1:9092,broker2:9092\"."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn same_servers(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        let mut v: Vec<String> = s
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .to_ascii_lowercase()
+                    .replace("localhost", "127.0.0.1")
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    norm(a).iter().any(|x| norm(b).contains(x))
+}
+
+/// Replaces `${NAME}` with the environment's value; `$${` stands for a literal `${`.
+/// Returns the name of the first variable that is not set.
+pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(stripped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix("${") {
+            match body.find('}') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match env(name) {
+                        Some(v) => out.push_str(&v),
+                        None => return Err(name.to_string()),
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    // An unterminated reference is kept as written: it is not a variable.
+                    out.push_str(after);
+                    rest = "";
+                }
+            }
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Turns a TOML/serde error into one paragraph: `file:line:column: problem. fix.`
+fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    let loc = match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            match key_at(text, span.start) {
+                Some(key) => format!("{file}:{line}:{col} (`{key}`)"),
+                None => format!("{file}:{line}:{col}"),
+            }
+        }
+        None => file.to_string(),
+    };
+    let hint = if let Some((unknown, expected)) = parse_unknown_field(&msg) {
+        match nearest(&unknown, &expected) {
+            Some(best) => format!(
+                "unknown key `{unknown}`; did you mean `{best}`? Valid keys here: {}.",
+                expected.join(", ")
+            ),
+            None => format!(
+                "unknown key `{unknown}`. Valid keys here: {}.",
+                expected.join(", ")
+            ),
+        }
+    } else if msg.starts_with("missing field") {
+        format!("{msg}: add it (migrate.example.toml shows every key with its default).")
+    } else if msg.contains("unknown variant") {
+        format!("{msg}.")
+    } else {
+        format!("{msg} (migrate.example.toml shows every key with its type and default).")
+    };
+    format!("invalid configuration at {loc}: {hint}")
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The dotted key whose value stands at `offset` (`migration.create_topics`), when the
+/// offset is on a `key = value` line; `None` for table headers and multi-line values.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = &text[line_start..line_end];
+    let eq = line.find('=')?;
+    if line_start + eq >= offset {
+        return None;
+    }
+    let key = line[..eq].trim().trim_matches('"');
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// Reads serde's "unknown field `x`, expected `a`, `b` or `c`" (also "expected one of ...").
+fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected: Vec<String> = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((unknown.to_string(), expected))
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+pub fn nearest(word: &str, candidates: &[String]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 2).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.clone())
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Glob match with `*` (any run) and `?` (one character); everything else is literal.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+impl FilterConfig {
+    pub fn group_selected(&self, group: &str) -> bool {
+        self.groups.iter().any(|p| glob_match(p, group))
+            && !self.exclude_groups.iter().any(|p| glob_match(p, group))
+    }
+
+    /// Internal topics (`__*`) are never selected, whatever the patterns say.
+    pub fn topic_selected(&self, topic: &str) -> bool {
+        !is_internal_topic(topic)
+            && self.topics.iter().any(|p| glob_match(p, topic))
+            && !self.exclude_topics.iter().any(|p| glob_match(p, topic))
+    }
+}
+
+/// `__consumer_offsets`, `__transaction_state` and every other `__*` topic.
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
+/// Resolves the config path: `--config`, then `KMIGRATE_CONFIG`, then `./migrate.toml`.
+pub fn config_source(flag: Option<&Path>, env: Option<String>) -> ConfigSource {
+    match (flag, env.filter(|e| !e.is_empty())) {
+        (Some(p), _) => ConfigSource {
+            path: p.to_path_buf(),
+            explicit: true,
+        },
+        (None, Some(e)) => ConfigSource {
+            path: PathBuf::from(e),
+            explicit: true,
+        },
+        (None, None) => ConfigSource {
+            path: PathBuf::from("migrate.toml"),
+            explicit: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ExitKind, exit_kind};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn err(text: &str) -> String {
+        let e = parse(text, "migrate.toml", &no_env).expect_err("should fail");
+        assert_eq!(exit_kind(&e), ExitKind::Usage);
+        let s = format!("{e:#}");
+        assert!(!s.contains('\n'), "one paragraph: {s}");
+        s
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = parse(
+            "[source]\nbootstrap_servers = \"a:1\"\n[target]\nbootstrap_servers = \"b:2\"\n",
+            "f",
+            &no_env,
+        )
+        .expect("valid");
+        assert_eq!(c.source.bootstrap_servers, "a:1");
+        assert_eq!(c.filter, FilterConfig::default());
+        assert_eq!(c.migration, MigrationConfig::default());
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../migrate.example.toml");
+        let c = parse(text, "migrate.example.toml", &|_| Some("pw".into())).expect("valid example");
+        assert_eq!(c.source.bootstrap_servers, "127.0.0.1:19092");
+        assert_eq!(c.target.bootstrap_servers, "127.0.0.1:29092");
+        assert_eq!(c.migration, MigrationConfig::default());
+        assert_eq!(c.filter, FilterConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_nearest() {
+        let s = err("[source]\nbootstap_servers = \"a:1\"\n");
+        assert!(s.contains("migrate.toml:2:1"), "{s}");
+        assert!(s.contains("did you mean `bootstrap_servers`"), "{s}");
+    }
+
+    #[test]
+    fn unknown_table_names_nearest() {
+        let s = err("[migraton]\ncreate_topics = true\n");
+        assert!(s.contains("migrate.toml:1:"), "{s}");
+        assert!(s.contains("did you mean `migration`"), "{s}");
+    }
+
+    #[test]
+    fn unknown_key_far_from_all_lists_valid_keys() {
+        let s = err("[migration]\nzzzzzzzzzzzzzz = 1\n");
+        assert!(s.contains("Valid keys here"), "{s}");
+        assert!(!s.contains("did you mean"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_names_location() {
+        let s = err("[migration]\ncreate_topics = \"yes\"\n");
+        assert!(s.contains("migrate.toml:2:17 (`migration.create_topics`)"), "{s}");
+        assert!(s.contains("bool"), "{s}");
+    }
+
+    #[test]
+    fn wrong_enum_value_lists_variants() {
+        let s = err("[migration]\nuncommitted_partitions = \"latest\"\n");
+        assert!(s.contains("migrate.toml:2:"), "{s}");
+        assert!(s.contains("earliest") && s.contains("skip"), "{s}");
+    }
+
+    #[test]
+    fn missing_required_key_names_table() {
+        let s = err("[source]\nproperties = {}\n");
+        assert!(s.contains("migrate.toml:1:1"), "{s}");
+        assert!(s.contains("bootstrap_servers"), "{s}");
+    }
+
+    #[test]
+    fn malformed_toml_names_location() {
+        let s = err("[source\nbootstrap_servers = 1\n");
+        assert!(s.contains("migrate.toml:1:"), "{s}");
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let s = err(
+            "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\"sasl.password\" = \"${NOPE_PW}\"\n",
+        );
+        assert!(s.contains("`NOPE_PW`"), "{s}");
+        assert!(s.contains("source.properties.\"sasl.password\""), "{s}");
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let s = err("[migration]\ntimeout_secs = 0\n");
+        assert!(s.contains("timeout_secs"), "{s}");
+    }
+
+    #[test]
+    fn empty_pattern_is_refused() {
+        let s = err("[filter]\ngroups = [\"\"]\n");
+        assert!(s.contains("filter.groups"), "{s}");
+    }
+
+    #[test]
+    fn env_expansion() {
+        let env = |n: &str| (n == "PW").then(|| "s3cret".to_string());
+        assert_eq!(expand_env("a${PW}b", &env), Ok("as3cretb".into()));
+        assert_eq!(expand_env("$${PW}", &env), Ok("${PW}".into()));
+        assert_eq!(expand_env("cost $5", &env), Ok("cost $5".into()));
+        assert_eq!(expand_env("${PW", &env), Ok("${PW".into()));
+        assert_eq!(expand_env("${X}", &env), Err("X".into()));
+    }
+
+    #[test]
+    fn property_values_of_any_scalar_type() {
+        let c = parse(
+            "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\"linger.ms\" = 5\n\"enable.idempotence\" = true\n",
+            "f",
+            &no_env,
+        )
+        .expect("valid");
+        assert_eq!(c.source.properties.0["linger.ms"], "5");
+        assert_eq!(c.source.properties.0["enable.idempotence"], "true");
+    }
+
+    #[test]
+    fn secrets_are_redacted_everywhere_config_is_printed() {
+        let env = |n: &str| (n == "PW").then(|| "hunter2-very-secret".to_string());
+        let c = parse(
+            "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\"sasl.username\" = \"migrator\"\n\"sasl.password\" = \"${PW}\"\n\"ssl.key.pem\" = \"KEYDATA\"\n\"sasl.jaas.config\" = \"JAAS\"\n\"sasl.oauthbearer.client.secret\" = \"OAUTH\"\n[target]\nbootstrap_servers = \"b:1\"\n",
+            "f",
+            &env,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.source.properties.0["sasl.password"],
+            "hunter2-very-secret"
+        );
+        let printed = [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            c.redacted_summary(),
+            format!("{:?}", c.source.properties.redacted()),
+        ];
+        for p in printed {
+            for secret in ["hunter2-very-secret", "KEYDATA", "JAAS", "OAUTH"] {
+                assert!(!p.contains(secret), "{secret} leaked in {p}");
+            }
+            assert!(p.contains("migrator"), "non-secrets stay visible: {p}");
+        }
+        let secrets: Vec<&str> = c.source.properties.secret_values().collect();
+        assert_eq!(secrets.len(), 4);
+    }
+
+    #[test]
+    fn secret_keys() {
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.jaas.config",
+            "ssl.key.pem",
+            "sasl.oauthbearer.client.secret",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in [
+            "sasl.username",
+            "security.protocol",
+            "ssl.ca.location",
+            "linger.ms",
+        ] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    fn src() -> ConfigSource {
+        ConfigSource {
+            path: PathBuf::from("migrate.toml"),
+            explicit: false,
+        }
+    }
+
+    #[test]
+    fn flags_override_and_no_file_needed() {
+        let c = Config::resolve(None, Some("s:1"), Some("t:2"), &src()).expect("valid");
+        assert_eq!(c.source.bootstrap_servers, "s:1");
+        assert_eq!(c.target.bootstrap_servers, "t:2");
+        let base = parse(
+            "[source]\nbootstrap_servers = \"a:1\"\n[target]\nbootstrap_servers = \"b:2\"\n",
+            "f",
+            &no_env,
+        )
+        .expect("valid");
+        let c = Config::resolve(Some(base), None, Some("t:9"), &src()).expect("valid");
+        assert_eq!(c.source.bootstrap_servers, "a:1");
+        assert_eq!(c.target.bootstrap_servers, "t:9");
+    }
+
+    #[test]
+    fn missing_address_says_how_to_fix() {
+        let e = Config::resolve(None, Some("s:1"), None, &src()).expect_err("no target");
+        assert_eq!(exit_kind(&e), ExitKind::Usage);
+        let s = format!("{e:#}");
+        assert!(
+            s.contains("--target") && s.contains("migrate.example.toml"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn bad_bootstrap_is_refused() {
+        for bad in [
+            "nohost",
+            "host:",
+            ":9092",
+            "host:99999",
+            "host:0",
+            "a:1,,b:2",
+        ] {
+            let e = Config::resolve(None, Some(bad), Some("t:1"), &src()).expect_err(bad);
+            assert_eq!(exit_kind(&e), ExitKind::Usage, "{bad}");
+        }
+        assert!(Config::resolve(None, Some("SSL://h:1, h2:2"), Some("t:1"), &src()).is_ok());
+    }
+
+    #[test]
+    fn same_cluster_is_refused() {
+        for (s, t) in [
+            ("a:1", "a:1"),
+            ("localhost:1", "127.0.0.1:1"),
+            ("a:1,b:2", "b:2"),
+        ] {
+            let e = Config::resolve(None, Some(s), Some(t), &src()).expect_err(s);
+            assert!(format!("{e:#}").contains("same cluster"));
+        }
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_default_is_not() {
+        let missing = PathBuf::from("/nonexistent/kmigrate/migrate.toml");
+        let e = load(&ConfigSource {
+            path: missing.clone(),
+            explicit: true,
+        })
+        .expect_err("explicit");
+        assert_eq!(exit_kind(&e), ExitKind::Usage);
+        assert!(
+            load(&ConfigSource {
+                path: missing,
+                explicit: false
+            })
+            .expect("default may be absent")
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn config_path_precedence() {
+        let p = PathBuf::from("x.toml");
+        assert_eq!(config_source(Some(&p), Some("y.toml".into())).path, p);
+        assert!(config_source(None, Some("y.toml".into())).explicit);
+        assert!(!config_source(None, Some(String::new())).explicit);
+        assert_eq!(
+            config_source(None, None).path,
+            PathBuf::from("migrate.toml")
+        );
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*", "orders"));
+        assert!(glob_match("test?", "test3"));
+        assert!(!glob_match("test?", "test"));
+        assert!(glob_match("orders.*.v1", "orders.eu.v1"));
+        assert!(!glob_match("orders.*.v1", "orders.eu.v2"));
+        assert!(glob_match("*-group", "test123-group"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn filters() {
+        let f = FilterConfig {
+            groups: vec!["test*".into()],
+            exclude_groups: vec!["test34-group".into()],
+            topics: vec!["*".into()],
+            exclude_topics: vec!["tmp.*".into()],
+        };
+        assert!(f.group_selected("test123-group"));
+        assert!(!f.group_selected("test34-group"));
+        assert!(!f.group_selected("other"));
+        assert!(f.topic_selected("test1"));
+        assert!(!f.topic_selected("tmp.x"));
+        assert!(!f.topic_selected("__consumer_offsets"));
+        assert!(!f.topic_selected("__transaction_state"));
+    }
+}

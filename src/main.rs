@@ -1,0 +1,55 @@
+//! kmigrate: move the unconsumed backlog of Kafka topics to another cluster.
+//!
+//! `main` only parses the command line, sets up logging, dispatches to one function per
+//! command, and maps the result to an exit code (see `error.rs`).
+
+mod cli;
+mod config;
+mod error;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::error::{ExitKind, Outcome, exit_kind, usage};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match dispatch(&cli) {
+        Ok(outcome) => ExitKind::from(outcome).into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_kind(&e).into()
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let src = config::config_source(cli.config.as_deref(), None);
+    let file = config::load(&src)?;
+    let cfg = Config::resolve(file, cli.source.as_deref(), cli.target.as_deref(), &src)?;
+    tracing::debug!(config = %cfg.redacted_summary(), "configuration loaded");
+    Ok(cfg)
+}
+
+fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
+    let _cfg = load_config(cli)?;
+    match &cli.command {
+        Command::Plan(_) => Err(usage("`kmigrate plan` is not implemented yet.")),
+        Command::Run(_) => Err(usage("`kmigrate run` is not implemented yet.")),
+        Command::Verify(_) => Err(usage("`kmigrate verify` is not implemented yet.")),
+    }
+}
