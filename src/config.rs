@@ -669,7 +669,10 @@ mod tests {
     #[test]
     fn wrong_type_names_location() {
         let s = err("[migration]\ncreate_topics = \"yes\"\n");
-        assert!(s.contains("migrate.toml:2:17 (`migration.create_topics`)"), "{s}");
+        assert!(
+            s.contains("migrate.toml:2:17 (`migration.create_topics`)"),
+            "{s}"
+        );
         assert!(s.contains("bool"), "{s}");
     }
 

@@ -3,18 +3,15 @@
 //! `main` only parses the command line, sets up logging, dispatches to one function per
 //! command, and maps the result to an exit code (see `error.rs`).
 
-mod cli;
-mod config;
-mod error;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command};
-use crate::config::Config;
-use crate::error::{ExitKind, Outcome, exit_kind, usage};
+use kmigrate::cli::{Cli, Command};
+use kmigrate::commands;
+use kmigrate::config::{self, Config};
+use kmigrate::error::{ExitKind, Outcome, exit_kind, usage};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,6 +29,7 @@ fn init_logging(level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -46,9 +44,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
-    let _cfg = load_config(cli)?;
+    let cfg = load_config(cli)?;
     match &cli.command {
-        Command::Plan(_) => Err(usage("`kmigrate plan` is not implemented yet.")),
+        Command::Plan(args) => commands::plan::execute(&cfg, args),
         Command::Run(_) => Err(usage("`kmigrate run` is not implemented yet.")),
         Command::Verify(_) => Err(usage("`kmigrate verify` is not implemented yet.")),
     }

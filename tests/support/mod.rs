@@ -148,7 +148,10 @@ impl Cluster {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "topic {topic} did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic} did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -184,7 +187,10 @@ impl Cluster {
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
                         producer.poll(Duration::from_millis(10));
                         rec = back;
                     }
@@ -198,7 +204,14 @@ impl Cluster {
     /// Produces `n` simple records `k{i}` / `v{i}` to one partition, timestamps from `ts0`.
     pub fn produce_n(&self, topic: &str, partition: i32, n: usize, ts0: i64) -> Vec<Rec> {
         let recs: Vec<Rec> = (0..n)
-            .map(|i| Rec::kv(partition, &format!("k{i}"), &format!("v{i}"), ts0 + i as i64))
+            .map(|i| {
+                Rec::kv(
+                    partition,
+                    &format!("k{i}"),
+                    &format!("v{i}"),
+                    ts0 + i as i64,
+                )
+            })
             .collect();
         self.produce(topic, &recs);
         recs
@@ -239,10 +252,12 @@ impl Cluster {
             .expect("reading committed offsets");
         partitions
             .iter()
-            .map(|(t, p)| match got.find_partition(t, *p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            })
+            .map(
+                |(t, p)| match got.find_partition(t, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                },
+            )
             .collect()
     }
 
@@ -356,4 +371,67 @@ pub fn by_partition(recs: &[Rec]) -> HashMap<i32, Vec<Rec>> {
         m.entry(r.partition).or_default().push(r.clone());
     }
     m
+}
+
+/// How a kmigrate process ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The stdout parsed as JSON (for `--format json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// A fresh, empty working directory for one test.
+pub fn workdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(unique(&format!("kmigrate-{name}")));
+    std::fs::create_dir_all(&d).expect("creating a test directory");
+    d
+}
+
+/// A configuration for the test bed that selects only the given groups, so that tests do
+/// not see each other's groups. `extra` is appended (e.g. a `[migration]` table).
+pub fn config_for(groups: &[&str], extra: &str) -> String {
+    let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+    format!(
+        "[source]\nbootstrap_servers = {:?}\n[target]\nbootstrap_servers = {:?}\n\
+         [filter]\ngroups = [{}]\n{extra}\n",
+        source_bootstrap(),
+        target_bootstrap(),
+        groups.join(", ")
+    )
+}
+
+/// Runs the kmigrate binary in `dir` with `config` written to `dir/migrate.toml`.
+pub fn kmigrate(dir: &std::path::Path, config: &str, args: &[&str]) -> Run {
+    std::fs::write(dir.join("migrate.toml"), config).expect("writing migrate.toml");
+    kmigrate_raw(dir, args)
+}
+
+/// Runs the kmigrate binary in `dir` as is.
+pub fn kmigrate_raw(dir: &std::path::Path, args: &[&str]) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmigrate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KMIGRATE_CONFIG")
+        .env("KMIGRATE_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("starting kmigrate");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }

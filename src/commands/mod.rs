@@ -1,0 +1,4 @@
+//! One file per command: each reads the configuration it is given, runs its pipeline stages
+//! and returns how it ended (see `error::Outcome`).
+
+pub mod plan;

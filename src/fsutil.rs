@@ -1,0 +1,113 @@
+//! Files kmigrate writes: atomically (a reader never sees half a file, a crash leaves the
+//! previous version) and readable by the owner only (they may name hosts and groups).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// Replaces `path` with `bytes`: write a temporary file beside it, fsync, rename, fsync the
+/// directory. On any error the previous content is intact.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> anyhow::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("flushing {} to disk", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Appends text to a log file created readable by the owner only.
+pub fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing the log file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn tmpdir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("kmigrate-fsutil-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_is_private() {
+        let d = tmpdir("atomic");
+        let p = d.join("state.json");
+        write_atomic(&p, b"one").expect("write");
+        write_atomic(&p, b"two").expect("rewrite");
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(&d).expect("ls").collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn failed_write_keeps_previous_content() {
+        let d = tmpdir("fail");
+        let p = d.join("state.json");
+        write_atomic(&p, b"good").expect("write");
+        // A directory where the temp file would go makes the write fail.
+        let blocker = d.join(format!(".state.json.tmp-{}", std::process::id()));
+        fs::create_dir(&blocker).expect("blocker");
+        assert!(write_atomic(&p, b"bad").is_err());
+        assert_eq!(fs::read(&p).expect("read"), b"good");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn append_log_is_private() {
+        let d = tmpdir("append");
+        let p = d.join("k.log");
+        append(&p, "a\n").expect("append");
+        append(&p, "b\n").expect("append");
+        assert_eq!(fs::read_to_string(&p).expect("read"), "a\nb\n");
+        let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let _ = fs::remove_dir_all(&d);
+    }
+}

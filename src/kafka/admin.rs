@@ -1,0 +1,255 @@
+//! Cluster-level reads and changes: groups, committed offsets, watermarks, topics.
+//! Every call is bounded by the cluster's timeout and batched: one request per group for
+//! commits, one ListOffsets per broker for any number of partitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::ffi::{self, OffsetSpec};
+use super::{Cluster, Ctx, explain};
+use crate::plan::{Member, Tp, Watermarks};
+
+/// A consumer group as listed by the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupListing {
+    pub name: String,
+    pub state: String,
+    /// "consumer" for consumer groups, "" for groups that only ever committed offsets,
+    /// "connect" for Kafka Connect workers, ...
+    pub protocol_type: String,
+    pub members: Vec<Member>,
+}
+
+impl GroupListing {
+    /// Groups whose commits are topic offsets (not Kafka Connect or other protocols).
+    pub fn is_consumer_group(&self) -> bool {
+        matches!(self.protocol_type.as_str(), "consumer" | "")
+    }
+}
+
+/// A group's live members and the topics they are assigned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupMembers {
+    pub state: String,
+    pub members: Vec<Member>,
+    pub assigned_topics: BTreeSet<String>,
+}
+
+/// Reads and changes cluster-level state. Requests go through a group-less consumer handle
+/// (librdkafka's admin calls work on any client), because polling it also delivers the
+/// client's log and error events: that is how a timeout learns it was "connection refused"
+/// or "authentication failed". rdkafka's `AdminClient` is kept for the calls it wraps
+/// (configs, topic creation).
+pub struct Admin {
+    cluster: Cluster,
+    client: BaseConsumer<Ctx>,
+    admin: AdminClient<Ctx>,
+}
+
+impl Admin {
+    pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Admin> {
+        let config = cluster.client_config();
+        Ok(Admin {
+            cluster: cluster.clone(),
+            client: cluster.create(&config, "client")?,
+            admin: cluster.create(&config, "admin client")?,
+        })
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn fail(&self, e: impl Into<anyhow::Error>, doing: &str) -> anyhow::Error {
+        // Deliver queued log and error events to the context before asking it why.
+        for _ in 0..100 {
+            if self.client.poll(Duration::ZERO).is_none() {
+                break;
+            }
+        }
+        explain(&self.cluster, self.client.context(), e.into(), doing)
+    }
+
+    /// Every topic with its partition count (internal topics included).
+    pub fn topics(&self) -> anyhow::Result<BTreeMap<String, i32>> {
+        let md = self
+            .client
+            .client()
+            .fetch_metadata(None, self.cluster.timeout)
+            .map_err(|e| self.fail(e, "reading topic metadata"))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() || !t.partitions().is_empty())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    /// Every group on the cluster, in any state (Empty groups too).
+    pub fn groups(&self) -> anyhow::Result<Vec<GroupListing>> {
+        let list = self
+            .client
+            .client()
+            .fetch_group_list(None, self.cluster.timeout)
+            .map_err(|e| self.fail(e, "listing consumer groups"))?;
+        let mut out: Vec<GroupListing> = list
+            .groups()
+            .iter()
+            .map(|g| GroupListing {
+                name: g.name().to_string(),
+                state: g.state().to_string(),
+                protocol_type: g.protocol_type().to_string(),
+                members: g
+                    .members()
+                    .iter()
+                    .map(|m| Member {
+                        client_id: m.client_id().to_string(),
+                        host: m.client_host().to_string(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// State, members and assigned topics of the given groups, in one request.
+    pub fn group_members(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
+        let descs = ffi::describe_groups(self.client.client(), groups, self.cluster.timeout)
+            .map_err(|e| self.fail(e, "describing consumer groups"))?;
+        let mut out = BTreeMap::new();
+        for d in descs {
+            if let Some(err) = &d.error {
+                return Err(self.fail(
+                    anyhow!("{err}"),
+                    &format!("describing consumer group {}", d.group),
+                ));
+            }
+            out.insert(
+                d.group.clone(),
+                GroupMembers {
+                    state: d.state,
+                    members: d
+                        .members
+                        .iter()
+                        .map(|m| Member {
+                            client_id: m.client_id.clone(),
+                            host: m.host.clone(),
+                        })
+                        .collect(),
+                    assigned_topics: d
+                        .members
+                        .iter()
+                        .flat_map(|m| m.assignment.iter().map(|(t, _)| t.clone()))
+                        .collect(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every committed offset of a group (all topics and partitions), in one request.
+    pub fn committed(&self, group: &str) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        let offsets = ffi::list_group_offsets(self.client.client(), group, self.cluster.timeout)
+            .map_err(|e| self.fail(e, &format!("listing committed offsets of group {group}")))?;
+        Ok(offsets
+            .into_iter()
+            .map(|o| (Tp::new(o.topic, o.partition), o.offset))
+            .collect())
+    }
+
+    fn list_offsets(
+        &self,
+        tps: &[Tp],
+        spec: OffsetSpec,
+        read_committed: bool,
+    ) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        let parts: Vec<(String, i32)> =
+            tps.iter().map(|t| (t.topic.clone(), t.partition)).collect();
+        let got = ffi::list_offsets(
+            self.client.client(),
+            &parts,
+            spec,
+            read_committed,
+            self.cluster.timeout,
+        )
+        .map_err(|e| self.fail(e, "listing partition offsets"))?;
+        Ok(got
+            .into_iter()
+            .map(|((t, p), o)| (Tp::new(t, p), o))
+            .collect())
+    }
+
+    /// Low watermark, high watermark and last stable offset of every partition: three
+    /// batched requests whatever the partition count.
+    pub fn watermarks(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
+        let low = self.list_offsets(tps, OffsetSpec::Earliest, false)?;
+        let high = self.list_offsets(tps, OffsetSpec::Latest, false)?;
+        let stable = self.list_offsets(tps, OffsetSpec::Latest, true)?;
+        let mut out = BTreeMap::new();
+        for tp in tps {
+            let (Some(l), Some(h), Some(s)) = (low.get(tp), high.get(tp), stable.get(tp)) else {
+                return Err(self.fail(
+                    anyhow!("the cluster returned no offsets for {tp}"),
+                    "listing partition offsets",
+                ));
+            };
+            out.insert(
+                tp.clone(),
+                Watermarks {
+                    low: *l,
+                    high: *h,
+                    stable: *s,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// (low, high) of every partition: two batched requests.
+    pub fn low_high(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, (i64, i64)>> {
+        let low = self.list_offsets(tps, OffsetSpec::Earliest, false)?;
+        let high = self.list_offsets(tps, OffsetSpec::Latest, false)?;
+        Ok(low
+            .into_iter()
+            .filter_map(|(tp, l)| high.get(&tp).map(|h| (tp, (l, *h))))
+            .collect())
+    }
+
+    /// The configs set on each topic (not inherited from broker defaults), for creating
+    /// the same topic on the target.
+    pub fn topic_configs(
+        &self,
+        topics: &[String],
+    ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let specs: Vec<ResourceSpecifier<'_>> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let opts = AdminOptions::new().request_timeout(Some(self.cluster.timeout));
+        let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
+            .map_err(|e| self.fail(e, "describing topic configs"))?;
+        let mut out = BTreeMap::new();
+        for (topic, r) in topics.iter().zip(results) {
+            let res = r.map_err(|code| {
+                self.fail(
+                    anyhow!("{code:?}"),
+                    &format!("describing the configs of topic {topic}"),
+                )
+            })?;
+            let cfg: BTreeMap<String, String> = res
+                .entries
+                .into_iter()
+                .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect();
+            out.insert(topic.clone(), cfg);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,238 @@
+//! The only place that talks to rdkafka. Every other module asks [`Cluster`] for what it
+//! needs and gets kmigrate's own types back.
+//!
+//! - `mod.rs`: building clients from the configuration, the client context, errors;
+//! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
+//! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks.
+
+pub mod admin;
+pub mod ffi;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+
+use crate::config::ClusterConfig;
+use crate::error::usage;
+
+pub use admin::Admin;
+
+/// Which side of the migration a cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Target => "target",
+        }
+    }
+}
+
+/// How to reach one cluster; builds every kind of client kmigrate uses for it.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub role: Role,
+    pub bootstrap: String,
+    cfg: ClusterConfig,
+    pub timeout: Duration,
+}
+
+impl Cluster {
+    pub fn new(role: Role, cfg: &ClusterConfig, timeout: Duration) -> Cluster {
+        Cluster {
+            role,
+            bootstrap: cfg.bootstrap_servers.clone(),
+            cfg: cfg.clone(),
+            timeout,
+        }
+    }
+
+    /// "source cluster 127.0.0.1:19092": how errors name this cluster.
+    pub fn describe(&self) -> String {
+        format!("{} cluster {}", self.role.name(), self.bootstrap)
+    }
+
+    /// The librdkafka configuration shared by all clients of this cluster: the user's
+    /// properties first, then what kmigrate needs to stay bounded in time.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.cfg.properties.0 {
+            c.set(k, v);
+        }
+        let ms = self.timeout.as_millis().min(i32::MAX as u128).to_string();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", "kmigrate")
+            .set("socket.connection.setup.timeout.ms", &ms)
+            .set_log_level(RDKafkaLogLevel::Warning);
+        if !self.cfg.properties.0.contains_key("socket.timeout.ms") {
+            c.set("socket.timeout.ms", &ms);
+        }
+        c
+    }
+
+    /// Creates a client, turning librdkafka's refusal of a property into a usage error that
+    /// names the configuration table to fix.
+    pub(crate) fn create<T>(&self, config: &ClientConfig, what: &str) -> anyhow::Result<T>
+    where
+        T: rdkafka::config::FromClientConfigAndContext<Ctx>,
+    {
+        config
+            .create_with_context(Ctx::default())
+            .map_err(|e| {
+                let role = self.role.name();
+                let refused = |what: String| {
+                    usage(format!(
+                        "the {role} configuration is not accepted by librdkafka: {what}. Check \
+                         [{role}.properties] (librdkafka's CONFIGURATION.md lists every property)."
+                    ))
+                };
+                match e {
+                    KafkaError::ClientCreation(msg) => refused(msg),
+                    KafkaError::ClientConfig(_, desc, key, value) => {
+                        let value = if crate::config::is_secret_key(&key) {
+                            crate::config::REDACTED.to_string()
+                        } else {
+                            value
+                        };
+                        refused(format!("{desc} (`{key}` = {value:?})"))
+                    }
+                    other => anyhow::Error::new(other),
+                }
+            })
+            .with_context(|| format!("creating a {what} for the {}", self.describe()))
+    }
+
+    /// An admin client: groups, offsets, metadata, topic creation.
+    pub fn admin(&self) -> anyhow::Result<Admin> {
+        Admin::new(self)
+    }
+}
+
+/// Client context shared by all of kmigrate's clients: forwards librdkafka's log to
+/// `tracing` and remembers the last client-level error, so that a timeout can say why
+/// (connection refused, authentication failed, ...) instead of only "timed out".
+#[derive(Default)]
+pub struct Ctx {
+    last_error: Mutex<Option<String>>,
+}
+
+impl Ctx {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn remember(&self, msg: &str) {
+        if let Ok(mut g) = self.last_error.lock() {
+            // "[thrd:...]: " prefixes say nothing to an operator.
+            let msg = msg.rsplit_once("]: ").map_or(msg, |(_, m)| m);
+            *g = Some(msg.trim().to_string());
+        }
+    }
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                tracing::error!(target: "librdkafka", "{fac}: {log_message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", "{fac}: {log_message}"),
+        }
+        // Connection and authentication failures arrive here even on clients whose event
+        // queue nobody polls (the admin client): keep them to explain a later timeout.
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32)
+            && (fac == "FAIL" || is_auth_error(log_message))
+        {
+            self.remember(log_message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", "client error: {error}: {reason}");
+        if reason.is_empty() {
+            self.remember(&error.to_string());
+        } else {
+            self.remember(reason);
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {}
+
+/// Turns a failed request into one sentence: what failed where, why, and what to check.
+pub(crate) fn explain(
+    cluster: &Cluster,
+    ctx: &Ctx,
+    e: anyhow::Error,
+    doing: &str,
+) -> anyhow::Error {
+    let role = cluster.role.name();
+    let hint = match ctx.last_error() {
+        Some(last) if is_auth_error(&last) => {
+            format!("Authentication failed ({last}): check sasl.* / ssl.* in [{role}.properties].")
+        }
+        Some(last) => format!(
+            "Last client error: {last}. Check bootstrap_servers in [{role}] and that the cluster \
+             is reachable from here."
+        ),
+        None => format!(
+            "No usable answer within {} s: check bootstrap_servers in [{role}] and that the \
+             cluster is reachable from here (migration.timeout_secs sets the limit).",
+            cluster.timeout.as_secs()
+        ),
+    };
+    anyhow::anyhow!(
+        "{doing} on the {} failed: {e:#}. {hint}",
+        cluster.describe()
+    )
+}
+
+fn is_auth_error(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("authenticat") || m.contains("sasl") || m.contains("ssl handshake")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Properties;
+
+    #[test]
+    fn invalid_property_is_a_usage_error_naming_the_table() {
+        let mut cfg = ClusterConfig {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            properties: Properties::default(),
+        };
+        cfg.properties
+            .0
+            .insert("no.such.property".into(), "1".into());
+        let c = Cluster::new(Role::Target, &cfg, Duration::from_secs(1));
+        let e = c.admin().err().expect("refused");
+        assert_eq!(crate::error::exit_kind(&e), crate::error::ExitKind::Usage);
+        let s = format!("{e:#}");
+        assert!(
+            s.contains("[target.properties]") && s.contains("no.such.property"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn auth_errors_are_recognised() {
+        assert!(is_auth_error(
+            "SASL authentication error: Authentication failed during authentication due to invalid credentials"
+        ));
+        assert!(!is_auth_error(
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+        ));
+    }
+}

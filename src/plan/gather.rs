@@ -1,0 +1,166 @@
+//! Reading what a plan needs from both clusters. All of the plan's I/O is here; the number
+//! of requests grows with the number of groups, never with the number of partitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use tracing::debug;
+
+use super::{GroupSnapshot, Snapshot, TopicInfo, Tp};
+use crate::config::Config;
+use crate::kafka::{Admin, Cluster, Role};
+
+/// Reads the source's groups, commits and watermarks, and the target's topics.
+pub fn gather(cfg: &Config) -> anyhow::Result<Snapshot> {
+    let timeout = cfg.migration.timeout;
+    let source = Cluster::new(Role::Source, &cfg.source, timeout).admin()?;
+    let target = Cluster::new(Role::Target, &cfg.target, timeout).admin()?;
+
+    // Metadata first: it is also the check that both clusters answer.
+    let source_topics = source.topics()?;
+    let target_topics = target.topics()?;
+
+    let listing = source.groups()?;
+    let all_groups: Vec<String> = listing.iter().map(|g| g.name.clone()).collect();
+    let selected: Vec<_> = listing
+        .iter()
+        .filter(|g| g.is_consumer_group() && cfg.filter.group_selected(&g.name))
+        .collect();
+    debug!(
+        groups = listing.len(),
+        selected = selected.len(),
+        "listed consumer groups on the {}",
+        source.cluster().describe()
+    );
+
+    // Live groups: who is connected and what they are assigned (one request for all).
+    let live: Vec<&str> = selected
+        .iter()
+        .filter(|g| !super::compute::is_inactive(&g.state))
+        .map(|g| g.name.as_str())
+        .collect();
+    let members = if live.is_empty() {
+        BTreeMap::new()
+    } else {
+        source.group_members(&live)?
+    };
+
+    let mut groups = Vec::with_capacity(selected.len());
+    for g in selected {
+        let commits = source.committed(&g.name)?;
+        let (state, members_of, assigned) = match members.get(&g.name) {
+            Some(m) => (
+                m.state.clone(),
+                m.members.clone(),
+                m.assigned_topics.clone(),
+            ),
+            None => (g.state.clone(), g.members.clone(), BTreeSet::new()),
+        };
+        groups.push(GroupSnapshot {
+            name: g.name.clone(),
+            state,
+            members: members_of,
+            commits,
+            assigned_topics: assigned,
+        });
+    }
+
+    // Every partition of every topic a selected group consumes, if the topic still exists.
+    let consumed: BTreeSet<&str> = groups
+        .iter()
+        .flat_map(|g| {
+            g.commits
+                .keys()
+                .map(|tp| tp.topic.as_str())
+                .chain(g.assigned_topics.iter().map(String::as_str))
+        })
+        .collect();
+    let tps: Vec<Tp> = consumed
+        .iter()
+        .filter_map(|t| source_topics.get(*t).map(|n| (*t, *n)))
+        .flat_map(|(t, n)| (0..n).map(move |p| Tp::new(t, p)))
+        .collect();
+    let source_offsets = source.watermarks(&tps)?;
+    debug!(
+        partitions = tps.len(),
+        "read watermarks on the {}",
+        source.cluster().describe()
+    );
+
+    // Target: the partitions that exist there, and their current extent.
+    let on_target: Vec<Tp> = tps
+        .iter()
+        .filter(|tp| {
+            target_topics
+                .get(&tp.topic)
+                .is_some_and(|n| tp.partition < *n)
+        })
+        .cloned()
+        .collect();
+    let target_offsets = target.low_high(&on_target)?;
+
+    let source_topics = topic_infos(&source, source_topics, &consumed, &target_topics, cfg)?;
+    let target_topics = target_topics
+        .into_iter()
+        .filter(|(t, _)| consumed.contains(t.as_str()))
+        .map(|(t, n)| {
+            (
+                t,
+                TopicInfo {
+                    partitions: n,
+                    configs: BTreeMap::new(),
+                },
+            )
+        })
+        .collect();
+
+    Ok(Snapshot {
+        all_groups,
+        groups,
+        source_topics,
+        source_offsets,
+        target_topics,
+        target_offsets,
+    })
+}
+
+/// Source topics that groups consume, with their configs when the target lacks them and
+/// `create_topics` will create them.
+fn topic_infos(
+    source: &Admin,
+    counts: BTreeMap<String, i32>,
+    consumed: &BTreeSet<&str>,
+    target_topics: &BTreeMap<String, i32>,
+    cfg: &Config,
+) -> anyhow::Result<BTreeMap<String, TopicInfo>> {
+    let to_create: Vec<String> = if cfg.migration.create_topics {
+        consumed
+            .iter()
+            .filter(|t| {
+                counts.contains_key(**t)
+                    && !target_topics.contains_key(**t)
+                    && cfg.filter.topic_selected(t)
+            })
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut configs = source
+        .topic_configs(&to_create)
+        .context("reading the configs of topics to create on the target")?;
+    Ok(counts
+        .into_iter()
+        .filter(|(t, _)| consumed.contains(t.as_str()))
+        .map(|(t, n)| {
+            let configs = configs.remove(&t).unwrap_or_default();
+            (
+                t,
+                TopicInfo {
+                    partitions: n,
+                    configs,
+                },
+            )
+        })
+        .collect())
+}

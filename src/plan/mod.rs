@@ -1,0 +1,252 @@
+//! `kmigrate plan`: what will be migrated, to the offset.
+//!
+//! - [`gather`] reads the source and target clusters into a [`Snapshot`] (all the I/O);
+//! - [`compute`] turns a snapshot into a [`Plan`] (pure: no Kafka, unit- and property-tested);
+//! - [`render`] prints a plan for people (tables) or machines (JSON).
+//!
+//! The [`Plan`] is also the file `plan --out` writes and `run --plan` reads, so its serde form
+//! is a documented, stable schema (see README, "Plan JSON").
+
+pub mod compute;
+pub mod gather;
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::UncommittedPolicy;
+
+/// A topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Tp {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl Tp {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Tp {
+        Tp {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for Tp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Input: what gather read.
+
+/// Everything the plan is computed from, as read from both clusters.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every consumer group name on the source (for "pattern matches nothing" warnings).
+    pub all_groups: Vec<String>,
+    /// The groups the filter selected, with their commits.
+    pub groups: Vec<GroupSnapshot>,
+    /// Source topics by name.
+    pub source_topics: BTreeMap<String, TopicInfo>,
+    /// Watermarks of every source partition a selected group consumes.
+    pub source_offsets: BTreeMap<Tp, Watermarks>,
+    /// Target topics by name.
+    pub target_topics: BTreeMap<String, TopicInfo>,
+    /// (low, high) of the target partitions matching planned source partitions.
+    pub target_offsets: BTreeMap<Tp, (i64, i64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupSnapshot {
+    pub name: String,
+    /// The broker's group state: Empty, Stable, PreparingRebalance, Dead, ...
+    pub state: String,
+    pub members: Vec<Member>,
+    /// Every committed offset of the group.
+    pub commits: BTreeMap<Tp, i64>,
+    /// Topics its live members are assigned (a group may consume a topic it never committed).
+    pub assigned_topics: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub client_id: String,
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicInfo {
+    pub partitions: i32,
+    /// Topic configs that differ from the broker's defaults (only read when needed).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A source partition's offsets. `stable` is the last stable offset (what a read_committed
+/// consumer can reach): below `high` while a transaction is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermarks {
+    pub low: i64,
+    pub high: i64,
+    pub stable: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Output: the plan.
+
+pub const PLAN_VERSION: u32 = 1;
+
+/// The reviewed plan: what `run` copies. Serialized as the plan JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Schema version of this document.
+    pub version: u32,
+    /// When the source was read, milliseconds since the epoch.
+    pub created_at_ms: i64,
+    /// Source bootstrap servers the plan was read from.
+    pub source: String,
+    /// Target bootstrap servers the plan was checked against.
+    pub target: String,
+    pub uncommitted_partitions: UncommittedPolicy,
+    pub create_topics: bool,
+    /// One entry per source partition considered, sorted by topic and partition.
+    pub partitions: Vec<PartitionPlan>,
+    /// One entry per selected consumer group.
+    pub groups: Vec<GroupPlan>,
+    /// One entry per topic with at least one considered partition.
+    pub topics: Vec<TopicPlan>,
+    pub totals: Totals,
+    /// Things to look at; the plan can still run.
+    pub warnings: Vec<String>,
+    /// Things that stop `run` until fixed.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionPlan {
+    pub topic: String,
+    pub partition: i32,
+    /// Source low watermark (oldest offset still on disk).
+    pub low: i64,
+    /// Source high watermark.
+    pub high: i64,
+    /// Source last stable offset (= high unless a transaction is open).
+    pub stable: i64,
+    /// First offset to copy.
+    pub start: i64,
+    /// Copy up to here, exclusive (the last stable offset).
+    pub end: i64,
+    /// `end - start`: offsets to copy, an upper bound of records when the partition has gaps
+    /// (compaction, transaction markers).
+    pub to_migrate: i64,
+    /// Committed offset per group that committed this partition.
+    pub committed: BTreeMap<String, i64>,
+    /// Groups that consume the topic but never committed this partition.
+    pub uncommitted_groups: Vec<String>,
+    /// Offsets each group lost to expiry (its commit was below the low watermark).
+    pub lost: BTreeMap<String, i64>,
+    pub status: Status,
+    /// Why a partition is skipped; `null` when it is migrated.
+    pub reason: Option<SkipReason>,
+    /// Target partition's (low, high) when the plan was made; `null` if the topic is missing.
+    pub target_low: Option<i64>,
+    pub target_high: Option<i64>,
+}
+
+impl PartitionPlan {
+    pub fn tp(&self) -> Tp {
+        Tp::new(&self.topic, self.partition)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Migrate,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// Every group has consumed everything: start == end.
+    NothingUnconsumed,
+    /// Commits were below a low watermark that equals the end: all unconsumed records expired.
+    Expired,
+    /// The topic is excluded by `[filter]`.
+    Filtered,
+    /// An internal topic (`__*`): never migrated.
+    Internal,
+    /// No group committed the partition and `uncommitted_partitions = "skip"`.
+    Uncommitted,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NothingUnconsumed => "nothing-unconsumed",
+            SkipReason::Expired => "expired",
+            SkipReason::Filtered => "filtered",
+            SkipReason::Internal => "internal",
+            SkipReason::Uncommitted => "uncommitted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupPlan {
+    pub group: String,
+    pub state: String,
+    pub members: Vec<Member>,
+    /// Topics the group consumes (committed or assigned).
+    pub topics: Vec<String>,
+    /// Offsets the group has not consumed yet, summed over its migrated topics.
+    pub backlog: i64,
+    /// Offsets the group lost to expiry.
+    pub lost: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicPlan {
+    pub topic: String,
+    pub source_partitions: i32,
+    /// Partition count on the target; `null` when the topic does not exist there.
+    pub target_partitions: Option<i32>,
+    pub action: TopicAction,
+    /// Configs a created topic gets (the source topic's non-default ones).
+    pub create_configs: BTreeMap<String, String>,
+    /// Offsets to copy for this topic.
+    pub to_migrate: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopicAction {
+    /// The target topic exists with enough partitions.
+    Ready,
+    /// `run` creates it (`create_topics = true`).
+    Create,
+    /// Missing on the target and `create_topics = false`: a problem.
+    Missing,
+    /// The target has fewer partitions than the source: a problem.
+    TooFewPartitions,
+    /// Nothing of this topic is planned (filtered or internal).
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub groups: usize,
+    pub topics: usize,
+    pub partitions: usize,
+    pub partitions_to_migrate: usize,
+    /// Offsets to copy (upper bound of records).
+    pub messages: i64,
+    /// Offsets lost to expiry, summed over groups.
+    pub lost: i64,
+    /// Skipped partitions by reason.
+    pub skipped: BTreeMap<String, usize>,
+    pub topics_to_create: usize,
+}
