@@ -30,8 +30,14 @@ use rdkafka::{Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const PARTITIONS: i32 = 3;
-/// Timestamps of the generated records start here (2022-11-03, the procedure's date).
-const TS0: i64 = 1_667_487_728_000;
+/// Records are stamped from one hour ago on: older timestamps would let the broker's
+/// time-based retention (7 days by default) delete them within minutes.
+fn ts0() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now - 3_600_000
+}
 
 /// Records per partition, and each group's committed offset (None: no commit).
 struct Part {
@@ -164,8 +170,9 @@ fn main() -> anyhow::Result<()> {
         delete_topics(&src, &source)?;
     }
     create_topics(&src, &source)?;
+    let ts0 = ts0();
     for part in LAYOUT {
-        produce(&source, part)?;
+        produce(&source, part, ts0)?;
     }
     for part in LAYOUT {
         for (group, commit) in part.commits {
@@ -267,7 +274,7 @@ fn wait_for(bootstrap: &str, done: impl Fn(&[String]) -> bool) -> anyhow::Result
     }
 }
 
-fn produce(bootstrap: &str, part: &Part) -> anyhow::Result<()> {
+fn produce(bootstrap: &str, part: &Part, ts0: i64) -> anyhow::Result<()> {
     let producer: BaseProducer = config(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
@@ -287,7 +294,7 @@ fn produce(bootstrap: &str, part: &Part) -> anyhow::Result<()> {
             .partition(part.partition)
             .key(&key)
             .payload(&value)
-            .timestamp(TS0 + i)
+            .timestamp(ts0 + i)
             .headers(headers);
         loop {
             match producer.send(record) {

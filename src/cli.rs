@@ -97,7 +97,25 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Execute exactly this saved plan (from `kmigrate plan --out FILE`) instead of planning
+    /// now. Refused if the source's offsets moved since it was made.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<std::path::PathBuf>,
+
+    /// Do not ask for confirmation. Required when there is no terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// With --plan: if the source moved since the plan was made, plan again instead of
+    /// refusing.
+    #[arg(long)]
+    pub replan: bool,
+
+    /// Copy even though some consumer groups still have members on the source.
+    #[arg(long)]
+    pub allow_active_groups: bool,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {}

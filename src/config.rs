@@ -71,6 +71,12 @@ pub struct MigrationConfig {
     pub log_file: PathBuf,
     /// Upper bound for every request to a cluster, so that nothing hangs.
     pub timeout: Duration,
+    /// Producer compression on the target: lz4, zstd, snappy, gzip or none.
+    pub compression: String,
+    /// Throttle for the copy, in bytes of keys and values per second; `None`: unlimited.
+    pub max_bytes_per_second: Option<u64>,
+    /// Memory for client buffers, split between prefetching and producing.
+    pub buffer_mb: u64,
 }
 
 impl Default for MigrationConfig {
@@ -82,6 +88,9 @@ impl Default for MigrationConfig {
             state_file: PathBuf::from("kmigrate-state.json"),
             log_file: PathBuf::from("kmigrate.log"),
             timeout: Duration::from_secs(30),
+            compression: "lz4".into(),
+            max_bytes_per_second: None,
+            buffer_mb: 128,
         }
     }
 }
@@ -189,6 +198,9 @@ struct FileMigration {
     state_file: String,
     log_file: String,
     timeout_secs: u64,
+    compression: String,
+    max_bytes_per_second: u64,
+    buffer_mb: u64,
 }
 
 impl Default for FileMigration {
@@ -201,6 +213,9 @@ impl Default for FileMigration {
             state_file: d.state_file.display().to_string(),
             log_file: d.log_file.display().to_string(),
             timeout_secs: d.timeout.as_secs(),
+            compression: d.compression,
+            max_bytes_per_second: 0,
+            buffer_mb: d.buffer_mb,
         }
     }
 }
@@ -275,6 +290,20 @@ pub fn parse(
             "{file}: `migration.timeout_secs` is 0; it must be at least 1 (the default is 30)."
         )));
     }
+    const COMPRESSIONS: [&str; 5] = ["lz4", "zstd", "snappy", "gzip", "none"];
+    if !COMPRESSIONS.contains(&m.compression.as_str()) {
+        return Err(usage(format!(
+            "{file}: `migration.compression` is {:?}; use one of {}.",
+            m.compression,
+            COMPRESSIONS.join(", ")
+        )));
+    }
+    if !(16..=4096).contains(&m.buffer_mb) {
+        return Err(usage(format!(
+            "{file}: `migration.buffer_mb` is {}; use a value from 16 to 4096 (the default is 128).",
+            m.buffer_mb
+        )));
+    }
     let migration = MigrationConfig {
         uncommitted_partitions: m.uncommitted_partitions,
         create_topics: m.create_topics,
@@ -282,6 +311,9 @@ pub fn parse(
         state_file: PathBuf::from(expand("migration.state_file", &m.state_file)?),
         log_file: PathBuf::from(expand("migration.log_file", &m.log_file)?),
         timeout: Duration::from_secs(m.timeout_secs),
+        compression: m.compression,
+        max_bytes_per_second: (m.max_bytes_per_second > 0).then_some(m.max_bytes_per_second),
+        buffer_mb: m.buffer_mb,
     };
     for (key, patterns) in [
         ("filter.groups", &raw.filter.groups),

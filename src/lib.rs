@@ -15,8 +15,10 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod copy;
 pub mod error;
 pub mod fsutil;
 pub mod kafka;
+pub mod offsets;
 pub mod plan;
 pub mod report;

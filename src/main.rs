@@ -47,7 +47,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
     let cfg = load_config(cli)?;
     match &cli.command {
         Command::Plan(args) => commands::plan::execute(&cfg, args),
-        Command::Run(_) => Err(usage("`kmigrate run` is not implemented yet.")),
+        Command::Run(args) => commands::run::execute(&cfg, args),
         Command::Verify(_) => Err(usage("`kmigrate verify` is not implemented yet.")),
     }
 }

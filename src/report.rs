@@ -143,3 +143,147 @@ mod tests {
         assert_eq!(plural(2, "record", "records"), "2 records");
     }
 }
+
+/// `1536000` -> `1.5 MB` (decimal units, as throughput is usually quoted).
+pub fn bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// `h:mm:ss` or `m:ss`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Progress of a copy: a live bar per topic and overall on a terminal, a line every few
+/// seconds otherwise (logs, CI).
+pub fn copy_progress() -> Box<dyn crate::copy::ProgressSink> {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Lines { last: None })
+    }
+}
+
+fn rate_and_eta(s: &crate::copy::Snapshot) -> (f64, f64, Option<std::time::Duration>) {
+    let secs = s.elapsed.as_secs_f64().max(0.001);
+    let recs = s.records_this_run as f64 / secs;
+    let mbs = s.bytes_this_run as f64 / secs / 1e6;
+    let left = (s.offsets_total - s.offsets_done).max(0) as f64;
+    let done_here = s.offsets_done as f64;
+    let eta = (done_here > 0.0 && s.offsets_done < s.offsets_total)
+        .then(|| std::time::Duration::from_secs_f64(left * secs / done_here.max(1.0)));
+    (recs, mbs, eta)
+}
+
+/// One status line: `42% 1,234/2,900 offsets, 1,200 records written, 95,000 rec/s, 12.0 MB/s, ETA 0:12`.
+pub fn progress_line(s: &crate::copy::Snapshot) -> String {
+    let pct = if s.offsets_total > 0 {
+        100.0 * s.offsets_done as f64 / s.offsets_total as f64
+    } else {
+        100.0
+    };
+    let (recs, mbs, eta) = rate_and_eta(s);
+    format!(
+        "copy {pct:.0}%: {}/{} offsets, {} records on the target, {} rec/s, {mbs:.1} MB/s, ETA {}",
+        thousands(s.offsets_done),
+        thousands(s.offsets_total),
+        thousands(s.records as i64),
+        thousands(recs as i64),
+        eta.map_or("-".to_string(), duration)
+    )
+}
+
+struct Lines {
+    last: Option<std::time::Instant>,
+}
+
+impl crate::copy::ProgressSink for Lines {
+    fn update(&mut self, s: &crate::copy::Snapshot) {
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5))
+        {
+            self.last = Some(std::time::Instant::now());
+            note(&progress_line(s));
+        }
+    }
+
+    fn finish(&mut self, s: &crate::copy::Snapshot) {
+        note(&progress_line(s));
+    }
+}
+
+#[derive(Default)]
+struct Bars {
+    multi: Option<indicatif::MultiProgress>,
+    overall: Option<indicatif::ProgressBar>,
+    topics: Vec<(String, indicatif::ProgressBar)>,
+}
+
+/// Up to this many topics get a bar of their own.
+const MAX_TOPIC_BARS: usize = 8;
+
+impl crate::copy::ProgressSink for Bars {
+    fn update(&mut self, s: &crate::copy::Snapshot) {
+        let multi = self.multi.get_or_insert_with(indicatif::MultiProgress::new);
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>24} [{bar:30}] {percent:>3}% {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        if self.overall.is_none() {
+            let bar = multi.add(indicatif::ProgressBar::new(s.offsets_total.max(0) as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix("all topics");
+            self.overall = Some(bar);
+            if s.topics.len() <= MAX_TOPIC_BARS {
+                for (t, (_, total, _)) in &s.topics {
+                    let bar = multi.add(indicatif::ProgressBar::new((*total).max(0) as u64));
+                    bar.set_style(style.clone());
+                    let name: String = t.chars().take(24).collect();
+                    bar.set_prefix(name);
+                    self.topics.push((t.clone(), bar));
+                }
+            }
+        }
+        let (recs, mbs, eta) = rate_and_eta(s);
+        if let Some(bar) = &self.overall {
+            bar.set_position(s.offsets_done.max(0) as u64);
+            bar.set_message(format!(
+                "{} records, {} rec/s, {mbs:.1} MB/s, ETA {}",
+                thousands(s.records as i64),
+                thousands(recs as i64),
+                eta.map_or("-".to_string(), duration)
+            ));
+        }
+        for (t, bar) in &self.topics {
+            if let Some((done, _, written)) = s.topics.get(t) {
+                bar.set_position((*done).max(0) as u64);
+                bar.set_message(format!("{} records", thousands(*written as i64)));
+            }
+        }
+    }
+
+    fn finish(&mut self, s: &crate::copy::Snapshot) {
+        self.update(s);
+        if let Some(bar) = &self.overall {
+            bar.finish();
+        }
+        for (_, bar) in &self.topics {
+            bar.finish();
+        }
+    }
+}

@@ -2,3 +2,4 @@
 //! and returns how it ended (see `error::Outcome`).
 
 pub mod plan;
+pub mod run;

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::ffi::{self, OffsetSpec};
@@ -251,5 +253,38 @@ impl Admin {
             out.insert(topic.clone(), cfg);
         }
         Ok(out)
+    }
+
+    /// Creates topics with the given partition counts and configs, with the cluster's
+    /// default replication factor. A topic that already exists is an error.
+    pub fn create_topics(
+        &self,
+        topics: &[(String, i32, BTreeMap<String, String>)],
+    ) -> anyhow::Result<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(name, partitions, configs)| {
+                configs.iter().fold(
+                    NewTopic::new(name, *partitions, TopicReplication::Fixed(-1)),
+                    |t, (k, v)| t.set(k, v),
+                )
+            })
+            .collect();
+        let opts = AdminOptions::new()
+            .request_timeout(Some(self.cluster.timeout))
+            .operation_timeout(Some(self.cluster.timeout));
+        let results = futures_executor::block_on(self.admin.create_topics(&new, &opts))
+            .map_err(|e| self.fail(e, "creating topics"))?;
+        let failed: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|(t, code)| format!("{t}: {code}")))
+            .collect();
+        if !failed.is_empty() {
+            return Err(self.fail(anyhow!("{}", failed.join("; ")), "creating topics"));
+        }
+        Ok(())
     }
 }

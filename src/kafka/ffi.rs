@@ -115,7 +115,7 @@ impl OffsetSpec {
 /// Same C symbols as in `rdkafka::bindings`, but with the `rd_kafka_resp_err_t`
 /// parameters/results declared as `c_int` (the C ABI of the enum), so unknown
 /// broker error codes never become invalid Rust enum values.
-mod raw {
+pub(super) mod raw {
     use std::ffi::{c_char, c_int};
 
     use rdkafka::bindings as rd;
@@ -820,7 +820,7 @@ unsafe fn raw_slice<'a, T>(ptr: *const T, count: usize) -> &'a [T] {
 }
 
 /// Takes ownership of a possibly-NULL `rd_kafka_error_t`, returning its text.
-fn take_error(error: *mut rd::rd_kafka_error_t) -> Option<String> {
+pub(super) fn take_error(error: *mut rd::rd_kafka_error_t) -> Option<String> {
     if error.is_null() {
         return None;
     }
@@ -851,7 +851,7 @@ unsafe fn error_to_string(error: *const rd::rd_kafka_error_t) -> Option<String> 
 
 /// `NAME (description)` for an error code, e.g.
 /// `UNKNOWN_MEMBER_ID (Broker: Unknown member)`.
-fn describe_err(code: c_int) -> String {
+pub(super) fn describe_err(code: c_int) -> String {
     // SAFETY: err2str accepts any int and returns a static string.
     let description = unsafe { cstr_to_string(raw::err2str(code)) };
     format!("{} ({description})", err_name(code))
@@ -865,7 +865,7 @@ fn err_name(code: c_int) -> String {
 
 /// # Safety
 /// `p` must be null or a valid NUL-terminated string.
-unsafe fn cstr_to_string(p: *const c_char) -> String {
+pub(super) unsafe fn cstr_to_string(p: *const c_char) -> String {
     if p.is_null() {
         return String::new();
     }
@@ -873,7 +873,7 @@ unsafe fn cstr_to_string(p: *const c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-fn to_cstring(s: &str, what: &str) -> Result<CString> {
+pub(super) fn to_cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).with_context(|| format!("{what} {s:?} contains a NUL byte"))
 }
 

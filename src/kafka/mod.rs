@@ -6,6 +6,7 @@
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks.
 
 pub mod admin;
+pub mod copier;
 pub mod ffi;
 
 use std::sync::Mutex;
@@ -86,8 +87,22 @@ impl Cluster {
     where
         T: rdkafka::config::FromClientConfigAndContext<Ctx>,
     {
+        self.create_with(config, Ctx::default(), what)
+    }
+
+    /// [`Cluster::create`] with a context of the caller's choosing.
+    pub(crate) fn create_with<C, T>(
+        &self,
+        config: &ClientConfig,
+        ctx: C,
+        what: &str,
+    ) -> anyhow::Result<T>
+    where
+        C: ClientContext,
+        T: rdkafka::config::FromClientConfigAndContext<C>,
+    {
         config
-            .create_with_context(Ctx::default())
+            .create_with_context(ctx)
             .map_err(|e| {
                 let role = self.role.name();
                 let refused = |what: String| {

@@ -114,9 +114,14 @@ impl Cluster {
     }
 
     /// Creates a topic with `partitions` partitions and the given topic configs, and waits
-    /// until its metadata shows every partition with a leader.
+    /// until its metadata shows every partition with a leader. Unless `configs` says
+    /// otherwise, the topic keeps records forever: tests use old timestamps on purpose, and
+    /// time-based retention would delete them in the middle of a test.
     pub fn create_topic(&self, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
         let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        if !configs.iter().any(|(k, _)| *k == "retention.ms") {
+            t = t.set("retention.ms", "-1");
+        }
         for (k, v) in configs {
             t = t.set(k, v);
         }

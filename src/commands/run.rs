@@ -1,0 +1,451 @@
+//! `kmigrate run`: execute a plan (a fresh one, `--plan FILE`, or the one an interrupted run
+//! saved in the state file), copying every planned record and then reporting per topic
+//! whether what is on the target matches what was planned.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::RunArgs;
+use crate::commands::plan::{log, make, now_ms};
+use crate::config::Config;
+use crate::copy::state::{Phase, State, plan_id};
+use crate::copy::{self, Ended, Options, Snapshot};
+use crate::error::{Outcome, usage};
+use crate::kafka::copier::Tuning;
+use crate::kafka::{Cluster, Role};
+use crate::plan::compute::is_inactive;
+use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
+use crate::report::{self, Align, Table, thousands};
+
+pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
+    let stop = install_signal_handlers()?;
+    let state_path = cfg.migration.state_file.as_path();
+    let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
+    let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
+
+    let existing = State::load(state_path)?;
+    let mut state = match existing {
+        Some(state) => {
+            if let Some(path) = &args.plan {
+                let plan = read_plan(path)?;
+                if plan_id(&plan) != state.plan_id {
+                    return Err(usage(format!(
+                        "the state file {} belongs to another plan (a run started at {}). Finish \
+                         that migration first (`kmigrate run` without --plan resumes it), or move \
+                         the state file away to start a new one.",
+                        state_path.display(),
+                        report::time_ms(state.started_at_ms)
+                    )));
+                }
+            }
+            check_clusters(&state.plan, cfg)?;
+            if state.phase != Phase::Copying {
+                report::note(&format!(
+                    "the migration recorded in {} has copied every planned record already",
+                    state_path.display()
+                ));
+                return finish(cfg, &target, &state, None);
+            }
+            report::note(&format!(
+                "resuming the migration started at {} (state file {})",
+                report::time_ms(state.started_at_ms),
+                state_path.display()
+            ));
+            check_source_unchanged(&source, &state.plan, false)?;
+            check_groups_inactive(&source, &state.plan, args.allow_active_groups)?;
+            state
+        }
+        None => {
+            let mut plan = match &args.plan {
+                Some(path) => {
+                    let plan = read_plan(path)?;
+                    check_clusters(&plan, cfg)?;
+                    plan
+                }
+                None => make(cfg)?,
+            };
+            if args.plan.is_some() && !check_source_unchanged(&source, &plan, args.replan)? {
+                report::note("the source changed since the plan: --replan, so planning again");
+                plan = make(cfg)?;
+            }
+            if !plan.problems.is_empty() {
+                return Err(usage(format!(
+                    "the plan has {} problem(s) to fix before anything is copied: {}",
+                    plan.problems.len(),
+                    plan.problems.join(" ")
+                )));
+            }
+            check_groups_inactive(&source, &plan, args.allow_active_groups)?;
+            confirm(&plan, args.yes)?;
+            create_topics(&target, &plan, cfg)?;
+            check_target_partitions(&target, &plan)?;
+            let mut state = State::new(&plan, now_ms());
+            state
+                .save(state_path, now_ms())
+                .with_context(|| format!("creating the state file {}", state_path.display()))?;
+            state
+        }
+    };
+
+    let opts = Options {
+        tuning: Tuning {
+            buffer_bytes: (cfg.migration.buffer_mb as usize) << 19,
+            compression: cfg.migration.compression.clone(),
+        },
+        max_bytes_per_second: cfg.migration.max_bytes_per_second,
+        checkpoint_every: Duration::from_secs(2),
+        flush_timeout: cfg.migration.timeout,
+    };
+    let mut sink = report::copy_progress();
+    let (ended, snap) = copy::run(
+        &source,
+        &target,
+        &mut state,
+        state_path,
+        &opts,
+        &stop,
+        sink.as_mut(),
+    )?;
+    match ended {
+        Ended::Interrupted => {
+            report::note(&format!(
+                "interrupted: {} records are on the target; progress is saved in {}. Run \
+                 `kmigrate run` again to continue.",
+                thousands(snap.records as i64),
+                state_path.display()
+            ));
+            Ok(Outcome::Interrupted)
+        }
+        Ended::Complete => finish(cfg, &target, &state, Some(&snap)),
+    }
+}
+
+/// SIGINT / SIGTERM ask the copy to stop cleanly (flush, checkpoint, exit 130); a second
+/// one stops at once (the checkpoint and the target's offsets still allow an exact resume).
+fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing the signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| usage(format!("cannot read the plan {}: {e}", path.display())))?;
+    let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+        usage(format!(
+            "{} is not a kmigrate plan ({e}): make one with `kmigrate plan --out {}`",
+            path.display(),
+            path.display()
+        ))
+    })?;
+    if plan.version != crate::plan::PLAN_VERSION {
+        return Err(usage(format!(
+            "the plan {} has version {}, this kmigrate reads version {}: plan again",
+            path.display(),
+            plan.version,
+            crate::plan::PLAN_VERSION
+        )));
+    }
+    Ok(plan)
+}
+
+/// A plan is only valid for the clusters it was made with.
+fn check_clusters(plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
+    if plan.source != cfg.source.bootstrap_servers || plan.target != cfg.target.bootstrap_servers {
+        return Err(usage(format!(
+            "the plan was made for source {} and target {}, but the configuration says source {} \
+             and target {}: use the same configuration, or plan again",
+            plan.source, plan.target, cfg.source.bootstrap_servers, cfg.target.bootstrap_servers
+        )));
+    }
+    Ok(())
+}
+
+/// The source must not have changed since the plan (production and consumption stopped).
+/// Returns false when it moved and `replan` allows planning again; an error otherwise.
+fn check_source_unchanged(source: &Cluster, plan: &Plan, replan: bool) -> anyhow::Result<bool> {
+    let considered: Vec<_> = plan
+        .partitions
+        .iter()
+        .filter(|p| !matches!(p.reason, Some(SkipReason::Filtered | SkipReason::Internal)))
+        .collect();
+    let tps: Vec<Tp> = considered.iter().map(|p| p.tp()).collect();
+    let now = source
+        .admin()?
+        .watermarks(&tps)
+        .context("re-reading the source's offsets to check nothing moved since the plan")?;
+    let mut moved = Vec::new();
+    for p in &considered {
+        let Some(w) = now.get(&p.tp()) else {
+            moved.push(format!("{}/{} (gone)", p.topic, p.partition));
+            continue;
+        };
+        let lost = p.status == Status::Migrate && w.low > p.start;
+        if w.high != p.high || w.stable != p.stable || lost {
+            moved.push(format!(
+                "{}/{} (high {} -> {}, last stable {} -> {}, low {} -> {})",
+                p.topic, p.partition, p.high, w.high, p.stable, w.stable, p.low, w.low
+            ));
+        }
+    }
+    if moved.is_empty() {
+        return Ok(true);
+    }
+    if replan {
+        return Ok(false);
+    }
+    let n = moved.len();
+    moved.truncate(20);
+    Err(usage(format!(
+        "the source changed since the plan in {n} partition(s): {}{}. Production or retention \
+         has not stopped; stop it, then plan again (or pass --replan to plan again now)",
+        moved.join(", "),
+        if n > 20 { ", ..." } else { "" }
+    )))
+}
+
+fn check_groups_inactive(source: &Cluster, plan: &Plan, allow: bool) -> anyhow::Result<()> {
+    let groups = source.admin()?.groups()?;
+    let planned: std::collections::BTreeSet<&str> =
+        plan.groups.iter().map(|g| g.group.as_str()).collect();
+    let active: Vec<String> = groups
+        .iter()
+        .filter(|g| planned.contains(g.name.as_str()) && !is_inactive(&g.state))
+        .map(|g| {
+            let hosts: Vec<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
+            format!("{} ({}, hosts: {})", g.name, g.state, hosts.join(", "))
+        })
+        .collect();
+    if active.is_empty() {
+        return Ok(());
+    }
+    if allow {
+        tracing::warn!(
+            "consumer groups still have members: {} (--allow-active-groups)",
+            active.join("; ")
+        );
+        return Ok(());
+    }
+    Err(usage(format!(
+        "consumer group(s) still have members on the source: {}. Stop those consumers first \
+         (their positions would move during the copy), or pass --allow-active-groups",
+        active.join("; ")
+    )))
+}
+
+/// Shows the totals and asks; `--yes` skips the question; without a terminal and without
+/// `--yes`, refuses rather than guess.
+fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
+    let t = &plan.totals;
+    let summary = format!(
+        "kmigrate run: {} messages in {} partition(s) of {} topic(s) from {} to {}{}",
+        thousands(t.messages),
+        thousands(t.partitions_to_migrate as i64),
+        thousands(t.topics as i64),
+        plan.source,
+        plan.target,
+        if t.topics_to_create > 0 {
+            format!(", creating {} topic(s)", t.topics_to_create)
+        } else {
+            String::new()
+        }
+    );
+    report::note(&summary);
+    for w in &plan.warnings {
+        report::note(&format!("  warning: {w}"));
+    }
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "no terminal to confirm on: review the plan (`kmigrate plan`), then pass --yes",
+        ));
+    }
+    eprint!("Proceed? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(usage("not confirmed: nothing was copied"))
+    }
+}
+
+fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
+    let to_create: Vec<(String, i32, BTreeMap<String, String>)> = plan
+        .topics
+        .iter()
+        .filter(|t| t.action == TopicAction::Create)
+        .map(|t| {
+            (
+                t.topic.clone(),
+                t.source_partitions,
+                t.create_configs.clone(),
+            )
+        })
+        .collect();
+    if to_create.is_empty() {
+        return Ok(());
+    }
+    if !cfg.migration.create_topics {
+        return Err(usage(
+            "the plan creates topics but create_topics is false in this configuration: plan again",
+        ));
+    }
+    let names: Vec<&str> = to_create.iter().map(|t| t.0.as_str()).collect();
+    report::note(&format!(
+        "creating topic(s) on the target: {}",
+        names.join(", ")
+    ));
+    target.admin()?.create_topics(&to_create)
+}
+
+/// Every planned partition must exist on the target before the first record is written.
+fn check_target_partitions(target: &Cluster, plan: &Plan) -> anyhow::Result<()> {
+    let admin = target.admin()?;
+    let deadline = std::time::Instant::now() + target.timeout;
+    loop {
+        let counts = admin.topics()?;
+        let short: Vec<String> = plan
+            .topics
+            .iter()
+            .filter(|t| t.action != TopicAction::None)
+            .filter_map(|t| {
+                let have = counts.get(&t.topic).copied().unwrap_or(0);
+                (have < t.source_partitions).then(|| {
+                    format!(
+                        "{} has {have} of {} partitions",
+                        t.topic, t.source_partitions
+                    )
+                })
+            })
+            .collect();
+        if short.is_empty() {
+            return Ok(());
+        }
+        // Freshly created topics take a moment to show in metadata.
+        if std::time::Instant::now() > deadline {
+            return Err(usage(format!(
+                "on the target, {}: nothing was written. Add partitions or exclude the topics, \
+                 then run again",
+                short.join("; ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The end of a run: compare what the target holds with what was planned, per topic, and
+/// report it (the reference procedure's step 5).
+fn finish(
+    cfg: &Config,
+    target: &Cluster,
+    state: &State,
+    snap: Option<&Snapshot>,
+) -> anyhow::Result<Outcome> {
+    let tps: Vec<Tp> = state
+        .partitions
+        .iter()
+        .map(|p| Tp::new(&p.topic, p.partition))
+        .collect();
+    let highs = target
+        .admin()?
+        .low_high(&tps)
+        .context("reading the target's offsets to check the copy")?;
+    // topic -> (planned offsets, written, target growth)
+    let mut per_topic: BTreeMap<&str, (i64, u64, i64)> = BTreeMap::new();
+    let mut mismatches = Vec::new();
+    for (p, tp) in state.partitions.iter().zip(&tps) {
+        let e = per_topic.entry(p.topic.as_str()).or_default();
+        e.0 += p.end - p.start;
+        e.1 += p.progress.written;
+        let growth = highs
+            .get(tp)
+            .map_or(0, |(_, h)| h - p.progress.base.unwrap_or(*h));
+        e.2 += growth;
+        if growth != p.progress.written as i64 {
+            mismatches.push(format!(
+                "{tp}: {} record(s) written but the target partition grew by {growth}",
+                p.progress.written
+            ));
+        }
+    }
+    let mut out = String::new();
+    out.push_str("\nSUMMARY\n");
+    let mut t = Table::new(&[
+        ("TOPIC", Align::Left),
+        ("PLANNED (offsets)", Align::Right),
+        ("WRITTEN (records)", Align::Right),
+        ("ON TARGET", Align::Right),
+        ("RESULT", Align::Left),
+    ]);
+    for (topic, (planned, written, growth)) in &per_topic {
+        let result = if *growth != *written as i64 {
+            "MISMATCH".to_string()
+        } else if *written as i64 == *planned {
+            "all written".to_string()
+        } else {
+            format!(
+                "all written ({} offsets were gaps)",
+                thousands(planned - *written as i64)
+            )
+        };
+        t.row(vec![
+            topic.to_string(),
+            thousands(*planned),
+            thousands(*written as i64),
+            thousands(*growth),
+            result,
+        ]);
+    }
+    out.push_str(&t.render(2));
+    for (topic, (_, written, growth)) in &per_topic {
+        if *growth == *written as i64 {
+            out.push_str(&format!(
+                "  {topic}: {} unconsumed messages migrated, all written to {topic} on the target\n",
+                thousands(*written as i64)
+            ));
+        }
+    }
+    if let Some(s) = snap {
+        let secs = s.elapsed.as_secs_f64().max(0.001);
+        out.push_str(&format!(
+            "  this run: {} records, {} in {} ({} rec/s, {:.1} MB/s)\n",
+            thousands(s.records_this_run as i64),
+            report::bytes(s.bytes_this_run),
+            report::duration(s.elapsed),
+            thousands((s.records_this_run as f64 / secs) as i64),
+            s.bytes_this_run as f64 / secs / 1e6
+        ));
+    }
+    if !mismatches.is_empty() {
+        out.push_str(&format!("\nMISMATCHES ({})\n", mismatches.len()));
+        for m in &mismatches {
+            out.push_str(&format!("  - {m}\n"));
+        }
+    }
+    report::print(&out);
+    log(cfg, "run", &out);
+    Ok(if mismatches.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::ProblemsFound
+    })
+}

@@ -1,0 +1,172 @@
+//! The state file: the plan being executed and every partition's progress, saved atomically
+//! so that an interrupted run resumes without losing or duplicating a record.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::resume::Progress;
+use crate::error::usage;
+use crate::fsutil;
+use crate::offsets::Tracker;
+use crate::plan::{Plan, Status};
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Records are being copied.
+    Copying,
+    /// Every planned record is on the target.
+    Copied,
+    /// Groups' offsets are committed on the target: the migration is complete.
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Fingerprint of the plan's ranges: a state file only resumes the plan it was made for.
+    pub plan_id: String,
+    pub started_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub phase: Phase,
+    /// One entry per partition the plan migrates.
+    pub partitions: Vec<PartitionState>,
+    /// The plan being executed.
+    pub plan: Plan,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub topic: String,
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    pub progress: Progress,
+    /// Where each group that consumes this partition resumes on the target.
+    pub translation: Tracker,
+}
+
+impl State {
+    /// A fresh state for a plan: nothing copied yet.
+    pub fn new(plan: &Plan, now_ms: i64) -> State {
+        let partitions = plan
+            .partitions
+            .iter()
+            .filter(|p| p.status == Status::Migrate)
+            .map(|p| PartitionState {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                start: p.start,
+                end: p.end,
+                progress: Progress::default(),
+                translation: Tracker::new(
+                    p.committed
+                        .iter()
+                        .map(|(g, c)| (g.clone(), *c))
+                        .chain(p.uncommitted_groups.iter().map(|g| (g.clone(), p.low))),
+                ),
+            })
+            .collect();
+        State {
+            version: STATE_VERSION,
+            plan_id: plan_id(plan),
+            started_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            phase: Phase::Copying,
+            partitions,
+            plan: plan.clone(),
+        }
+    }
+
+    /// Reads a state file; `None` when there is none. A file that exists but cannot be used
+    /// is an error: starting afresh would copy records a second time.
+    pub fn load(path: &Path) -> anyhow::Result<Option<State>> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(usage(format!(
+                    "cannot read the state file {}: {e}. Fix its permissions; do not delete it \
+                     while a migration is unfinished (it records what is on the target).",
+                    path.display()
+                )));
+            }
+        };
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
+            usage(format!(
+                "the state file {} is damaged or not a kmigrate state file ({e}). It records \
+                 which records are already on the target, so kmigrate will not guess: restore \
+                 it, or, to start over, empty the target topics and move the file away.",
+                path.display()
+            ))
+        })?;
+        if state.version != STATE_VERSION {
+            return Err(usage(format!(
+                "the state file {} has version {}, this kmigrate reads version {STATE_VERSION}: \
+                 finish the migration with the kmigrate that started it.",
+                path.display(),
+                state.version
+            )));
+        }
+        if state.plan_id != plan_id(&state.plan) {
+            return Err(usage(format!(
+                "the state file {} does not match the plan it contains (edited by hand?): \
+                 restore it, or, to start over, empty the target topics and move the file away.",
+                path.display()
+            )));
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes the state atomically (temporary file, fsync, rename).
+    pub fn save(&mut self, path: &Path, now_ms: i64) -> anyhow::Result<()> {
+        self.updated_at_ms = now_ms;
+        let json = serde_json::to_vec(self)?;
+        fsutil::write_atomic(path, &json)
+    }
+}
+
+/// A fingerprint of what a plan copies and from where to where. Two plans with the same
+/// ranges, clusters and groups have the same id.
+pub fn plan_id(plan: &Plan) -> String {
+    let mut h = Fnv::new();
+    h.add(plan.source.as_bytes());
+    h.add(plan.target.as_bytes());
+    for p in plan
+        .partitions
+        .iter()
+        .filter(|p| p.status == Status::Migrate)
+    {
+        h.add(p.topic.as_bytes());
+        h.add(&p.partition.to_le_bytes());
+        h.add(&p.start.to_le_bytes());
+        h.add(&p.end.to_le_bytes());
+        for (g, c) in &p.committed {
+            h.add(g.as_bytes());
+            h.add(&c.to_le_bytes());
+        }
+    }
+    format!("{:016x}", h.0)
+}
+
+/// FNV-1a: a small, stable hash for fingerprints (not for security).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // A separator so that ("ab","c") and ("a","bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+}
