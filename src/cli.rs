@@ -70,6 +70,11 @@ pub enum Command {
     Run(RunArgs),
 
     /// Prove the copy: compare source and target record by record, and the groups' offsets.
+    ///
+    /// Reads every range the run copied on both clusters and compares the record count and
+    /// an order-sensitive digest of key, value, headers and timestamp per partition; where
+    /// they differ, names the first differing record. Then checks every group's committed
+    /// offset on the target. Needs the run's state file. Exit code 1 on any mismatch.
     Verify(VerifyArgs),
 }
 
@@ -115,7 +120,20 @@ pub struct RunArgs {
     /// Copy even though some consumer groups still have members on the source.
     #[arg(long)]
     pub allow_active_groups: bool,
+
+    /// Commit translated offsets even where a group's existing commit on the target is
+    /// ahead of them (moving the group backwards).
+    #[arg(long)]
+    pub force_offsets: bool,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// One row per partition even when there are many (default: only mismatches then).
+    #[arg(long)]
+    pub verbose: bool,
+}

@@ -22,3 +22,5 @@ pub mod kafka;
 pub mod offsets;
 pub mod plan;
 pub mod report;
+pub mod translate;
+pub mod verify;

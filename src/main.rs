@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use kmigrate::cli::{Cli, Command};
 use kmigrate::commands;
 use kmigrate::config::{self, Config};
-use kmigrate::error::{ExitKind, Outcome, exit_kind, usage};
+use kmigrate::error::{ExitKind, Outcome, exit_kind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -48,6 +48,6 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Plan(args) => commands::plan::execute(&cfg, args),
         Command::Run(args) => commands::run::execute(&cfg, args),
-        Command::Verify(_) => Err(usage("`kmigrate verify` is not implemented yet.")),
+        Command::Verify(args) => commands::verify::execute(&cfg, args),
     }
 }

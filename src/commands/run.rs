@@ -22,6 +22,7 @@ use crate::kafka::{Cluster, Role};
 use crate::plan::compute::is_inactive;
 use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
 use crate::report::{self, Align, Table, thousands};
+use crate::translate::{self, CommitOutcome, GroupOffsets};
 
 pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
     let stop = install_signal_handlers()?;
@@ -31,7 +32,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
 
     let existing = State::load(state_path)?;
     let mut state = match existing {
-        Some(state) => {
+        Some(mut state) => {
             if let Some(path) = &args.plan {
                 let plan = read_plan(path)?;
                 if plan_id(&plan) != state.plan_id {
@@ -50,7 +51,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                     "the migration recorded in {} has copied every planned record already",
                     state_path.display()
                 ));
-                return finish(cfg, &target, &state, None);
+                return complete(cfg, &target, &mut state, None, args.force_offsets);
             }
             report::note(&format!(
                 "resuming the migration started at {} (state file {})",
@@ -122,8 +123,117 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             ));
             Ok(Outcome::Interrupted)
         }
-        Ended::Complete => finish(cfg, &target, &state, Some(&snap)),
+        Ended::Complete => complete(cfg, &target, &mut state, Some(&snap), args.force_offsets),
     }
+}
+
+/// After the copy: check it, then commit every group's translated offsets on the target.
+fn complete(
+    cfg: &Config,
+    target: &Cluster,
+    state: &mut State,
+    snap: Option<&Snapshot>,
+    force: bool,
+) -> anyhow::Result<Outcome> {
+    let state_path = cfg.migration.state_file.as_path();
+    let copy_ok = finish(cfg, target, state, snap)?;
+    if copy_ok != Outcome::Success {
+        report::note("the target does not match the plan: group offsets were not committed");
+        return Ok(copy_ok);
+    }
+    if !cfg.migration.translate_offsets {
+        state.phase = Phase::Complete;
+        state.save(state_path, now_ms())?;
+        report::note("translate_offsets = false: no group offsets were committed on the target");
+        return Ok(Outcome::Success);
+    }
+    if state.phase == Phase::Copied {
+        let skipped = translate::skipped_partitions_to_commit(&state.plan);
+        let ends: BTreeMap<Tp, i64> = target
+            .admin()?
+            .low_high(&skipped)
+            .context("reading the target's end of partitions with nothing to copy")?
+            .into_iter()
+            .map(|(tp, (_, high))| (tp, high))
+            .collect();
+        let mut targets = translate::group_targets(&state.plan, state, &ends);
+        // A rerun only retries the groups that were refused before.
+        for done in state.offsets.iter().filter(|g| {
+            matches!(
+                g.outcome,
+                CommitOutcome::Committed | CommitOutcome::KeptAhead(_)
+            )
+        }) {
+            targets.remove(&done.group);
+        }
+        let results = translate::commit(target, &targets, force)?;
+        for r in results {
+            state.offsets.retain(|g| g.group != r.group);
+            state.offsets.push(r);
+        }
+        state.offsets.sort_by(|a, b| a.group.cmp(&b.group));
+        if state.offsets.iter().all(|g| {
+            !matches!(
+                g.outcome,
+                CommitOutcome::Refused(_) | CommitOutcome::Pending
+            )
+        }) {
+            state.phase = Phase::Complete;
+        }
+        state
+            .save(state_path, now_ms())
+            .with_context(|| format!("saving the state file {}", state_path.display()))?;
+    }
+    let text = offsets_report(&state.offsets);
+    report::print(&text);
+    log(cfg, "run (offsets)", &text);
+    Ok(if state.phase == Phase::Complete {
+        Outcome::Success
+    } else {
+        Outcome::ProblemsFound
+    })
+}
+
+/// Where each group resumes on the target, and whether it is committed.
+fn offsets_report(groups: &[GroupOffsets]) -> String {
+    const SHOWN: usize = 6;
+    let mut t = Table::new(&[
+        ("GROUP", Align::Left),
+        (
+            "RESUMES ON THE TARGET AT (topic/partition@offset)",
+            Align::Left,
+        ),
+        ("RESULT", Align::Left),
+    ]);
+    for g in groups {
+        let mut at: Vec<String> = g
+            .offsets
+            .iter()
+            .take(SHOWN)
+            .map(|(t, p, o)| format!("{t}/{p}@{}", thousands(*o)))
+            .collect();
+        if g.offsets.len() > SHOWN {
+            at.push(format!("... ({} partitions)", g.offsets.len()));
+        }
+        let result = match &g.outcome {
+            CommitOutcome::Committed => "committed".to_string(),
+            CommitOutcome::KeptAhead(kept) => format!("committed; kept ahead: {}", kept.join(", ")),
+            CommitOutcome::Refused(why) => format!("REFUSED: {why}"),
+            CommitOutcome::Pending => "pending".to_string(),
+        };
+        t.row(vec![g.group.clone(), at.join(" "), result]);
+    }
+    let mut out = String::from(
+        "
+CONSUMER GROUPS ON THE TARGET
+",
+    );
+    if t.is_empty() {
+        out.push_str("  (no group offsets to commit)\n");
+    } else {
+        out.push_str(&t.render(2));
+    }
+    out
 }
 
 /// SIGINT / SIGTERM ask the copy to stop cleanly (flush, checkpoint, exit 130); a second

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::resume::Progress;
+use crate::config::UncommittedPolicy;
 use crate::error::usage;
 use crate::fsutil;
 use crate::offsets::Tracker;
@@ -34,6 +35,9 @@ pub struct State {
     pub phase: Phase,
     /// One entry per partition the plan migrates.
     pub partitions: Vec<PartitionState>,
+    /// Where each group resumes on the target, and whether that is committed.
+    #[serde(default)]
+    pub offsets: Vec<crate::translate::GroupOffsets>,
     /// The plan being executed.
     pub plan: Plan,
 }
@@ -62,11 +66,16 @@ impl State {
                 start: p.start,
                 end: p.end,
                 progress: Progress::default(),
+                // A group that never committed a partition reads it from the start under
+                // `earliest`, so it resumes at the first copied record; under `skip` it gets
+                // no offset there.
                 translation: Tracker::new(
-                    p.committed
-                        .iter()
-                        .map(|(g, c)| (g.clone(), *c))
-                        .chain(p.uncommitted_groups.iter().map(|g| (g.clone(), p.low))),
+                    p.committed.iter().map(|(g, c)| (g.clone(), *c)).chain(
+                        p.uncommitted_groups
+                            .iter()
+                            .filter(|_| plan.uncommitted_partitions == UncommittedPolicy::Earliest)
+                            .map(|g| (g.clone(), p.low)),
+                    ),
                 ),
             })
             .collect();
@@ -77,6 +86,7 @@ impl State {
             updated_at_ms: now_ms,
             phase: Phase::Copying,
             partitions,
+            offsets: Vec::new(),
             plan: plan.clone(),
         }
     }

@@ -164,6 +164,17 @@ impl Admin {
             .collect())
     }
 
+    /// Commits offsets for a group without joining it (AlterConsumerGroupOffsets). The
+    /// broker refuses while the group has members.
+    pub fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> anyhow::Result<()> {
+        ffi::alter_group_offsets(self.client.client(), group, offsets, self.cluster.timeout)
+            .map_err(|e| self.fail(e, &format!("committing offsets of group {group}")))
+    }
+
     fn list_offsets(
         &self,
         tps: &[Tp],

@@ -121,6 +121,58 @@ impl SourceRecord<'_> {
     pub fn size(&self) -> usize {
         self.raw().len + self.raw().key_len
     }
+
+    /// The key; `None` for a null key (an empty key is `Some(&[])`).
+    pub fn key(&self) -> Option<&[u8]> {
+        let m = self.raw();
+        // SAFETY: key points at key_len bytes owned by the message while self lives.
+        (!m.key.is_null())
+            .then(|| unsafe { std::slice::from_raw_parts(m.key.cast::<u8>(), m.key_len) })
+    }
+
+    /// The value; `None` for a null value (tombstone).
+    pub fn value(&self) -> Option<&[u8]> {
+        let m = self.raw();
+        // SAFETY: payload points at len bytes owned by the message while self lives.
+        (!m.payload.is_null())
+            .then(|| unsafe { std::slice::from_raw_parts(m.payload.cast::<u8>(), m.len) })
+    }
+
+    /// The record's timestamp in milliseconds, -1 if it has none.
+    pub fn timestamp(&self) -> i64 {
+        let mut tstype = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: valid message while self lives.
+        unsafe { rd::rd_kafka_message_timestamp(self.msg.cast(), &mut tstype) }
+    }
+
+    /// Calls `f(name, value)` for each header in order (duplicates included).
+    pub fn for_each_header(&self, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
+        let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+        // SAFETY: valid message; hdrs is borrowed from it.
+        let err = unsafe { rd::rd_kafka_message_headers(self.msg.cast(), &mut hdrs) } as c_int;
+        if err != 0 || hdrs.is_null() {
+            return;
+        }
+        let mut i = 0;
+        loop {
+            let mut name: *const std::ffi::c_char = std::ptr::null();
+            let mut value: *const c_void = std::ptr::null();
+            let mut size: usize = 0;
+            // SAFETY: index i within the header list; outputs borrowed from the message.
+            let e =
+                unsafe { rd::rd_kafka_header_get_all(hdrs, i, &mut name, &mut value, &mut size) }
+                    as c_int;
+            if e != 0 || name.is_null() {
+                break;
+            }
+            // SAFETY: name is NUL-terminated, value points at size bytes (or is NULL).
+            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+            let value = (!value.is_null())
+                .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+            f(name, value);
+            i += 1;
+        }
+    }
 }
 
 impl Drop for SourceRecord<'_> {
@@ -556,10 +608,7 @@ impl TargetWriter {
         }
         // SAFETY: librdkafka NUL-terminates within the buffer.
         let text = unsafe { cstr_to_string(buf.as_ptr()) };
-        Some(format!(
-            "{} {text}",
-            describe_err(code)
-        ))
+        Some(format!("{} {text}", describe_err(code)))
     }
 
     /// Records queued or in flight.

@@ -1,0 +1,259 @@
+//! The translate stage: after the copy, commit every group's offsets on the target so that
+//! each group resumes exactly where it stopped on the source.
+//!
+//! Which offset each (group, partition) gets is decided by pure functions here and in
+//! [`crate::offsets`]; the only I/O is reading the target's state and one
+//! AlterConsumerGroupOffsets request per group.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::copy::state::State;
+use crate::kafka::Cluster;
+use crate::plan::compute::is_inactive;
+use crate::plan::{Plan, SkipReason, Status, Tp};
+
+/// Where one group resumes on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffsets {
+    pub group: String,
+    /// (topic, partition, target offset), sorted.
+    pub offsets: Vec<(String, i32, i64)>,
+    pub outcome: CommitOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "result", content = "detail")]
+pub enum CommitOutcome {
+    /// Not committed yet.
+    Pending,
+    /// Committed on the target.
+    Committed,
+    /// Some partitions kept the target's existing commit because it is ahead of the
+    /// translated offset (no `--force-offsets`); the others were committed.
+    KeptAhead(Vec<String>),
+    /// The group has members on the target: nothing committed.
+    Refused(String),
+}
+
+/// The target offset of every (group, partition) the plan covers. Copied partitions use
+/// the translation tracked during the copy; partitions with nothing to copy, but which the
+/// group committed on the source, resume at the target's end (`target_ends`), so the group
+/// does not fall back to its `auto.offset.reset`.
+pub fn group_targets(
+    plan: &Plan,
+    state: &State,
+    target_ends: &BTreeMap<Tp, i64>,
+) -> BTreeMap<String, BTreeMap<Tp, i64>> {
+    let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+    let copied: BTreeMap<Tp, &crate::copy::state::PartitionState> = state
+        .partitions
+        .iter()
+        .map(|p| (Tp::new(&p.topic, p.partition), p))
+        .collect();
+    for p in &plan.partitions {
+        let tp = p.tp();
+        match (p.status, p.reason) {
+            (Status::Migrate, _) => {
+                if let Some(ps) = copied.get(&tp) {
+                    for (g, offset) in ps.translation.resolved() {
+                        out.entry(g.clone())
+                            .or_default()
+                            .insert(tp.clone(), *offset);
+                    }
+                }
+            }
+            (_, Some(SkipReason::Filtered | SkipReason::Internal | SkipReason::Uncommitted)) => {}
+            (Status::Skip, _) => {
+                if let Some(end) = target_ends.get(&tp) {
+                    for g in p.committed.keys() {
+                        out.entry(g.clone()).or_default().insert(tp.clone(), *end);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Partitions with nothing copied whose groups still need the target's end.
+pub fn skipped_partitions_to_commit(plan: &Plan) -> Vec<Tp> {
+    plan.partitions
+        .iter()
+        .filter(|p| {
+            p.status == Status::Skip
+                && matches!(
+                    p.reason,
+                    Some(SkipReason::NothingUnconsumed | SkipReason::Expired)
+                )
+                && !p.committed.is_empty()
+        })
+        .map(|p| p.tp())
+        .collect()
+}
+
+/// Whether to write `translated` over the target's existing commit: never move a group
+/// backwards (it would re-read records) unless forced.
+pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> bool {
+    match existing {
+        Some(e) if e > translated => force,
+        _ => true,
+    }
+}
+
+/// Commits each group's translated offsets on the target. Groups with members on the
+/// target are refused; the others proceed. Returns one entry per group.
+pub fn commit(
+    target: &Cluster,
+    targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
+    force: bool,
+) -> anyhow::Result<Vec<GroupOffsets>> {
+    let admin = target.admin()?;
+    let live: BTreeMap<String, (String, Vec<String>)> = admin
+        .groups()?
+        .into_iter()
+        .filter(|g| !is_inactive(&g.state))
+        .map(|g| {
+            let hosts: BTreeSet<String> = g.members.iter().map(|m| m.host.clone()).collect();
+            (g.name, (g.state, hosts.into_iter().collect()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (group, offsets) in targets {
+        let list: Vec<(String, i32, i64)> = offsets
+            .iter()
+            .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+            .collect();
+        if let Some((state, hosts)) = live.get(group) {
+            out.push(GroupOffsets {
+                group: group.clone(),
+                offsets: list,
+                outcome: CommitOutcome::Refused(format!(
+                    "the group is {state} on the target with members on {}: stop them, then run \
+                     `kmigrate run` again to commit its offsets",
+                    hosts.join(", ")
+                )),
+            });
+            continue;
+        }
+        let existing = admin.committed(group)?;
+        let mut kept = Vec::new();
+        let mut to_commit = Vec::new();
+        for (topic, partition, offset) in &list {
+            let tp = Tp::new(topic, *partition);
+            let current = existing.get(&tp).copied();
+            if should_commit(*offset, current, force) {
+                to_commit.push((topic.clone(), *partition, *offset));
+            } else {
+                kept.push(format!(
+                    "{tp} kept at {} (translated {offset})",
+                    current.unwrap_or_default()
+                ));
+            }
+        }
+        admin.alter_group_offsets(group, &to_commit)?;
+        out.push(GroupOffsets {
+            group: group.clone(),
+            offsets: list,
+            outcome: if kept.is_empty() {
+                CommitOutcome::Committed
+            } else {
+                CommitOutcome::KeptAhead(kept)
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FilterConfig, UncommittedPolicy};
+    use crate::plan::compute::compute;
+    use crate::plan::{GroupSnapshot, Snapshot, TopicInfo, Watermarks};
+
+    #[test]
+    fn never_backwards_unless_forced() {
+        assert!(should_commit(10, None, false));
+        assert!(should_commit(10, Some(5), false));
+        assert!(should_commit(10, Some(10), false));
+        assert!(!should_commit(10, Some(11), false));
+        assert!(should_commit(10, Some(11), true));
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot {
+            all_groups: vec!["a".into(), "b".into()],
+            groups: vec![
+                GroupSnapshot {
+                    name: "a".into(),
+                    state: "Empty".into(),
+                    commits: [(Tp::new("t", 0), 5), (Tp::new("t", 1), 9)]
+                        .into_iter()
+                        .collect(),
+                    ..GroupSnapshot::default()
+                },
+                GroupSnapshot {
+                    name: "b".into(),
+                    state: "Empty".into(),
+                    commits: [(Tp::new("t", 0), 7)].into_iter().collect(),
+                    ..GroupSnapshot::default()
+                },
+            ],
+            ..Snapshot::default()
+        };
+        let info = TopicInfo {
+            partitions: 2,
+            configs: BTreeMap::new(),
+        };
+        s.source_topics.insert("t".into(), info.clone());
+        s.target_topics.insert("t".into(), info);
+        s.source_offsets.insert(
+            Tp::new("t", 0),
+            Watermarks {
+                low: 0,
+                high: 10,
+                stable: 10,
+            },
+        );
+        s.source_offsets.insert(
+            Tp::new("t", 1),
+            Watermarks {
+                low: 0,
+                high: 9,
+                stable: 9,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn copied_and_skipped_partitions_get_target_offsets() {
+        let plan = compute(
+            &snapshot(),
+            &FilterConfig::default(),
+            UncommittedPolicy::Skip,
+            false,
+            "s:1",
+            "t:1",
+            0,
+        );
+        let mut state = State::new(&plan, 0);
+        // t/0 copies source 5..10 to target 100..105; b (committed 7) resumes at 102.
+        let ps = &mut state.partitions[0];
+        for (i, src) in (5..10).enumerate() {
+            ps.translation.observe(src, 100 + i as i64);
+        }
+        ps.translation.finish(105);
+        // t/1 was fully consumed by a: nothing copied, a resumes at the target's end. b never
+        // committed t/1 and the policy is `skip`, so b gets no offset there.
+        let ends: BTreeMap<Tp, i64> = [(Tp::new("t", 1), 40)].into_iter().collect();
+        assert_eq!(skipped_partitions_to_commit(&plan), vec![Tp::new("t", 1)]);
+        let targets = group_targets(&plan, &state, &ends);
+        assert_eq!(targets["a"][&Tp::new("t", 0)], 100);
+        assert_eq!(targets["b"][&Tp::new("t", 0)], 102);
+        assert_eq!(targets["a"][&Tp::new("t", 1)], 40);
+        assert!(!targets["b"].contains_key(&Tp::new("t", 1)));
+    }
+}
