@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    GroupPlan, PLAN_VERSION, PartitionPlan, Plan, SkipReason, Snapshot, Status, TopicAction,
-    TopicPlan, Totals, Tp, Watermarks,
+    GroupPlan, PLAN_VERSION, PartitionPlan, Plan, ResumeAt, SkipReason, Snapshot, Status,
+    TopicAction, TopicPlan, Totals, Tp, Watermarks,
 };
 use crate::config::{FilterConfig, UncommittedPolicy, glob_match, is_internal_topic};
 
@@ -318,17 +318,30 @@ fn group_plans(
         let mut topics: BTreeSet<String> = g.commits.keys().map(|tp| tp.topic.clone()).collect();
         topics.extend(g.assigned_topics.iter().cloned());
         let (mut backlog, mut lost) = (0, 0);
+        let mut resume_at = Vec::new();
         for p in partitions.iter().filter(|p| topics.contains(&p.topic)) {
             if matches!(p.reason, Some(SkipReason::Filtered | SkipReason::Internal)) {
                 continue;
             }
-            let pos = match (p.committed.get(&g.name), policy) {
-                (Some(c), _) => *c,
+            let committed = p.committed.get(&g.name).copied();
+            let pos = match (committed, policy) {
+                (Some(c), _) => c,
                 (None, UncommittedPolicy::Earliest) => p.low,
                 (None, UncommittedPolicy::Skip) => continue,
             };
-            backlog += p.end - pos.max(p.low).min(p.end);
+            let unread_from = pos.max(p.low).min(p.end);
+            backlog += p.end - unread_from;
             lost += p.lost.get(&g.name).copied().unwrap_or(0);
+            // Skipped partitions get a commit only where the group had one.
+            if p.status == Status::Migrate || committed.is_some() {
+                let base = p.target_high.unwrap_or(0);
+                resume_at.push(ResumeAt {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    target_offset: base + (unread_from.max(p.start) - p.start),
+                    provisional: true,
+                });
+            }
         }
         if !is_inactive(&g.state) {
             let hosts: BTreeSet<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
@@ -353,6 +366,7 @@ fn group_plans(
             topics: topics.into_iter().collect(),
             backlog,
             lost,
+            resume_at,
         });
     }
     out

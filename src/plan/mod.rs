@@ -206,6 +206,19 @@ pub struct GroupPlan {
     pub backlog: i64,
     /// Offsets the group lost to expiry.
     pub lost: i64,
+    /// Where the group will resume on the target, per partition, as far as it can be known
+    /// before the copy: the target's high watermark plus the offsets copied before the
+    /// group's position. Provisional: gaps in the source range move it down, and the
+    /// translation made during the copy is what gets committed.
+    pub resume_at: Vec<ResumeAt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeAt {
+    pub topic: String,
+    pub partition: i32,
+    pub target_offset: i64,
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -107,6 +107,28 @@ pub fn text(plan: &Plan, verbose: bool) -> String {
         out.push_str(&t.render(2));
     }
 
+    let rows: usize = plan.groups.iter().map(|g| g.resume_at.len()).sum();
+    if rows > 0 && (verbose || rows <= MAX_PARTITION_ROWS) {
+        out.push_str("\nWHERE GROUPS WILL RESUME ON THE TARGET (provisional: gaps in the source move it down; run commits the exact offsets)\n");
+        let mut t = Table::new(&[
+            ("GROUP", Align::Left),
+            ("TOPIC", Align::Left),
+            ("PART", Align::Right),
+            ("TARGET OFFSET", Align::Right),
+        ]);
+        for g in &plan.groups {
+            for r in &g.resume_at {
+                t.row(vec![
+                    g.group.clone(),
+                    r.topic.clone(),
+                    r.partition.to_string(),
+                    thousands(r.target_offset),
+                ]);
+            }
+        }
+        out.push_str(&t.render(2));
+    }
+
     let tot = &plan.totals;
     out.push_str("\nTOTALS\n");
     let _ = writeln!(
