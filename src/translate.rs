@@ -110,13 +110,14 @@ pub fn commit(
     force: bool,
 ) -> anyhow::Result<Vec<GroupOffsets>> {
     let admin = target.admin()?;
+    let names: Vec<&str> = targets.keys().map(String::as_str).collect();
     let live: BTreeMap<String, (String, Vec<String>)> = admin
-        .groups()?
+        .group_members(&names)?
         .into_iter()
-        .filter(|g| !is_inactive(&g.state))
-        .map(|g| {
+        .filter(|(_, g)| !is_inactive(&g.state))
+        .map(|(name, g)| {
             let hosts: BTreeSet<String> = g.members.iter().map(|m| m.host.clone()).collect();
-            (g.name, (g.state, hosts.into_iter().collect()))
+            (name, (g.state, hosts.into_iter().collect()))
         })
         .collect();
     let mut out = Vec::new();

@@ -327,15 +327,15 @@ fn check_source_unchanged(source: &Cluster, plan: &Plan, replan: bool) -> anyhow
 }
 
 fn check_groups_inactive(source: &Cluster, plan: &Plan, allow: bool) -> anyhow::Result<()> {
-    let groups = source.admin()?.groups()?;
-    let planned: std::collections::BTreeSet<&str> =
-        plan.groups.iter().map(|g| g.group.as_str()).collect();
-    let active: Vec<String> = groups
-        .iter()
-        .filter(|g| planned.contains(g.name.as_str()) && !is_inactive(&g.state))
-        .map(|g| {
+    let planned: Vec<&str> = plan.groups.iter().map(|g| g.group.as_str()).collect();
+    let active: Vec<String> = source
+        .admin()?
+        .group_members(&planned)?
+        .into_iter()
+        .filter(|(_, g)| !is_inactive(&g.state))
+        .map(|(name, g)| {
             let hosts: Vec<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
-            format!("{} ({}, hosts: {})", g.name, g.state, hosts.join(", "))
+            format!("{name} ({}, hosts: {})", g.state, hosts.join(", "))
         })
         .collect();
     if active.is_empty() {

@@ -91,7 +91,9 @@ impl Admin {
             .collect())
     }
 
-    /// Every group on the cluster, in any state (Empty groups too).
+    /// Every group on the cluster, in any state (Empty groups too). The state and members
+    /// come from the classic DescribeGroups, which does not see groups of the new consumer
+    /// protocol (KIP-848): use [`Admin::group_members`] for anything that depends on them.
     pub fn groups(&self) -> anyhow::Result<Vec<GroupListing>> {
         let list = self
             .client
@@ -119,8 +121,13 @@ impl Admin {
         Ok(out)
     }
 
-    /// State, members and assigned topics of the given groups, in one request.
+    /// State, members and assigned topics of the given groups, in one request; right for
+    /// classic and new-protocol (KIP-848) groups alike. A group that does not exist is
+    /// "Dead" with no members.
     pub fn group_members(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
+        if groups.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let descs = ffi::describe_groups(self.client.client(), groups, self.cluster.timeout)
             .map_err(|e| self.fail(e, "describing consumer groups"))?;
         let mut out = BTreeMap::new();
@@ -198,11 +205,12 @@ impl Admin {
     }
 
     /// Low watermark, high watermark and last stable offset of every partition: three
-    /// batched requests whatever the partition count.
+    /// batched requests whatever the partition count. The last stable offset is read before
+    /// the high watermark: both only grow, so the result never has stable > high.
     pub fn watermarks(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
         let low = self.list_offsets(tps, OffsetSpec::Earliest, false)?;
-        let high = self.list_offsets(tps, OffsetSpec::Latest, false)?;
         let stable = self.list_offsets(tps, OffsetSpec::Latest, true)?;
+        let high = self.list_offsets(tps, OffsetSpec::Latest, false)?;
         let mut out = BTreeMap::new();
         for tp in tps {
             let (Some(l), Some(h), Some(s)) = (low.get(tp), high.get(tp), stable.get(tp)) else {

@@ -33,17 +33,10 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Snapshot> {
         source.cluster().describe()
     );
 
-    // Live groups: who is connected and what they are assigned (one request for all).
-    let live: Vec<&str> = selected
-        .iter()
-        .filter(|g| !super::compute::is_inactive(&g.state))
-        .map(|g| g.name.as_str())
-        .collect();
-    let members = if live.is_empty() {
-        BTreeMap::new()
-    } else {
-        source.group_members(&live)?
-    };
+    // State, members and assignments of every selected group, in one request: the listing's
+    // states miss groups of the new consumer protocol.
+    let names: Vec<&str> = selected.iter().map(|g| g.name.as_str()).collect();
+    let members = source.group_members(&names)?;
 
     let mut groups = Vec::with_capacity(selected.len());
     for g in selected {
