@@ -182,26 +182,53 @@ impl Admin {
             .map_err(|e| self.fail(e, &format!("committing offsets of group {group}")))
     }
 
+    /// Offsets of many partitions. Sent in batches: librdkafka matches a ListOffsets
+    /// response to its request with a nested loop, so one request for thousands of
+    /// partitions costs quadratic time (450 ms at 5,000 partitions, 19 ms at 1,000).
+    /// A partition whose leader is not ready yet (a topic just created, a leader election)
+    /// is retried briefly.
     fn list_offsets(
         &self,
         tps: &[Tp],
         spec: OffsetSpec,
         read_committed: bool,
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
-        let parts: Vec<(String, i32)> =
-            tps.iter().map(|t| (t.topic.clone(), t.partition)).collect();
-        let got = ffi::list_offsets(
-            self.client.client(),
-            &parts,
-            spec,
-            read_committed,
-            self.cluster.timeout,
-        )
-        .map_err(|e| self.fail(e, "listing partition offsets"))?;
-        Ok(got
-            .into_iter()
-            .map(|((t, p), o)| (Tp::new(t, p), o))
-            .collect())
+        const BATCH: usize = 1000;
+        const RETRYABLE: [&str; 3] = [
+            "NOT_LEADER",
+            "LEADER_NOT_AVAILABLE",
+            "UNKNOWN_TOPIC_OR_PART",
+        ];
+        let mut out = BTreeMap::new();
+        for chunk in tps.chunks(BATCH) {
+            let parts: Vec<(String, i32)> = chunk
+                .iter()
+                .map(|t| (t.topic.clone(), t.partition))
+                .collect();
+            let mut attempt = 0;
+            let got = loop {
+                match ffi::list_offsets(
+                    self.client.client(),
+                    &parts,
+                    spec,
+                    read_committed,
+                    self.cluster.timeout,
+                ) {
+                    Ok(got) => break got,
+                    Err(e)
+                        if attempt < 10
+                            && RETRYABLE.iter().any(|r| format!("{e:#}").contains(r)) =>
+                    {
+                        attempt += 1;
+                        tracing::debug!("listing offsets: {e:#} (retrying)");
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    Err(e) => return Err(self.fail(e, "listing partition offsets")),
+                }
+            };
+            out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
+        }
+        Ok(out)
     }
 
     /// Low watermark, high watermark and last stable offset of every partition: three

@@ -223,7 +223,7 @@ pub fn list_group_offsets<C: ClientContext>(
         bail!(
             "{what}: failed for {} partition(s): {}",
             errors.len(),
-            errors.join("; ")
+            summarize(&errors)
         );
     }
     offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -435,7 +435,7 @@ pub fn list_offsets<C: ClientContext>(
         bail!(
             "{what}: failed for {} partition(s): {}",
             errors.len(),
-            errors.join("; ")
+            summarize(&errors)
         );
     }
     out.sort();
@@ -448,7 +448,7 @@ pub fn list_offsets<C: ClientContext>(
         .map(|(t, p)| format!("{t}[{p}]"))
         .collect();
     if !missing.is_empty() {
-        bail!("{what}: no result for {}", missing.join(", "));
+        bail!("{what}: no result for {}", summarize(&missing));
     }
     Ok(out)
 }
@@ -557,7 +557,7 @@ pub fn alter_group_offsets<C: ClientContext>(
         bail!(
             "{what}: failed for {} partition(s){hint}: {}",
             errors.len(),
-            errors.join("; ")
+            summarize(&errors)
         );
     }
     Ok(())
@@ -875,6 +875,20 @@ pub(super) unsafe fn cstr_to_string(p: *const c_char) -> String {
 
 pub(super) fn to_cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).with_context(|| format!("{what} {s:?} contains a NUL byte"))
+}
+
+/// The first few items of a long list of per-partition errors, and how many more there are:
+/// an error about thousands of partitions must stay readable.
+fn summarize(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if items.len() <= SHOWN {
+        return items.join("; ");
+    }
+    format!(
+        "{}; ... and {} more",
+        items[..SHOWN].join("; "),
+        items.len() - SHOWN
+    )
 }
 
 fn duration_ms(d: Duration) -> c_int {

@@ -1,5 +1,6 @@
 //! Reading what a plan needs from both clusters. All of the plan's I/O is here; the number
-//! of requests grows with the number of groups, never with the number of partitions.
+//! of requests grows with the number of groups (librdkafka sends a few per group: find the
+//! coordinator, describe, fetch offsets) and only by one per thousand partitions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,7 +34,7 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Snapshot> {
         source.cluster().describe()
     );
 
-    // State, members and assignments of every selected group, in one request: the listing's
+    // State, members and assignments of every selected group, in one call: the listing's
     // states miss groups of the new consumer protocol.
     let names: Vec<&str> = selected.iter().map(|g| g.name.as_str()).collect();
     let members = source.group_members(&names)?;
