@@ -40,7 +40,8 @@ pub enum CommitOutcome {
 /// The target offset of every (group, partition) the plan covers. Copied partitions use
 /// the translation tracked during the copy; partitions with nothing to copy, but which the
 /// group committed on the source, resume at the target's end (`target_ends`), so the group
-/// does not fall back to its `auto.offset.reset`.
+/// does not fall back to its `auto.offset.reset`; a group already in `state.offsets` (refused
+/// before) keeps the end recorded then.
 pub fn group_targets(
     plan: &Plan,
     state: &State,
@@ -66,9 +67,21 @@ pub fn group_targets(
             }
             (_, Some(SkipReason::Filtered | SkipReason::Internal | SkipReason::Uncommitted)) => {}
             (Status::Skip, _) => {
-                if let Some(end) = target_ends.get(&tp) {
-                    for g in p.committed.keys() {
-                        out.entry(g.clone()).or_default().insert(tp.clone(), *end);
+                for g in p.committed.keys() {
+                    // A group refused on an earlier attempt keeps the end read then: records
+                    // written to the target since are new to it and must not be skipped.
+                    let recorded = state
+                        .offsets
+                        .iter()
+                        .find(|o| o.group == *g)
+                        .and_then(|o| {
+                            o.offsets
+                                .iter()
+                                .find(|(t, n, _)| *t == tp.topic && *n == tp.partition)
+                        })
+                        .map(|(_, _, o)| *o);
+                    if let Some(end) = recorded.or_else(|| target_ends.get(&tp).copied()) {
+                        out.entry(g.clone()).or_default().insert(tp.clone(), end);
                     }
                 }
             }
@@ -138,7 +151,19 @@ pub fn commit(
             });
             continue;
         }
-        let existing = admin.committed(group)?;
+        let existing = match admin.committed(group) {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(GroupOffsets {
+                    group: group.clone(),
+                    offsets: list,
+                    outcome: CommitOutcome::Refused(format!(
+                        "{e:#}; run `kmigrate run` again to retry"
+                    )),
+                });
+                continue;
+            }
+        };
         let mut kept = Vec::new();
         let mut to_commit = Vec::new();
         for (topic, partition, offset) in &list {
@@ -153,15 +178,17 @@ pub fn commit(
                 ));
             }
         }
-        admin.alter_group_offsets(group, &to_commit)?;
+        // One group's failure (e.g. its consumers started between the check and the commit)
+        // must not keep the others from their offsets: it is reported and retried by a rerun.
+        let outcome = match admin.alter_group_offsets(group, &to_commit) {
+            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `kmigrate run` again to retry")),
+            Ok(()) if kept.is_empty() => CommitOutcome::Committed,
+            Ok(()) => CommitOutcome::KeptAhead(kept),
+        };
         out.push(GroupOffsets {
             group: group.clone(),
             offsets: list,
-            outcome: if kept.is_empty() {
-                CommitOutcome::Committed
-            } else {
-                CommitOutcome::KeptAhead(kept)
-            },
+            outcome,
         });
     }
     Ok(out)
@@ -256,5 +283,17 @@ mod tests {
         assert_eq!(targets["b"][&Tp::new("t", 0)], 102);
         assert_eq!(targets["a"][&Tp::new("t", 1)], 40);
         assert!(!targets["b"].contains_key(&Tp::new("t", 1)));
+
+        // a was refused with t/1 at 40; by the rerun the target's end moved to 45: a keeps
+        // 40 (the 5 new records are new to it), the copied partition is unchanged.
+        state.offsets.push(GroupOffsets {
+            group: "a".into(),
+            offsets: vec![("t".into(), 0, 100), ("t".into(), 1, 40)],
+            outcome: CommitOutcome::Refused("active".into()),
+        });
+        let ends: BTreeMap<Tp, i64> = [(Tp::new("t", 1), 45)].into_iter().collect();
+        let targets = group_targets(&plan, &state, &ends);
+        assert_eq!(targets["a"][&Tp::new("t", 1)], 40);
+        assert_eq!(targets["a"][&Tp::new("t", 0)], 100);
     }
 }
