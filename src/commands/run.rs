@@ -84,8 +84,8 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             }
             check_groups_inactive(&source, &plan, args.allow_active_groups)?;
             confirm(&plan, args.yes)?;
-            create_topics(&target, &plan, cfg)?;
-            check_target_partitions(&target, &plan)?;
+            let created = create_topics(&target, &plan, cfg)?;
+            check_target_partitions(&target, &plan, created)?;
             let mut state = State::new(&plan, now_ms());
             state
                 .save(state_path, now_ms())
@@ -398,7 +398,8 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     }
 }
 
-fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
+/// Creates the topics the plan says to create; returns whether it created any.
+fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<bool> {
     let to_create: Vec<(String, i32, BTreeMap<String, String>)> = plan
         .topics
         .iter()
@@ -412,7 +413,7 @@ fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<
         })
         .collect();
     if to_create.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if !cfg.migration.create_topics {
         return Err(usage(
@@ -424,11 +425,17 @@ fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<
         "creating topic(s) on the target: {}",
         names.join(", ")
     ));
-    target.admin()?.create_topics(&to_create)
+    target.admin()?.create_topics(&to_create)?;
+    Ok(true)
 }
 
 /// Every planned partition must exist on the target before the first record is written.
-fn check_target_partitions(target: &Cluster, plan: &Plan) -> anyhow::Result<()> {
+/// Topics just created take a moment to show in metadata: then it waits up to the timeout.
+fn check_target_partitions(
+    target: &Cluster,
+    plan: &Plan,
+    just_created: bool,
+) -> anyhow::Result<()> {
     let admin = target.admin()?;
     let deadline = std::time::Instant::now() + target.timeout;
     loop {
@@ -450,8 +457,7 @@ fn check_target_partitions(target: &Cluster, plan: &Plan) -> anyhow::Result<()> 
         if short.is_empty() {
             return Ok(());
         }
-        // Freshly created topics take a moment to show in metadata.
-        if std::time::Instant::now() > deadline {
+        if !just_created || std::time::Instant::now() > deadline {
             return Err(usage(format!(
                 "on the target, {}: nothing was written. Add partitions or exclude the topics, \
                  then run again",

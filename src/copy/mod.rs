@@ -199,6 +199,7 @@ pub fn run(
         ..Snapshot::default()
     };
     let mut bytes: u64 = 0;
+    let mut throttle_from = Instant::now();
     let mut last_reconcile = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
@@ -227,11 +228,18 @@ pub fn run(
             break;
         }
         if let Some(limit) = opts.max_bytes_per_second {
-            let allowed = (limit as f64 * started.elapsed().as_secs_f64()) as u64;
+            let allowed = (limit as f64 * throttle_from.elapsed().as_secs_f64()) as u64;
             if bytes > allowed {
                 writer.poll(Duration::from_millis(10));
                 reconcile(&writer, &mut slots, state, &mut snap)?;
                 continue;
+            }
+            // Allowance saved up while idle (connecting, a stalled source) is capped at one
+            // second's worth, so the limit holds over any second, not only on average.
+            if allowed > bytes + limit {
+                let behind =
+                    Duration::from_secs_f64((allowed - bytes - limit) as f64 / limit as f64);
+                throttle_from += behind;
             }
         }
         if let Some(reader) = reader.as_mut() {
@@ -334,6 +342,21 @@ pub fn run(
                 }
             }
             if let Some((t, p)) = to_pause {
+                // The range ended on a record with records still to skip: the target holds
+                // more than kmigrate wrote (the Eof arm checks the same for ranges that end
+                // in a gap). Without this the slot never finishes and the copy stalls.
+                if let Some(s) = lookup[t][p as usize].map(|si| &slots[si])
+                    && s.skip > 0
+                {
+                    failure = Some(anyhow!(
+                        "{}/{}: the target holds {} more record(s) than the source range has: \
+                         another producer writes to it",
+                        topics[t],
+                        p,
+                        s.skip
+                    ));
+                    break;
+                }
                 reader.pause(t, p);
             }
         } else {

@@ -280,9 +280,14 @@ impl Cluster {
         }
     }
 
-    /// (low, high) watermarks of a partition, high read uncommitted.
+    /// (low, high) watermarks of a partition, high read uncommitted (transaction markers
+    /// and open transactions included).
     pub fn watermarks(&self, topic: &str, partition: i32) -> (i64, i64) {
-        let c: BaseConsumer = self.config().create().expect("creating a consumer");
+        let c: BaseConsumer = self
+            .config()
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .expect("creating a consumer");
         c.fetch_watermarks(topic, partition, TIMEOUT)
             .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
     }

@@ -1,0 +1,1173 @@
+//! `kmigrate run` against the real test bed: what arrives on the target, record for record
+//! (key, value, headers, timestamp, partition, order), after clean runs, interruptions and
+//! refusals.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+use support::{Cluster, ReadRec, Rec, Run, config_for, kmigrate, unique, workdir};
+
+const TS: i64 = 1_700_000_000_000;
+const STATE: &str = "kmigrate-state.json";
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+/// A short description of a record: big payloads are not printed whole.
+fn brief(r: &Rec) -> String {
+    fn bytes(b: &Option<Vec<u8>>) -> String {
+        match b {
+            None => "null".into(),
+            Some(b) if b.len() <= 48 => format!("{:?}", String::from_utf8_lossy(b)),
+            Some(b) => format!(
+                "{:?}...({} bytes)",
+                String::from_utf8_lossy(&b[..48]),
+                b.len()
+            ),
+        }
+    }
+    let headers: Vec<String> = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}={}", bytes(v)))
+        .collect();
+    format!(
+        "p{} key={} value={} headers=[{}] ts={:?}",
+        r.partition,
+        bytes(&r.key),
+        bytes(&r.value),
+        headers.join(", "),
+        r.timestamp
+    )
+}
+
+/// Asserts two record sequences are equal, naming the first difference.
+fn assert_records(what: &str, got: &[Rec], want: &[Rec]) {
+    if got == want {
+        return;
+    }
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        panic!(
+            "{what}: record {i} differs ({} records, expected {})\n  got:  {}\n  want: {}",
+            got.len(),
+            want.len(),
+            brief(&got[i]),
+            brief(&want[i])
+        );
+    }
+    let n = got.len().min(want.len());
+    panic!(
+        "{what}: {} records, expected {}; the first {n} agree; next got: {}, next expected: {}",
+        got.len(),
+        want.len(),
+        got.get(n).map_or("-".into(), brief),
+        want.get(n).map_or("-".into(), brief)
+    );
+}
+
+/// Reads whole partitions, all at once: each `read_all` mostly waits for its end of
+/// partition, so reading them one after the other would make the suite slow.
+fn read_parallel(reads: &[(&Cluster, &str, i32)]) -> Vec<Vec<ReadRec>> {
+    std::thread::scope(|s| {
+        let readers: Vec<_> = reads
+            .iter()
+            .map(|(c, t, p)| s.spawn(move || c.read_all(t, *p)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("a reader thread panicked"))
+            .collect()
+    })
+}
+
+/// Asserts each target partition `p` holds exactly the source's records from offset
+/// `from[p]` on, in order; returns the target's records per partition.
+fn assert_copied(src: &Cluster, tgt: &Cluster, topic: &str, from: &[i64]) -> Vec<Vec<Rec>> {
+    let mut reads = Vec::new();
+    for p in 0..from.len() as i32 {
+        reads.push((src, topic, p));
+        reads.push((tgt, topic, p));
+    }
+    let mut read = read_parallel(&reads).into_iter();
+    let mut out = Vec::new();
+    for (p, f) in from.iter().enumerate() {
+        let (source, target) = (read.next().expect("source"), read.next().expect("target"));
+        let want: Vec<Rec> = source
+            .into_iter()
+            .filter(|r| r.offset >= *f)
+            .map(|r| r.rec)
+            .collect();
+        let got: Vec<Rec> = target.into_iter().map(|r| r.rec).collect();
+        assert_records(&format!("{topic}/{p} on the target"), &got, &want);
+        out.push(got);
+    }
+    out
+}
+
+/// How many records in all.
+fn count(per_partition: &[Vec<Rec>]) -> usize {
+    per_partition.iter().map(Vec::len).sum()
+}
+
+/// The end of a partition as a read_committed consumer sees it (`Cluster::watermarks` uses
+/// librdkafka's default isolation): the high watermark wherever no transaction is open,
+/// which is always so on the target (kmigrate writes without transactions).
+fn high(c: &Cluster, topic: &str, partition: i32) -> i64 {
+    c.watermarks(topic, partition).1
+}
+
+fn highs(c: &Cluster, topic: &str, partitions: i32) -> Vec<i64> {
+    (0..partitions).map(|p| high(c, topic, p)).collect()
+}
+
+/// A value of `len` bytes that compresses poorly (xorshift), different per `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn rec(
+    partition: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+    ts: i64,
+) -> Rec {
+    Rec {
+        partition,
+        key: key.map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+            .collect(),
+        timestamp: Some(ts),
+    }
+}
+
+/// `115000` -> `115,000`, as the summary prints counts.
+fn thousands(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn state_json(dir: &Path) -> Value {
+    let bytes = std::fs::read(dir.join(STATE)).expect("the state file exists");
+    serde_json::from_slice(&bytes).expect("the state file is JSON")
+}
+
+/// The SUMMARY row of a topic, split on whitespace: [topic, planned, written, on target, ...].
+fn summary_row(run: &Run, topic: &str) -> Vec<String> {
+    run.stdout
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|cells| cells.first().map(String::as_str) == Some(topic))
+        .unwrap_or_else(|| panic!("no summary row for {topic}:\n{}", run.stdout))
+}
+
+/// A kmigrate process running in the background, its output going to files in `dir`.
+struct Bg {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+fn spawn(dir: &Path, args: &[&str]) -> Bg {
+    let tag = unique("bg");
+    let (out, err) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_kmigrate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KMIGRATE_CONFIG")
+        .env("KMIGRATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("starting kmigrate");
+    Bg { child, out, err }
+}
+
+impl Bg {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Exited already? (with its exit code; -1 for a signal)
+    fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .expect("checking on kmigrate")
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    fn wait(mut self) -> Run {
+        let status = self.child.wait().expect("waiting for kmigrate");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+        }
+    }
+
+    /// SIGKILL (what `Child::kill` sends on unix), then reap.
+    fn kill9(mut self) -> Run {
+        let _ = self.child.kill();
+        self.wait()
+    }
+}
+
+/// Sums a target topic's high watermarks (as [`high`]) with one long-lived client: polled
+/// every few milliseconds to pick the moment to interrupt a copy.
+struct Progress {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: i32,
+}
+
+impl Progress {
+    fn new(c: &Cluster, topic: &str, partitions: i32) -> Progress {
+        Progress {
+            consumer: c.config().create().expect("creating a watermark client"),
+            topic: topic.to_string(),
+            partitions,
+        }
+    }
+
+    fn total(&self) -> i64 {
+        (0..self.partitions)
+            .map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, support::TIMEOUT)
+                    .unwrap_or_else(|e| panic!("watermarks of {}/{p}: {e}", self.topic))
+                    .1
+            })
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests.
+
+#[test]
+fn content_equality_for_every_record_shape() {
+    let topic = unique("run-shapes");
+    let g = unique("run-shapes-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    let big = [("max.message.bytes", "2000000")];
+    src.create_topic(&topic, 3, &big);
+    tgt.create_topic(&topic, 3, &big);
+
+    let payload = noise(900 * 1024, 7);
+    let many_headers: &[(&str, Option<&[u8]>)] = &[
+        ("trace", Some(b"1")),
+        ("dup", Some(b"first")),
+        ("nil", None),
+        ("dup", Some(b"second")),
+        ("empty", Some(b"")),
+        ("dup", Some(b"first")),
+        ("bin", Some(&[0, 255, 1, 254])),
+        ("nil", None),
+    ];
+    let records = vec![
+        // Partition 0: the group committed 2, so the first two stay behind.
+        rec(0, Some(b"consumed-0"), Some(b"x"), &[], TS),
+        rec(
+            0,
+            Some(b"consumed-1"),
+            Some(b"y"),
+            &[("h", Some(b"v"))],
+            TS + 1,
+        ),
+        rec(0, None, Some(b"no key"), &[], 1_000),
+        rec(0, Some(b"tombstone"), None, &[], 1_600_000_000_000),
+        rec(0, Some(b""), Some(b""), &[], TS + 2),
+        rec(0, Some(b"headers"), Some(b"many"), many_headers, TS + 3),
+        rec(
+            0,
+            Some(b"big"),
+            Some(&payload),
+            &[("size", Some(b"900KiB"))],
+            1_000,
+        ),
+        rec(0, None, None, &[("only", Some(b"headers"))], TS - 5),
+        rec(
+            0,
+            Some(&[0, 159, 146, 150]),
+            Some(&[255, 0, 254]),
+            &[],
+            TS + 4,
+        ),
+        // Partition 1: committed at 0, all of it is copied. Timestamps go backwards.
+        rec(1, Some(b"k"), Some(b"1"), &[], 1_600_000_000_000),
+        rec(1, Some(b"k"), Some(b"2"), &[], 1_000),
+        rec(1, Some(b"k"), None, &[("nil", None)], 2_000),
+        rec(1, None, Some(b""), &[("", Some(b"empty name"))], TS),
+        rec(1, Some(b""), None, &[], TS),
+        // Partition 2: committed at 3 of 7.
+        rec(2, Some(b"a"), Some(b"1"), &[], TS),
+        rec(2, Some(b"b"), Some(b"2"), &[], TS),
+        rec(2, Some(b"c"), Some(b"3"), &[], TS),
+        rec(2, Some(b"d"), Some(&payload[..1000]), many_headers, 1_000),
+        rec(2, None, None, &[], 1_000),
+        rec(2, Some(b"big-too"), Some(&payload), many_headers, TS + 9),
+        rec(2, Some(b"last"), Some(b"7"), &[], TS + 10),
+    ];
+    src.produce(&topic, &records);
+    let committed = [2, 0, 3];
+    src.commit(
+        &g,
+        &[
+            (&topic, 0, committed[0]),
+            (&topic, 1, committed[1]),
+            (&topic, 2, committed[2]),
+        ],
+    );
+    let by_p = support::by_partition(&records);
+
+    let dir = workdir("run-shapes");
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    // The target holds what the source holds from the group's position on...
+    let copied = assert_copied(&src, &tgt, &topic, &committed);
+    // ... and that is exactly what the test produced: every shape survived both trips.
+    for p in 0..3 {
+        let want = &by_p[&p][committed[p as usize] as usize..];
+        assert_records(
+            &format!("{topic}/{p} on the target"),
+            &copied[p as usize],
+            want,
+        );
+    }
+    assert_eq!(count(&copied), 7 + 5 + 4);
+    let row = summary_row(&run, &topic);
+    assert_eq!(row[1..4], ["16", "16", "16"], "{}", run.stdout);
+    let state = state_json(&dir);
+    assert_ne!(state["phase"], "copying", "{state:#}");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn seed_example_in_miniature_from_a_saved_plan() {
+    // The procedure's example at small scale: test1/0 expired, test3 shared by both groups
+    // with different commits, test4 consumed by the second group only.
+    let (t1, t3, t4) = (
+        unique("run-test1"),
+        unique("run-test3"),
+        unique("run-test4"),
+    );
+    let (g123, g34) = (unique("run-test123-group"), unique("run-test34-group"));
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    for (t, partitions) in [(&t1, 1), (&t3, 2), (&t4, 1)] {
+        src.create_topic(t, partitions, &[]);
+        tgt.create_topic(t, partitions, &[]);
+    }
+    src.produce_n(&t1, 0, 52, TS);
+    src.produce_n(&t3, 0, 300, TS);
+    src.produce_n(&t3, 1, 100, TS + 1_000_000);
+    src.produce_n(&t4, 0, 80, TS);
+    src.commit(&g123, &[(&t1, 0, 37), (&t3, 0, 250), (&t3, 1, 10)]);
+    src.commit(&g34, &[(&t3, 0, 240), (&t3, 1, 90), (&t4, 0, 30)]);
+    src.delete_records(&t1, 0, 52);
+
+    let dir = workdir("run-seed");
+    let config = config_for(&[&g123, &g34], "");
+    let planned = kmigrate(&dir, &config, &["plan", "--out", "plan.json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("plan.json")).expect("saved plan"))
+            .expect("plan JSON");
+    assert_eq!(plan["totals"]["messages"], 60 + 90 + 50, "{plan:#}");
+
+    let run = kmigrate(&dir, &config, &["run", "--plan", "plan.json", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for (t, n) in [(&t3, 150), (&t4, 50)] {
+        let topic_plan = plan["topics"]
+            .as_array()
+            .expect("topics")
+            .iter()
+            .find(|x| x["topic"] == t.as_str())
+            .unwrap_or_else(|| panic!("{t} not in the plan"));
+        assert_eq!(topic_plan["to_migrate"], n, "{topic_plan:#}");
+        let row = summary_row(&run, t);
+        let n = n.to_string();
+        assert_eq!(row[1..4], [n.as_str(); 3], "{}", run.stdout);
+        assert_eq!(row[4..6], ["all", "written"], "{}", run.stdout);
+    }
+    assert!(
+        !run.stdout.lines().any(|l| l.trim_start().starts_with(&t1)),
+        "the expired topic is not in the summary:\n{}",
+        run.stdout
+    );
+    assert_eq!(count(&assert_copied(&src, &tgt, &t3, &[240, 10])), 150);
+    assert_eq!(count(&assert_copied(&src, &tgt, &t4, &[30])), 50);
+    assert_eq!(highs(&tgt, &t1, 1), [0], "nothing of the expired partition");
+    for t in [&t1, &t3, &t4] {
+        src.delete_topic(t);
+        tgt.delete_topic(t);
+    }
+}
+
+#[test]
+fn compacted_source_copies_exactly_the_live_records() {
+    let topic = unique("run-compact");
+    let g = unique("run-compact-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(
+        &topic,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+        ],
+    );
+    tgt.create_topic(&topic, 1, &[]);
+    // Five rounds, each in a segment of its own: a segment rolls when a record's timestamp
+    // is more than segment.ms after the segment's first one, so 10 s apart does it. Round r
+    // rewrites key-0 .. key-(4-r) and adds once-r, so the survivors are spread out.
+    let mut all = Vec::new();
+    for round in 0..5i64 {
+        let keys = (0..5 - round)
+            .map(|k| format!("key-{k}"))
+            .chain([format!("once-{round}")]);
+        let recs: Vec<Rec> = keys
+            .map(|k| {
+                let v = format!("{k}@{round}");
+                let r = round.to_string();
+                rec(
+                    0,
+                    Some(k.as_bytes()),
+                    Some(v.as_bytes()),
+                    &[("round", Some(r.as_bytes()))],
+                    TS + round * 10_000,
+                )
+            })
+            .collect();
+        src.produce(&topic, &recs);
+        all.extend(recs);
+    }
+    // The last segment must not be the active one (never cleaned): one more record rolls it.
+    let sentinel = rec(0, Some(b"sentinel"), Some(b"end"), &[], TS + 100_000);
+    src.produce(&topic, std::slice::from_ref(&sentinel));
+    all.push(sentinel);
+    // What compaction leaves: the last record of each key.
+    let survivors: Vec<(i64, Rec)> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| !all[i + 1..].iter().any(|later| later.key == r.key))
+        .map(|(i, r)| (i as i64, r.clone()))
+        .collect();
+    let offsets: Vec<i64> = survivors.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, [4, 5, 9, 10, 13, 14, 16, 17, 18, 19, 20]);
+
+    let t0 = Instant::now();
+    loop {
+        let now: Vec<(i64, Rec)> = src
+            .read_all(&topic, 0)
+            .into_iter()
+            .map(|r| (r.offset, r.rec))
+            .collect();
+        if now == survivors {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the log cleaner did not compact {topic} within 60 s; offsets now: {:?}",
+            now.iter().map(|(o, _)| *o).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("compacted after {:?}", t0.elapsed());
+
+    // The group's position is an offset compaction removed.
+    src.commit(&g, &[(&topic, 0, 6)]);
+    let dir = workdir("run-compact");
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let want: Vec<Rec> = survivors
+        .iter()
+        .filter(|(o, _)| *o >= 6)
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(want.len(), 9);
+    let copied = assert_copied(&src, &tgt, &topic, &[6]);
+    assert_records(&format!("{topic}/0 on the target"), &copied[0], &want);
+    let row = summary_row(&run, &topic);
+    assert_eq!(row[1..4], ["15", "9", "9"], "{}", run.stdout);
+    assert!(
+        row.join(" ").contains("(6 offsets were gaps)"),
+        "{}",
+        run.stdout
+    );
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+/// The high watermarks of a topic's partitions once no transaction is open in them: the
+/// transaction coordinator writes the markers after the producer's commit or abort returns,
+/// and until then the last stable offset lags. (`Cluster::watermarks` reads with librdkafka's
+/// default isolation, read_committed: its "high" is the last stable offset.)
+fn settled_highs(c: &Cluster, topic: &str, partitions: i32) -> Vec<i64> {
+    let uncommitted: BaseConsumer = c
+        .config()
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("creating a consumer");
+    let deadline = Instant::now() + support::TIMEOUT;
+    loop {
+        let high: Vec<i64> = (0..partitions)
+            .map(|p| {
+                uncommitted
+                    .fetch_watermarks(topic, p, support::TIMEOUT)
+                    .expect("watermarks")
+                    .1
+            })
+            .collect();
+        let stable = highs(c, topic, partitions);
+        if stable == high {
+            return high;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: transactions still open: high {high:?}, last stable {stable:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends records with a producer (e.g. a transactional one), keeping every field.
+fn send_all(producer: &BaseProducer, topic: &str, recs: &[Rec]) {
+    for r in recs {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .partition(r.partition)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        if let Some(ts) = r.timestamp {
+            record = record.timestamp(ts);
+        }
+        producer
+            .send(record)
+            .map_err(|(e, _)| e)
+            .unwrap_or_else(|e| panic!("producing to {topic}: {e}"));
+    }
+    producer.flush(support::TIMEOUT).expect("flush");
+}
+
+#[test]
+fn transactional_source_copies_committed_records_only() {
+    let topic = unique("run-txn");
+    let g = unique("run-txn-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 3, &[]);
+    tgt.create_topic(&topic, 3, &[]);
+    let producer: BaseProducer = src
+        .config()
+        .set("transactional.id", unique("run-txn-id"))
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(support::TIMEOUT)
+        .expect("init transactions");
+    let txn = |name: &str, parts: &[(i32, usize)], commit: bool| -> Vec<Rec> {
+        let mut recs = Vec::new();
+        for (p, n) in parts {
+            for i in 0..*n {
+                let k = format!("{name}-{p}-{i}");
+                let h = format!("{name}{i}");
+                let value = (i != 1).then_some(k.as_bytes());
+                recs.push(rec(
+                    *p,
+                    Some(k.as_bytes()),
+                    value,
+                    &[("txn", Some(h.as_bytes())), ("nil", None)],
+                    TS + i as i64,
+                ));
+            }
+        }
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, &topic, &recs);
+        if commit {
+            producer
+                .commit_transaction(support::TIMEOUT)
+                .expect("commit");
+        } else {
+            producer.abort_transaction(support::TIMEOUT).expect("abort");
+        }
+        recs
+    };
+    // Partition 0: A, B (aborted), C: its range ends with C's commit marker.
+    // Partition 1: A, B (aborted): ends with aborted records and the abort marker.
+    // Partition 2: like 1, but the group's position is inside B: not one record to copy.
+    let a = txn("a", &[(0, 3), (1, 2), (2, 2)], true);
+    let b = txn("b", &[(0, 3), (1, 3), (2, 3)], false);
+    let c = txn("c", &[(0, 3)], true);
+    drop(producer);
+    // p0: A 0-2, marker 3, B 4-6, marker 7, C 8-10, marker 11; p1 and p2: A 0-1, marker 2,
+    // B 3-5, marker 6.
+    assert_eq!(settled_highs(&src, &topic, 3), [12, 7, 7]);
+    let committed = [0, 0, 4];
+    src.commit(
+        &g,
+        &[
+            (&topic, 0, committed[0]),
+            (&topic, 1, committed[1]),
+            (&topic, 2, committed[2]),
+        ],
+    );
+
+    let dir = workdir("run-txn");
+    let t0 = Instant::now();
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    // Terminates promptly: no waiting for a record after the range's last marker.
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+
+    let of = |recs: &[Rec], p: i32| -> Vec<Rec> {
+        recs.iter().filter(|r| r.partition == p).cloned().collect()
+    };
+    let want0: Vec<Rec> = of(&a, 0).into_iter().chain(of(&c, 0)).collect();
+    let copied = assert_copied(&src, &tgt, &topic, &committed);
+    assert_records("partition 0", &copied[0], &want0);
+    assert_records("partition 1", &copied[1], &of(&a, 1));
+    assert_records("partition 2", &copied[2], &[]);
+    assert_eq!(count(&copied), 8);
+    assert!(
+        copied.iter().flatten().all(|r| !b.contains(r)),
+        "no record of the aborted transaction"
+    );
+    assert_eq!(
+        highs(&tgt, &topic, 3),
+        [6, 2, 0],
+        "no markers, no aborted records"
+    );
+    let row = summary_row(&run, &topic);
+    assert_eq!(row[1..4], ["22", "8", "8"], "{}", run.stdout);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+/// Writes `parts` partitions of `per` records of about 200 bytes each (key `p<p>-<i>`,
+/// a header on every 1000th record).
+fn produce_bulk(src: &Cluster, topic: &str, parts: i32, per: usize) {
+    for p in 0..parts {
+        let recs: Vec<Rec> = (0..per)
+            .map(|i| Rec {
+                partition: p,
+                key: Some(format!("p{p}-{i:06}").into_bytes()),
+                value: Some(format!("{p}:{i:0>186}").into_bytes()),
+                headers: if i % 1000 == 0 {
+                    vec![("seq".into(), Some(i.to_string().into_bytes()))]
+                } else {
+                    Vec::new()
+                },
+                timestamp: Some(TS + i as i64),
+            })
+            .collect();
+        src.produce(topic, &recs);
+    }
+}
+
+/// Waits until `cond` holds while `bg` still runs; panics (with its output) if it ends first.
+fn while_running(bg: &mut Bg, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if cond() {
+            return;
+        }
+        if let Some(code) = bg.exited() {
+            panic!(
+                "kmigrate ended (exit {code}) before {what}:\n{}\n{}",
+                std::fs::read_to_string(&bg.out).unwrap_or_default(),
+                std::fs::read_to_string(&bg.err).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "never reached {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Per partition of the state file: records on the target past the last checkpoint (what a
+/// resume has to skip). Panics if the target has fewer records than the checkpoint says.
+fn past_checkpoint(dir: &Path, tgt: &Cluster, topic: &str) -> Vec<i64> {
+    let state = state_json(dir);
+    state["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            let partition = p["partition"].as_i64().expect("partition") as i32;
+            let h = high(tgt, topic, partition);
+            let progress = &p["progress"];
+            let next = match (progress["base"].as_i64(), progress["acked"].as_array()) {
+                (None, _) => h,
+                (Some(base), None) => base,
+                (Some(_), Some(acked)) => acked[1].as_i64().expect("target offset") + 1,
+            };
+            assert!(
+                h >= next,
+                "{topic}/{partition}: target {h} < checkpoint {next}"
+            );
+            h - next
+        })
+        .collect()
+}
+
+#[test]
+fn resumes_exactly_after_sigkill_early_mid_and_late() {
+    // One copy killed three times, each resume continuing the previous one's state: states
+    // that were themselves resumed get resumed, and the data is made (and read back) once.
+    // The copy is throttled (max_bytes_per_second) so that it lasts several seconds on a
+    // fast machine too and the kill points are reachable; a slower machine only makes it
+    // longer. Each kill leaves records on the target past the last checkpoint (checkpoints
+    // are 2 s apart), which the resume must count and skip, not write again.
+    const PARTS: i32 = 3;
+    const PER: usize = 30_000;
+    let topic = unique("run-kill");
+    let g = unique("run-kill-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, PARTS, &[]);
+    tgt.create_topic(&topic, PARTS, &[]);
+    produce_bulk(&src, &topic, PARTS, PER);
+    let committed = [0i64, 1000, 7];
+    src.commit(
+        &g,
+        &[
+            (&topic, 0, committed[0]),
+            (&topic, 1, committed[1]),
+            (&topic, 2, committed[2]),
+        ],
+    );
+    let total: i64 = committed.iter().map(|c| PER as i64 - c).sum();
+    let dir = workdir("run-kill");
+    std::fs::write(
+        dir.join("migrate.toml"),
+        config_for(&[&g], "[migration]\nmax_bytes_per_second = 2500000\n"),
+    )
+    .expect("config");
+    let progress = Progress::new(&tgt, &topic, PARTS);
+    let t0 = Instant::now();
+
+    // Early: as soon as the state file exists.
+    let mut bg = spawn(&dir, &["run", "--yes"]);
+    while_running(&mut bg, "the state file appears", || {
+        dir.join(STATE).exists()
+    });
+    let killed = bg.kill9();
+    assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
+    let mut skipped = past_checkpoint(&dir, &tgt, &topic);
+    eprintln!(
+        "early kill at {:?}: {} on the target, past checkpoint {skipped:?}",
+        t0.elapsed(),
+        progress.total()
+    );
+
+    // Mid and late: when the target holds half, then 90%, of the records.
+    for (what, fraction) in [("half", 0.5), ("90%", 0.9)] {
+        let mut bg = spawn(&dir, &["run", "--yes"]);
+        let at = (total as f64 * fraction) as i64;
+        while_running(&mut bg, &format!("{what} on the target"), || {
+            progress.total() >= at
+        });
+        let killed = bg.kill9();
+        assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
+        let past = past_checkpoint(&dir, &tgt, &topic);
+        eprintln!(
+            "{what} kill at {:?}: {} on the target, past checkpoint {past:?}",
+            t0.elapsed(),
+            progress.total()
+        );
+        skipped.extend(past);
+    }
+    assert!(
+        skipped.iter().sum::<i64>() > 0,
+        "no kill left records past a checkpoint: the resume's skip was not exercised"
+    );
+
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    eprintln!("completed at {:?}", t0.elapsed());
+    assert_eq!(progress.total(), total, "no duplicates");
+    assert_eq!(
+        count(&assert_copied(&src, &tgt, &topic, &committed)) as i64,
+        total
+    );
+    let row = summary_row(&run, &topic);
+    let n = thousands(total);
+    assert_eq!(row[1..4], [n.as_str(); 3], "{}", run.stdout);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn sigint_saves_progress_and_the_rerun_completes() {
+    const PARTS: i32 = 2;
+    const PER: usize = 25_000;
+    let topic = unique("run-sigint");
+    let g = unique("run-sigint-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, PARTS, &[]);
+    tgt.create_topic(&topic, PARTS, &[]);
+    produce_bulk(&src, &topic, PARTS, PER);
+    src.commit(&g, &[(&topic, 0, 0), (&topic, 1, 100)]);
+    let total = (2 * PER - 100) as i64;
+    let dir = workdir("run-sigint");
+    std::fs::write(
+        dir.join("migrate.toml"),
+        config_for(&[&g], "[migration]\nmax_bytes_per_second = 1000000\n"),
+    )
+    .expect("config");
+    let progress = Progress::new(&tgt, &topic, PARTS);
+
+    let mut bg = spawn(&dir, &["run", "--yes"]);
+    while_running(&mut bg, "records on the target", || {
+        progress.total() >= total / 10
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &bg.pid().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    eprintln!("SIGINT with {} on the target", progress.total());
+    let run = bg.wait();
+    assert_eq!(run.code, 130, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("interrupted") && run.stderr.contains("kmigrate run"),
+        "{}",
+        run.stderr
+    );
+
+    // A clean stop checkpoints every acknowledged record: the state matches the target.
+    let state = state_json(&dir);
+    assert_eq!(
+        state["phase"], "copying",
+        "the copy was not stopped midway (SIGINT too late?): {run:?}"
+    );
+    let mut written = 0;
+    for p in state["partitions"].as_array().expect("partitions") {
+        let partition = p["partition"].as_i64().expect("partition") as i32;
+        let h = high(&tgt, &topic, partition);
+        let pr = &p["progress"];
+        let w = pr["written"].as_i64().expect("written");
+        assert_eq!(pr["base"], 0, "{p}");
+        assert_eq!(w, h, "{topic}/{partition}: state {p} vs target high {h}");
+        if w > 0 {
+            assert_eq!(pr["acked"][1], h - 1, "{p}");
+        }
+        written += w;
+    }
+    assert!(written > 0 && written < total, "{written} of {total}");
+    assert_eq!(past_checkpoint(&dir, &tgt, &topic), [0, 0]);
+
+    // The rest at full speed: the state file, not the configuration, says what to copy.
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        count(&assert_copied(&src, &tgt, &topic, &[0, 100])) as i64,
+        total
+    );
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn refuses_a_plan_the_source_moved_away_from_unless_replan() {
+    let topic = unique("run-moved");
+    let g = unique("run-moved-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 2, &[]);
+    tgt.create_topic(&topic, 2, &[]);
+    src.produce_n(&topic, 0, 10, TS);
+    src.produce_n(&topic, 1, 10, TS);
+    src.commit(&g, &[(&topic, 0, 3), (&topic, 1, 0)]);
+    let dir = workdir("run-moved");
+    let config = config_for(&[&g], "");
+    let planned = kmigrate(&dir, &config, &["plan", "--out", "plan.json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    src.produce(&topic, &[Rec::kv(1, "late", "after the plan", TS + 50)]);
+
+    let run = kmigrate(&dir, &config, &["run", "--plan", "plan.json", "--yes"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{topic}/1 (high 10 -> 11")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(&format!("{topic}/0 (")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(highs(&tgt, &topic, 2), [0, 0], "nothing written");
+    assert!(!dir.join(STATE).exists(), "no state file");
+
+    let run = kmigrate(
+        &dir,
+        &config,
+        &["run", "--plan", "plan.json", "--yes", "--replan"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("planning again"), "{}", run.stderr);
+    assert_eq!(count(&assert_copied(&src, &tgt, &topic, &[3, 0])), 7 + 11);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+/// Waits until a topic is gone from a cluster's metadata.
+fn wait_gone(c: &Cluster, topic: &str) {
+    let client: BaseConsumer = c.config().create().expect("metadata client");
+    let deadline = Instant::now() + support::TIMEOUT;
+    loop {
+        let md = client
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("metadata");
+        if md
+            .topics()
+            .iter()
+            .all(|t| t.name() != topic || t.partitions().is_empty())
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic} was not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn refuses_a_target_with_too_few_partitions_before_writing() {
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    // A fresh plan that finds the problem.
+    let topic = unique("run-few");
+    let g = unique("run-few-g");
+    src.create_topic(&topic, 3, &[]);
+    tgt.create_topic(&topic, 1, &[]);
+    for p in 0..3 {
+        src.produce_n(&topic, p, 5, TS);
+    }
+    tgt.produce_n(&topic, 0, 2, TS);
+    src.commit(&g, &[(&topic, 0, 0), (&topic, 1, 0), (&topic, 2, 0)]);
+    let dir = workdir("run-few");
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&topic) && run.stderr.contains("problem"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(highs(&tgt, &topic, 1), [2], "nothing written");
+    assert!(!dir.join(STATE).exists(), "no state file");
+
+    // A saved plan that was right when made, but the target topic was recreated smaller
+    // since: run's own check, before the first record.
+    let topic2 = unique("run-shrunk");
+    let g2 = unique("run-shrunk-g");
+    src.create_topic(&topic2, 2, &[]);
+    tgt.create_topic(&topic2, 2, &[]);
+    src.produce_n(&topic2, 0, 5, TS);
+    src.produce_n(&topic2, 1, 5, TS);
+    src.commit(&g2, &[(&topic2, 0, 0), (&topic2, 1, 0)]);
+    let dir = workdir("run-shrunk");
+    // run waits up to timeout_secs for partitions to show (topics it created take a moment);
+    // shorter than the default 30 s, long enough for a busy test bed.
+    let config = config_for(&[&g2], "[migration]\ntimeout_secs = 10\n");
+    let planned = kmigrate(&dir, &config, &["plan", "--out", "plan.json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    tgt.delete_topic(&topic2);
+    wait_gone(&tgt, &topic2);
+    tgt.create_topic(&topic2, 1, &[]);
+    let run = kmigrate(&dir, &config, &["run", "--plan", "plan.json", "--yes"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("{topic2} has 1 of 2 partitions"))
+            && run.stderr.contains("nothing was written"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(highs(&tgt, &topic2, 1), [0], "nothing written");
+    assert!(!dir.join(STATE).exists(), "no state file");
+    for t in [&topic, &topic2] {
+        src.delete_topic(t);
+        tgt.delete_topic(t);
+    }
+}
+
+#[test]
+fn refuses_without_a_terminal_and_without_yes() {
+    let topic = unique("run-noyes");
+    let g = unique("run-noyes-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 1, &[]);
+    tgt.create_topic(&topic, 1, &[]);
+    src.produce_n(&topic, 0, 5, TS);
+    src.commit(&g, &[(&topic, 0, 1)]);
+    let dir = workdir("run-noyes");
+    let run = kmigrate(&dir, &config_for(&[&g], ""), &["run"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("no terminal") && run.stderr.contains("--yes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(highs(&tgt, &topic, 1), [0], "nothing written");
+    assert!(!dir.join(STATE).exists(), "no state file");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn refuses_a_state_file_of_another_plan_or_a_damaged_one() {
+    let topic = unique("run-state");
+    let g = unique("run-state-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 1, &[]);
+    tgt.create_topic(&topic, 1, &[]);
+    src.produce_n(&topic, 0, 10, TS);
+    src.commit(&g, &[(&topic, 0, 0)]);
+    let dir = workdir("run-state");
+    let config = config_for(&[&g], "");
+    let planned = kmigrate(&dir, &config, &["plan", "--out", "a.json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let run = kmigrate(&dir, &config, &["run", "--plan", "a.json", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(highs(&tgt, &topic, 1), [10]);
+
+    // More records, another plan: the state file of the first one stays in charge.
+    src.produce(&topic, &[Rec::kv(0, "more", "records", TS + 99)]);
+    let planned = kmigrate(&dir, &config, &["plan", "--out", "b.json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let state = std::fs::read(dir.join(STATE)).expect("state file");
+    let run = kmigrate(&dir, &config, &["run", "--plan", "b.json", "--yes"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("another plan"), "{}", run.stderr);
+    assert_eq!(highs(&tgt, &topic, 1), [10], "nothing written");
+    assert_eq!(std::fs::read(dir.join(STATE)).expect("state"), state);
+
+    // A damaged state file: without it the new record would be copied, so refuse.
+    for len in [state.len() / 2, 0] {
+        std::fs::write(dir.join(STATE), &state[..len]).expect("truncating the state file");
+        let run = kmigrate(&dir, &config, &["run", "--yes"]);
+        assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("damaged") && run.stderr.contains(STATE),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(highs(&tgt, &topic, 1), [10], "nothing written");
+        assert_eq!(
+            std::fs::read(dir.join(STATE)).expect("state").len(),
+            len,
+            "the damaged file is left as it is"
+        );
+    }
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn foreign_records_past_a_checkpoint_are_refused_at_once() {
+    // A range with a gap in the middle (an aborted transaction) that ends on a record. The
+    // state says one record was checkpointed; the target holds that one, the two kmigrate
+    // wrote after the checkpoint, and one more from another producer. The resume must not
+    // count the foreign record as one of its own: there are not enough source records left
+    // to skip, and that is an error as soon as the range is read, not a stall.
+    let topic = unique("run-foreign");
+    let g = unique("run-foreign-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 1, &[]);
+    tgt.create_topic(&topic, 1, &[]);
+    let producer: BaseProducer = src
+        .config()
+        .set("transactional.id", unique("run-foreign-id"))
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(support::TIMEOUT)
+        .expect("init transactions");
+    for (i, commit) in [(0, true), (1, false)] {
+        producer.begin_transaction().expect("begin");
+        let recs: Vec<Rec> = (0..2 + i)
+            .map(|j| Rec::kv(0, &format!("t{i}-{j}"), "v", TS + j as i64))
+            .collect();
+        send_all(&producer, &topic, &recs);
+        if commit {
+            producer
+                .commit_transaction(support::TIMEOUT)
+                .expect("commit");
+        } else {
+            producer.abort_transaction(support::TIMEOUT).expect("abort");
+        }
+    }
+    drop(producer);
+    assert_eq!(settled_highs(&src, &topic, 1), [7]);
+    src.produce(&topic, &[Rec::kv(0, "last", "record", TS + 9)]);
+    // Records at 0, 1 and 7.
+    src.commit(&g, &[(&topic, 0, 0)]);
+    let dir = workdir("run-foreign");
+    let config = config_for(&[&g], "");
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(count(&assert_copied(&src, &tgt, &topic, &[0])), 3);
+
+    let mut state = state_json(&dir);
+    state["phase"] = "copying".into();
+    state["partitions"][0]["progress"] = serde_json::json!({
+        "base": 0, "acked": [0, 0], "written": 1, "done": false
+    });
+    std::fs::write(dir.join(STATE), state.to_string()).expect("state file");
+    tgt.produce(&topic, &[Rec::kv(0, "foreign", "record", TS)]);
+
+    let t0 = Instant::now();
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("holds 1 more record(s) than the source range has"),
+        "{}",
+        run.stderr
+    );
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    assert_eq!(highs(&tgt, &topic, 1), [4], "nothing written");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
