@@ -60,7 +60,9 @@ const TRANSIENT: &[rd::rd_kafka_resp_err_t] = &[
 /// Client buffer sizes and producer settings for a copy.
 #[derive(Debug, Clone)]
 pub struct Tuning {
-    /// Bytes the consumer may prefetch and the producer may queue, each.
+    /// Memory budget of the consumer and of the producer, each. Each queues records worth a
+    /// quarter of it: librdkafka needs about as much again for a queued record's bookkeeping
+    /// and copies, and the consumer's fetch response in flight (an eighth) comes on top.
     pub buffer_bytes: usize,
     /// `compression.type` of the producer (lz4, zstd, snappy, gzip, none).
     pub compression: String,
@@ -198,8 +200,8 @@ impl SourceReader {
         tuning: &Tuning,
     ) -> anyhow::Result<SourceReader> {
         let mut config = cluster.client_config();
-        let queue_kb = (tuning.buffer_bytes / 1024).max(1024);
-        let fetch_max = (tuning.buffer_bytes / 4).clamp(1 << 20, 50 << 20);
+        let queue_kb = (tuning.buffer_bytes / 4 / 1024).max(1024);
+        let fetch_max = (tuning.buffer_bytes / 8).clamp(1 << 20, 50 << 20);
         config
             // A group id is needed to assign partitions; nothing is ever committed under it.
             .set("group.id", format!("kmigrate-copy-{}", std::process::id()))
@@ -212,6 +214,10 @@ impl SourceReader {
             .set("auto.offset.reset", "error")
             .set("queued.max.messages.kbytes", queue_kb.to_string())
             .set("queued.min.messages", "1000000")
+            // A partition whose queue is full waits this long before it is considered for a
+            // fetch again. librdkafka's default (1 s) lets the queue run dry in between: the
+            // copy loop then idles for several seconds per GiB.
+            .set("fetch.queue.backoff.ms", "10")
             .set("fetch.max.bytes", fetch_max.to_string())
             .set(
                 "max.partition.fetch.bytes",
@@ -418,7 +424,7 @@ impl TargetWriter {
             .set("message.max.bytes", "100000000")
             .set(
                 "queue.buffering.max.kbytes",
-                (tuning.buffer_bytes / 1024).max(1024).to_string(),
+                (tuning.buffer_bytes / 4 / 1024).max(1024).to_string(),
             )
             .set("queue.buffering.max.messages", "2000000");
         let ctx = WriterCtx {
