@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use kmigrate::report::thousands;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use support::{Cluster, Rec, Run, config_for, kmigrate, kmigrate_raw, unique, workdir};
@@ -112,20 +112,7 @@ fn produce_tagged(c: &Cluster, topic: &str, parts: &[(i32, usize)], tag: &str) {
 }
 
 fn to_rec(m: &BorrowedMessage<'_>) -> Rec {
-    Rec {
-        partition: m.partition(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers: m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: m.timestamp().to_millis(),
-    }
+    Rec::from_message(m)
 }
 
 /// Polls `c` until it is assigned `expected` partitions and every one of them has reported

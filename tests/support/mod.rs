@@ -54,6 +54,24 @@ pub struct Rec {
 }
 
 impl Rec {
+    /// What a consumed message holds, in the form tests compare.
+    pub fn from_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Rec {
+        Rec {
+            partition: m.partition(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
+
     /// A record with a text key and value and a fixed timestamp.
     pub fn kv(partition: i32, key: &str, value: &str, timestamp: i64) -> Rec {
         Rec {
@@ -320,20 +338,7 @@ impl Cluster {
                 Some(Err(e)) => panic!("reading {topic}/{partition}: {e}"),
                 Some(Ok(m)) => out.push(ReadRec {
                     offset: m.offset(),
-                    rec: Rec {
-                        partition: m.partition(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        timestamp: m.timestamp().to_millis(),
-                    },
+                    rec: Rec::from_message(&m),
                 }),
             }
         }
