@@ -200,7 +200,7 @@ impl SourceReader {
         tuning: &Tuning,
     ) -> anyhow::Result<SourceReader> {
         let mut config = cluster.client_config();
-        let queue_kb = (tuning.buffer_bytes / 4 / 1024).max(1024);
+        let queue_bytes = tuning.buffer_bytes / 4;
         let fetch_max = (tuning.buffer_bytes / 8).clamp(1 << 20, 50 << 20);
         config
             // A group id is needed to assign partitions; nothing is ever committed under it.
@@ -212,8 +212,12 @@ impl SourceReader {
             // A start offset that retention removed since the plan must stop the copy, not
             // silently jump elsewhere.
             .set("auto.offset.reset", "error")
-            .set("queued.max.messages.kbytes", queue_kb.to_string())
-            .set("queued.min.messages", "1000000")
+            .set(
+                "queued.max.messages.kbytes",
+                (queue_bytes / 1024).max(1024).to_string(),
+            )
+            // Fetching also stops at this many queued records (see max_records).
+            .set("queued.min.messages", max_records(queue_bytes))
             // A partition whose queue is full waits this long before it is considered for a
             // fetch again. librdkafka's default (1 s) lets the queue run dry in between: the
             // copy loop then idles for several seconds per GiB.
@@ -426,7 +430,10 @@ impl TargetWriter {
                 "queue.buffering.max.kbytes",
                 (tuning.buffer_bytes / 4 / 1024).max(1024).to_string(),
             )
-            .set("queue.buffering.max.messages", "2000000");
+            .set(
+                "queue.buffering.max.messages",
+                max_records(tuning.buffer_bytes / 4),
+            );
         let ctx = WriterCtx {
             base: Ctx::default(),
             slots: (0..slots).map(|_| SlotAcks::default()).collect(),
@@ -644,6 +651,12 @@ impl Drop for TargetWriter {
             unsafe { rd::rd_kafka_topic_destroy(rkt) };
         }
     }
+}
+
+/// How many records a client may queue for `bytes` of queue: every record counts as at
+/// least 512 bytes, since librdkafka's per-record bookkeeping dwarfs small records.
+fn max_records(bytes: usize) -> String {
+    (bytes / 512).max(1000).to_string()
 }
 
 fn vu(vtype: rd::rd_kafka_vtype_t, u: rd::rd_kafka_vu_s__bindgen_ty_1) -> rd::rd_kafka_vu_t {
