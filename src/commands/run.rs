@@ -253,22 +253,7 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 fn read_plan(path: &Path) -> anyhow::Result<Plan> {
     let bytes = std::fs::read(path)
         .map_err(|e| usage(format!("cannot read the plan {}: {e}", path.display())))?;
-    let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-        usage(format!(
-            "{} is not a kmigrate plan ({e}): make one with `kmigrate plan --out {}`",
-            path.display(),
-            path.display()
-        ))
-    })?;
-    if plan.version != crate::plan::PLAN_VERSION {
-        return Err(usage(format!(
-            "the plan {} has version {}, this kmigrate reads version {}: plan again",
-            path.display(),
-            plan.version,
-            crate::plan::PLAN_VERSION
-        )));
-    }
-    Ok(plan)
+    crate::plan::parse_plan(&bytes, &path.display().to_string())
 }
 
 /// A plan is only valid for the clusters it was made with.

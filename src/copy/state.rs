@@ -105,30 +105,89 @@ impl State {
                 )));
             }
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
+        State::parse(&bytes, &path.display().to_string()).map(Some)
+    }
+
+    /// Parses and checks a state file's bytes; `name` names the file in errors. Pure, so
+    /// the parser can be fuzzed (`fuzz/`).
+    pub fn parse(bytes: &[u8], name: &str) -> anyhow::Result<State> {
+        let damaged = |why: String| {
             usage(format!(
-                "the state file {} is damaged or not a kmigrate state file ({e}). It records \
-                 which records are already on the target, so kmigrate will not guess: restore \
-                 it, or, to start over, empty the target topics and move the file away.",
-                path.display()
+                "the state file {name} is damaged or not a kmigrate state file ({why}). It \
+                 records which records are already on the target, so kmigrate will not guess: \
+                 restore it, or, to start over, empty the target topics and move the file away."
             ))
-        })?;
+        };
+        let state: State = serde_json::from_slice(bytes).map_err(|e| damaged(e.to_string()))?;
         if state.version != STATE_VERSION {
             return Err(usage(format!(
-                "the state file {} has version {}, this kmigrate reads version {STATE_VERSION}: \
-                 finish the migration with the kmigrate that started it.",
-                path.display(),
+                "the state file {name} has version {}, this kmigrate reads version \
+                 {STATE_VERSION}: finish the migration with the kmigrate that started it.",
                 state.version
             )));
         }
         if state.plan_id != plan_id(&state.plan) {
             return Err(usage(format!(
-                "the state file {} does not match the plan it contains (edited by hand?): \
-                 restore it, or, to start over, empty the target topics and move the file away.",
-                path.display()
+                "the state file {name} does not match the plan it contains (edited by hand?): \
+                 restore it, or, to start over, empty the target topics and move the file away."
             )));
         }
-        Ok(Some(state))
+        state
+            .plan
+            .check()
+            .map_err(|why| damaged(format!("its plan: {why}")))?;
+        state.check().map_err(damaged)?;
+        Ok(state)
+    }
+
+    /// The partitions are exactly the plan's migrated ones, and each one's progress lies
+    /// within its range.
+    fn check(&self) -> Result<(), String> {
+        let planned: Vec<_> = self
+            .plan
+            .partitions
+            .iter()
+            .filter(|p| p.status == Status::Migrate)
+            .collect();
+        if planned.len() != self.partitions.len() {
+            return Err(format!(
+                "{} partitions in progress, but the plan migrates {}",
+                self.partitions.len(),
+                planned.len()
+            ));
+        }
+        for (s, p) in self.partitions.iter().zip(planned) {
+            let name = format!("{}/{}", s.topic, s.partition);
+            if (s.topic.as_str(), s.partition, s.start, s.end)
+                != (p.topic.as_str(), p.partition, p.start, p.end)
+            {
+                return Err(format!("{name} does not match the plan's {}", p.tp()));
+            }
+            let g = &s.progress;
+            if g.written > (s.end - s.start) as u64 {
+                return Err(format!(
+                    "{name}: {} records written of a range of {}",
+                    g.written,
+                    s.end - s.start
+                ));
+            }
+            if let Some(base) = g.base
+                && base < 0
+            {
+                return Err(format!("{name}: negative target base {base}"));
+            }
+            if let Some((src, dst)) = g.acked {
+                let base = g
+                    .base
+                    .ok_or_else(|| format!("{name}: acknowledged but no base"))?;
+                if !(s.start <= src && src < s.end) || dst < base || dst == i64::MAX {
+                    return Err(format!(
+                        "{name}: acknowledged offsets {src}/{dst} out of range"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes the state atomically (temporary file, fsync, rename).

@@ -263,3 +263,67 @@ pub struct Totals {
     pub skipped: BTreeMap<String, usize>,
     pub topics_to_create: usize,
 }
+
+// ---------------------------------------------------------------------------------------
+// Reading a plan back.
+
+/// Reads a plan document (`plan --out`, or the copy inside a state file) and checks that it
+/// is one kmigrate could have written. `name` names the file in errors. Pure, so the parser
+/// can be fuzzed (`fuzz/`).
+pub fn parse_plan(bytes: &[u8], name: &str) -> anyhow::Result<Plan> {
+    let plan: Plan = serde_json::from_slice(bytes).map_err(|e| {
+        crate::error::usage(format!(
+            "{name} is not a kmigrate plan ({e}): make one with `kmigrate plan --out {name}`"
+        ))
+    })?;
+    if plan.version != PLAN_VERSION {
+        return Err(crate::error::usage(format!(
+            "the plan {name} has version {}, this kmigrate reads version {PLAN_VERSION}: plan again",
+            plan.version
+        )));
+    }
+    plan.check().map_err(|why| {
+        crate::error::usage(format!(
+            "the plan {name} is inconsistent ({why}); it was edited or damaged: make a new one \
+             with `kmigrate plan --out {name}`"
+        ))
+    })?;
+    Ok(plan)
+}
+
+impl Plan {
+    /// The invariants `compute` guarantees and the copy relies on: offsets in order, each
+    /// partition once, `to_migrate` = `end - start`, only non-empty ranges migrated.
+    pub fn check(&self) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for p in &self.partitions {
+            let tp = p.tp();
+            if p.topic.is_empty() || p.partition < 0 {
+                return Err(format!("partition {tp:?} has no valid topic and partition"));
+            }
+            if !seen.insert(tp.clone()) {
+                return Err(format!("{tp} is listed twice"));
+            }
+            if !(0 <= p.start && p.start <= p.end) {
+                return Err(format!(
+                    "{tp}: start {} and end {} are out of order",
+                    p.start, p.end
+                ));
+            }
+            if p.end.checked_sub(p.start) != Some(p.to_migrate) {
+                return Err(format!(
+                    "{tp}: to_migrate is {} but end - start is {}",
+                    p.to_migrate,
+                    p.end - p.start
+                ));
+            }
+            if p.status == Status::Migrate && p.start == p.end {
+                return Err(format!("{tp} is marked migrate with nothing to copy"));
+            }
+            if p.committed.values().any(|c| *c < 0) {
+                return Err(format!("{tp} has a negative committed offset"));
+            }
+        }
+        Ok(())
+    }
+}
