@@ -139,6 +139,9 @@ impl Cluster {
 #[derive(Default)]
 pub struct Ctx {
     last_error: Mutex<Option<String>>,
+    /// The last authentication failure: kept apart because the disconnects that follow it
+    /// would overwrite `last_error`.
+    auth_error: Mutex<Option<String>>,
 }
 
 impl Ctx {
@@ -146,13 +149,41 @@ impl Ctx {
         self.last_error.lock().ok().and_then(|g| g.clone())
     }
 
+    /// The last authentication or TLS failure, if any.
+    pub fn auth_error(&self) -> Option<String> {
+        self.auth_error.lock().ok().and_then(|g| g.clone())
+    }
+
     fn remember(&self, msg: &str) {
+        let msg = tidy(msg);
+        if is_auth_error(&msg)
+            && let Ok(mut g) = self.auth_error.lock()
+        {
+            *g = Some(msg.clone());
+        }
         if let Ok(mut g) = self.last_error.lock() {
-            // "[thrd:...]: " prefixes say nothing to an operator.
-            let msg = msg.rsplit_once("]: ").map_or(msg, |(_, m)| m);
-            *g = Some(msg.trim().to_string());
+            *g = Some(msg);
         }
     }
+}
+
+/// librdkafka's failure text without what says nothing to an operator: the
+/// "[thrd:...]: " and "sasl_ssl://host:port/bootstrap: " prefixes and the
+/// "(after 356ms in state AUTH_REQ)" suffix.
+fn tidy(msg: &str) -> String {
+    let mut m = msg.rsplit_once("]: ").map_or(msg, |(_, m)| m).trim();
+    if let Some((head, rest)) = m.split_once(": ")
+        && head.contains("://")
+        && !head.contains(' ')
+    {
+        m = rest;
+    }
+    if let Some(i) = m.rfind(" (after ")
+        && m.ends_with(')')
+    {
+        m = &m[..i];
+    }
+    m.trim().to_string()
 }
 
 impl ClientContext for Ctx {
@@ -191,11 +222,12 @@ pub(crate) fn explain(
     e: anyhow::Error,
     doing: &str,
 ) -> anyhow::Error {
+    if let Some(why) = ctx.auth_error() {
+        tracing::debug!("{doing} on the {} failed: {e:#}", cluster.describe());
+        return auth_failed(cluster, &why);
+    }
     let role = cluster.role.name();
     let hint = match ctx.last_error() {
-        Some(last) if is_auth_error(&last) => {
-            format!("Authentication failed ({last}): check sasl.* / ssl.* in [{role}.properties].")
-        }
         Some(last) => format!(
             "Last client error: {last}. Check bootstrap_servers in [{role}] and that the cluster \
              is reachable from here."
@@ -212,9 +244,27 @@ pub(crate) fn explain(
     )
 }
 
+/// The cluster answered but refused kmigrate's credentials or certificate: say so, and
+/// where they are configured (exit 3, like any failure to talk to a cluster).
+pub(crate) fn auth_failed(cluster: &Cluster, why: &str) -> anyhow::Error {
+    let role = cluster.role.name();
+    anyhow::anyhow!(
+        "authentication to the {} failed: {why}. The cluster answers, but refuses kmigrate's \
+         credentials: check security.protocol, sasl.mechanism, sasl.username and sasl.password \
+         (or the ssl.* certificate, key and CA) in [{role}.properties], and the environment \
+         variables they name.",
+        cluster.describe()
+    )
+}
+
+/// Failures that retrying cannot fix: a refused login or a refused TLS handshake.
 fn is_auth_error(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("authenticat") || m.contains("sasl") || m.contains("ssl handshake")
+    m.contains("authenticat")
+        || m.contains("sasl")
+        || m.contains("ssl handshake")
+        || m.contains("certificate")
+        || m.contains("ssl alert")
 }
 
 #[cfg(test)]
@@ -242,9 +292,30 @@ mod tests {
     }
 
     #[test]
+    fn failures_are_tidied_for_operators() {
+        assert_eq!(
+            tidy(
+                "[thrd:sasl_plaintext://127.0.0.1:35094/bootstrap]: sasl_plaintext://127.0.0.1:35094/bootstrap: \
+                 SASL authentication error: Authentication failed (after 356ms in state AUTH_REQ)"
+            ),
+            "SASL authentication error: Authentication failed"
+        );
+        assert_eq!(
+            tidy("Connect to ipv4#127.0.0.1:1 failed: Connection refused"),
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+        );
+    }
+
+    #[test]
     fn auth_errors_are_recognised() {
         assert!(is_auth_error(
             "SASL authentication error: Authentication failed during authentication due to invalid credentials"
+        ));
+        assert!(is_auth_error(
+            "Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42"
+        ));
+        assert!(is_auth_error(
+            "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
         ));
         assert!(!is_auth_error(
             "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
