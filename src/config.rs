@@ -242,10 +242,54 @@ pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
             )));
         }
     };
-    parse(&text, &src.path.display().to_string(), &|name| {
+    let cfg = parse(&text, &src.path.display().to_string(), &|name| {
         std::env::var(name).ok()
-    })
-    .map(Some)
+    })?;
+    if let Some(warning) = exposed_secrets_warning(&src.path, &text) {
+        crate::report::note(&warning);
+    }
+    Ok(Some(cfg))
+}
+
+/// A warning when the file holds a secret written out (not only `${VAR}` references) and
+/// other users may read it. Names the file and the keys, never the values.
+fn exposed_secrets_warning(path: &Path, text: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o044 == 0 {
+        return None;
+    }
+    let keys = literal_secrets(text);
+    if keys.is_empty() {
+        return None;
+    }
+    let file = path.display();
+    Some(format!(
+        "warning: the configuration file {file} is readable by other users (mode {mode:04o}) and \
+         holds a secret written in it ({}): run `chmod 600 {file}`, or take the value from the \
+         environment with \"${{VAR}}\".",
+        keys.join(", ")
+    ))
+}
+
+/// The secret properties whose value is written in the file, wholly or partly, rather than
+/// only taken from the environment.
+fn literal_secrets(text: &str) -> Vec<String> {
+    let Ok(raw) = toml::from_str::<FileConfig>(text) else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for (name, cluster) in [("source", raw.source), ("target", raw.target)] {
+        for (k, v) in cluster.map(|c| c.properties).unwrap_or_default() {
+            // What is left once every ${VAR} is replaced by nothing was written in the file.
+            let written = expand_env(&v.into_string(), &|_| Some(String::new()))
+                .is_ok_and(|rest| !rest.trim().is_empty());
+            if is_secret_key(&k) && written {
+                keys.push(format!("`{name}.properties.\"{k}\"`"));
+            }
+        }
+    }
+    keys
 }
 
 /// Parses and validates configuration text. `file` names it in errors; `env` looks up
@@ -798,6 +842,50 @@ mod tests {
         }
         let secrets: Vec<&str> = c.source.properties.secret_values().collect();
         assert_eq!(secrets.len(), 4);
+    }
+
+    #[test]
+    fn literal_secrets_are_found_and_env_references_are_not() {
+        let text = "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+                    \"sasl.password\" = \"${PW}\"\n\"sasl.username\" = \"me\"\n\
+                    [target]\nbootstrap_servers = \"b:1\"\n[target.properties]\n\
+                    \"sasl.password\" = \"hunter2\"\n\"ssl.key.pem\" = \"pre-${KEY}\"\n";
+        assert_eq!(
+            literal_secrets(text),
+            vec![
+                "`target.properties.\"sasl.password\"`".to_string(),
+                "`target.properties.\"ssl.key.pem\"`".to_string()
+            ]
+        );
+        assert!(literal_secrets("[source]\nbootstrap_servers = \"a:1\"\n").is_empty());
+    }
+
+    #[test]
+    fn readable_file_with_literal_secret_warns_without_the_value() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("kmigrate-cfgperm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("migrate.toml");
+        let text = "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+                    \"sasl.password\" = \"hunter2-literal\"\n";
+        std::fs::write(&path, text).expect("write");
+        let set = |mode| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        set(0o644);
+        let w = exposed_secrets_warning(&path, text).expect("warns");
+        assert!(w.contains("migrate.toml") && w.contains("chmod 600"), "{w}");
+        assert!(w.contains("source.properties.\"sasl.password\""), "{w}");
+        assert!(!w.contains("hunter2-literal"), "{w}");
+        set(0o640);
+        assert!(exposed_secrets_warning(&path, text).is_some());
+        set(0o600);
+        assert!(exposed_secrets_warning(&path, text).is_none());
+        set(0o644);
+        let from_env = "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+                        \"sasl.password\" = \"${PW}\"\n";
+        assert!(exposed_secrets_warning(&path, from_env).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
