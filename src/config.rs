@@ -20,6 +20,96 @@ pub struct Config {
     pub target: ClusterConfig,
     pub filter: FilterConfig,
     pub migration: MigrationConfig,
+    /// Where each setting was written, for errors found after loading.
+    pub origin: Origin,
+}
+
+/// Where the settings were written, so that an error found after loading (librdkafka
+/// refusing a property, a pattern that matches nothing) can name the file, line and column.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Origin {
+    /// The configuration file, when one was read.
+    pub file: Option<String>,
+    /// Dotted key (`source.properties.sasl.mechanism`, quotes removed) -> (line, column)
+    /// of its `key = value` line.
+    pub keys: BTreeMap<String, (usize, usize)>,
+}
+
+impl Origin {
+    /// Reads where every `key = value` of a TOML text stands (tables by their headers;
+    /// keys inside inline tables are not found and fall back to the enclosing key).
+    pub fn scan(file: &str, text: &str) -> Origin {
+        let mut keys = BTreeMap::new();
+        let mut table = String::new();
+        let mut in_array = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if in_array {
+                // Inside a multi-line array: its elements are no keys.
+                in_array = !t.trim_end_matches(',').ends_with(']');
+                continue;
+            }
+            if t.starts_with('[') {
+                table = unquote_path(t.trim_matches(|c| c == '[' || c == ']'));
+                keys.entry(table.clone()).or_insert((i + 1, 1));
+                continue;
+            }
+            if t.starts_with('#') {
+                continue;
+            }
+            let Some(eq) = t.find('=') else { continue };
+            let key = unquote_path(&t[..eq]);
+            let col = line.len() - line.trim_start().len() + 1;
+            let full = if table.is_empty() {
+                key
+            } else {
+                format!("{table}.{key}")
+            };
+            keys.entry(full).or_insert((i + 1, col));
+            let value = t[eq + 1..].trim();
+            in_array = value.starts_with('[') && !value.contains(']');
+        }
+        Origin {
+            file: Some(file.to_string()),
+            keys,
+        }
+    }
+
+    /// `migrate.toml:12:1 (`source.properties."ssl.ca.location"`)` for a key written in the
+    /// file; the enclosing table's place, or the file alone, when the key is not found.
+    /// `shown` is the key as the message should spell it.
+    pub fn locate(&self, key: &str, shown: &str) -> String {
+        let Some(file) = &self.file else {
+            return format!("`{shown}`");
+        };
+        let mut k = key;
+        loop {
+            if let Some((line, col)) = self.keys.get(k) {
+                return format!("{file}:{line}:{col} (`{shown}`)");
+            }
+            match k.rsplit_once('.') {
+                Some((parent, _)) => k = parent,
+                None => return format!("{file} (`{shown}`)"),
+            }
+        }
+    }
+
+    /// Where a librdkafka property of `[role.properties]` is written.
+    pub fn locate_property(&self, role: &str, key: &str) -> String {
+        self.locate(
+            &format!("{role}.properties.{key}"),
+            &format!("{role}.properties.\"{key}\""),
+        )
+    }
+}
+
+/// `"source" . properties` -> `source.properties`: a dotted TOML key without quotes or
+/// spaces around the dots (good enough to look keys up; dots inside quotes stay).
+fn unquote_path(key: &str) -> String {
+    key.trim()
+        .replace(['"', '\''], "")
+        .replace(" .", ".")
+        .replace(". ", ".")
 }
 
 /// How to reach one cluster.
@@ -376,6 +466,7 @@ pub fn parse(
         target,
         filter: raw.filter,
         migration,
+        origin: Origin::scan(file, text),
     })
 }
 
@@ -394,6 +485,7 @@ impl Config {
             target: ClusterConfig::default(),
             filter: FilterConfig::default(),
             migration: MigrationConfig::default(),
+            origin: Origin::default(),
         });
         if let Some(s) = source {
             cfg.source.bootstrap_servers = s.trim().to_string();
@@ -405,7 +497,21 @@ impl Config {
             ("source", &cfg.source, "--source"),
             ("target", &cfg.target, "--target"),
         ] {
+            let from_flag = if name == "source" { source } else { target }.is_some();
+            let key = format!("{name}.bootstrap_servers");
+            // Where the address was given: the flag, or its place in the file.
+            let place = if from_flag {
+                format!("`{flag}`")
+            } else {
+                cfg.origin.locate(&key, &key)
+            };
             if c.bootstrap_servers.is_empty() {
+                if found && cfg.origin.keys.contains_key(&key) {
+                    return Err(usage(format!(
+                        "invalid configuration at {place}: the {name} cluster's address is empty. \
+                         Write it like \"broker1:9092,broker2:9092\" (or pass {flag} HOST:PORT)."
+                    )));
+                }
                 let hint = if found {
                     format!(
                         "set `bootstrap_servers` in the [{name}] table of {} or pass {flag} HOST:PORT",
@@ -422,12 +528,19 @@ impl Config {
                     "the {name} cluster's address is not set: {hint}."
                 )));
             }
-            validate_bootstrap(name, &c.bootstrap_servers)?;
+            validate_bootstrap(name, &c.bootstrap_servers, &place)?;
         }
         if same_servers(&cfg.source.bootstrap_servers, &cfg.target.bootstrap_servers) {
+            let place = if target.is_some() {
+                "`--target`".to_string()
+            } else {
+                cfg.origin
+                    .locate("target.bootstrap_servers", "target.bootstrap_servers")
+            };
             return Err(usage(format!(
-                "source and target are the same cluster ({}): copying a backlog onto itself would \
-                 duplicate every record. Point --target (or [target] bootstrap_servers) at the new cluster.",
+                "invalid configuration at {place}: source and target are the same cluster ({}): \
+                 copying a backlog onto itself would duplicate every record. Point --target (or \
+                 [target] bootstrap_servers) at the new cluster.",
                 cfg.source.bootstrap_servers
             )));
         }
@@ -448,7 +561,7 @@ impl Config {
     }
 }
 
-fn validate_bootstrap(name: &str, servers: &str) -> anyhow::Result<()> {
+fn validate_bootstrap(name: &str, servers: &str, place: &str) -> anyhow::Result<()> {
     for s in servers.split(',') {
         let s = s.trim();
         let s = s.rsplit_once("://").map_or(s, |(_, rest)| rest);
@@ -457,8 +570,9 @@ fn validate_bootstrap(name: &str, servers: &str) -> anyhow::Result<()> {
         });
         if !ok {
             return Err(usage(format!(
-                "the {name} cluster's address {servers:?} is not a list of HOST:PORT: `{s}` lacks a \
-                 valid port. Write it like \"broker1:9092,broker2:9092\"."
+                "invalid configuration at {place}: the {name} cluster's address {servers:?} is not \
+                 a list of HOST:PORT: `{s}` lacks a valid port. Write it like \
+                 \"broker1:9092,broker2:9092\"."
             )));
         }
     }
@@ -642,6 +756,35 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The include patterns (other than "*") that match none of `names`, each with up to five
+/// names that look closest to it, so that an error can point at the likely typo.
+pub fn unmatched_patterns(patterns: &[String], names: &[&str]) -> Vec<(String, Vec<String>)> {
+    patterns
+        .iter()
+        .filter(|p| p.as_str() != "*" && !names.iter().any(|n| glob_match(p, n)))
+        .map(|p| {
+            let literal: String = p.chars().filter(|c| *c != '*' && *c != '?').collect();
+            let len = literal.chars().count();
+            // Compare "orders-*" with the start of each name, "*-v1" with its end.
+            let part = |n: &str| -> String {
+                let chars: Vec<char> = n.chars().collect();
+                match (p.starts_with('*'), p.ends_with('*')) {
+                    (false, true) => chars.iter().take(len).collect(),
+                    (true, false) => chars[chars.len().saturating_sub(len)..].iter().collect(),
+                    _ => n.to_string(),
+                }
+            };
+            let mut scored: Vec<(usize, &str)> = names
+                .iter()
+                .map(|n| (levenshtein(&literal, &part(n)), *n))
+                .collect();
+            scored.sort();
+            let near = scored.iter().take(5).map(|(_, n)| n.to_string()).collect();
+            (p.clone(), near)
+        })
+        .collect()
 }
 
 impl FilterConfig {
@@ -1016,6 +1159,50 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn unmatched_patterns_name_the_closest_names() {
+        let names = ["orders-eu", "orders-us", "payments", "audit"];
+        let pats = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(unmatched_patterns(&pats(&["*", "orders-*", "audit"]), &names).is_empty());
+        let got = unmatched_patterns(&pats(&["ordrs-*", "paymnts"]), &names);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "ordrs-*");
+        assert_eq!(&got[0].1[..2], ["orders-eu", "orders-us"]);
+        assert_eq!(got[1].1[0], "payments");
+        assert_eq!(
+            unmatched_patterns(&pats(&["x*"]), &[]),
+            vec![("x*".into(), vec![])]
+        );
+    }
+
+    #[test]
+    fn origin_finds_keys_of_tables_and_arrays() {
+        let text = "# c\n[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n  \"ssl.ca.location\" = \"x\"\n\
+                    [filter]\ngroups = [\n  \"a\",\n  \"b = c\",\n]\ntopics = [\"t\"]\n";
+        let o = Origin::scan("m.toml", text);
+        assert_eq!(
+            o.locate_property("source", "ssl.ca.location"),
+            "m.toml:5:3 (`source.properties.\"ssl.ca.location\"`)"
+        );
+        assert_eq!(
+            o.locate("filter.groups", "filter.groups"),
+            "m.toml:7:1 (`filter.groups`)"
+        );
+        assert_eq!(
+            o.locate("filter.topics", "filter.topics"),
+            "m.toml:11:1 (`filter.topics`)"
+        );
+        // Not written: the enclosing table.
+        assert_eq!(
+            o.locate_property("source", "linger.ms"),
+            "m.toml:4:1 (`source.properties.\"linger.ms\"`)"
+        );
+        assert_eq!(
+            Origin::default().locate("filter.groups", "filter.groups"),
+            "`filter.groups`"
+        );
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Origin};
 use crate::error::usage;
 
 pub use admin::Admin;
@@ -103,28 +103,87 @@ impl Cluster {
     {
         config
             .create_with_context(ctx)
-            .map_err(|e| {
-                let role = self.role.name();
-                let refused = |what: String| {
+            .map_err(|e| match self.refusal(e) {
+                Ok((_, why)) => {
+                    let role = self.role.name();
                     usage(format!(
-                        "the {role} configuration is not accepted by librdkafka: {what}. Check \
+                        "the {role} configuration is not accepted by librdkafka: {why}. Check \
                          [{role}.properties] (librdkafka's CONFIGURATION.md lists every property)."
                     ))
-                };
-                match e {
-                    KafkaError::ClientCreation(msg) => refused(msg),
-                    KafkaError::ClientConfig(_, desc, key, value) => {
-                        let value = if crate::config::is_secret_key(&key) {
-                            crate::config::REDACTED.to_string()
-                        } else {
-                            value
-                        };
-                        refused(format!("{desc} (`{key}` = {value:?})"))
-                    }
-                    other => anyhow::Error::new(other),
                 }
+                Err(other) => anyhow::Error::new(other),
             })
             .with_context(|| format!("creating a {what} for the {}", self.describe()))
+    }
+
+    /// Reads librdkafka's refusal of a configuration: the property it names, if it is one of
+    /// the user's, and why, on one line with every secret value replaced. Other errors are
+    /// handed back.
+    fn refusal(&self, e: KafkaError) -> Result<(Option<String>, String), KafkaError> {
+        let props = &self.cfg.properties;
+        let (key, why) = match e {
+            KafkaError::ClientConfig(_, desc, key, value) => {
+                let value = if crate::config::is_secret_key(&key) {
+                    crate::config::REDACTED.to_string()
+                } else {
+                    value
+                };
+                (Some(key.clone()), format!("{desc} (`{key}` = {value:?})"))
+            }
+            KafkaError::ClientCreation(msg) => {
+                // "ssl.ca.location failed: ..." names the property in its text;
+                // "Unsupported SASL mechanism: FOO" only its value.
+                let named = props
+                    .0
+                    .keys()
+                    .filter(|k| msg.contains(k.as_str()))
+                    .max_by_key(|k| k.len());
+                let by_value = || {
+                    props
+                        .0
+                        .iter()
+                        .filter(|(k, v)| {
+                            !crate::config::is_secret_key(k) && v.len() >= 3 && msg.contains(*v)
+                        })
+                        .max_by_key(|(_, v)| v.len())
+                        .map(|(k, _)| k)
+                };
+                let key = named.or_else(by_value).cloned();
+                (key, msg)
+            }
+            other => return Err(other),
+        };
+        let mut why = why.replace(['\n', '\r'], " ");
+        for secret in props.secret_values() {
+            why = why.replace(secret, crate::config::REDACTED);
+        }
+        Ok((key.filter(|k| props.0.contains_key(k)), why))
+    }
+
+    /// Creates (and drops) a client with this cluster's configuration, so that a property
+    /// librdkafka refuses is reported before any work, where it is written. Sends nothing.
+    pub fn check_properties(&self, origin: &Origin) -> anyhow::Result<()> {
+        let Err(e) = self
+            .client_config()
+            .create_with_context::<Ctx, BaseConsumer<Ctx>>(Ctx::default())
+        else {
+            return Ok(());
+        };
+        let role = self.role.name();
+        let (key, why) = self.refusal(e).map_err(anyhow::Error::new)?;
+        let place = match &key {
+            Some(k) => origin.locate_property(role, k),
+            None => origin.locate(&format!("{role}.properties"), &format!("{role}.properties")),
+        };
+        let fix = match &key {
+            Some(k) => format!("fix or remove `{k}` in [{role}.properties]"),
+            None => format!("check [{role}.properties]"),
+        };
+        Err(usage(format!(
+            "invalid configuration at {place}: librdkafka refuses the {role} cluster's \
+             properties: {why}. To fix: {fix} (librdkafka's CONFIGURATION.md lists every \
+             property and its values)."
+        )))
     }
 
     /// An admin client: groups, offsets, metadata, topic creation.
