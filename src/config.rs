@@ -657,6 +657,9 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
         }
     } else if msg.starts_with("missing field") {
         format!("{msg}: add it (migrate.example.toml shows every key with its default).")
+    } else if msg.contains("untagged enum PropertyValue") {
+        "a librdkafka property takes a string, a number or a boolean, not an array or a table."
+            .to_string()
     } else if msg.contains("unknown variant") {
         format!("{msg}.")
     } else {

@@ -78,6 +78,10 @@ fn wrong_types() {
             "[migration]\nuncommitted_partitions = \"latest\"\n",
             "migrate.toml:6:26 (`migration.uncommitted_partitions`)",
         ),
+        (
+            "[source.properties]\n\"linger.ms\" = [1, 2]\n",
+            "migrate.toml:6:15 (`source.properties.linger.ms`): a librdkafka property takes a string",
+        ),
     ];
     for (extra, place) in cases {
         let run = kmigrate(&dir, &format!("{CLUSTERS}{extra}"), &["plan"]);
