@@ -20,6 +20,96 @@ pub struct Config {
     pub target: ClusterConfig,
     pub filter: FilterConfig,
     pub migration: MigrationConfig,
+    /// Where each setting was written, for errors found after loading.
+    pub origin: Origin,
+}
+
+/// Where the settings were written, so that an error found after loading (librdkafka
+/// refusing a property, a pattern that matches nothing) can name the file, line and column.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Origin {
+    /// The configuration file, when one was read.
+    pub file: Option<String>,
+    /// Dotted key (`source.properties.sasl.mechanism`, quotes removed) -> (line, column)
+    /// of its `key = value` line.
+    pub keys: BTreeMap<String, (usize, usize)>,
+}
+
+impl Origin {
+    /// Reads where every `key = value` of a TOML text stands (tables by their headers;
+    /// keys inside inline tables are not found and fall back to the enclosing key).
+    pub fn scan(file: &str, text: &str) -> Origin {
+        let mut keys = BTreeMap::new();
+        let mut table = String::new();
+        let mut in_array = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if in_array {
+                // Inside a multi-line array: its elements are no keys.
+                in_array = !t.trim_end_matches(',').ends_with(']');
+                continue;
+            }
+            if t.starts_with('[') {
+                table = unquote_path(t.trim_matches(|c| c == '[' || c == ']'));
+                keys.entry(table.clone()).or_insert((i + 1, 1));
+                continue;
+            }
+            if t.starts_with('#') {
+                continue;
+            }
+            let Some(eq) = t.find('=') else { continue };
+            let key = unquote_path(&t[..eq]);
+            let col = line.len() - line.trim_start().len() + 1;
+            let full = if table.is_empty() {
+                key
+            } else {
+                format!("{table}.{key}")
+            };
+            keys.entry(full).or_insert((i + 1, col));
+            let value = t[eq + 1..].trim();
+            in_array = value.starts_with('[') && !value.contains(']');
+        }
+        Origin {
+            file: Some(file.to_string()),
+            keys,
+        }
+    }
+
+    /// `migrate.toml:12:1 (`source.properties."ssl.ca.location"`)` for a key written in the
+    /// file; the enclosing table's place, or the file alone, when the key is not found.
+    /// `shown` is the key as the message should spell it.
+    pub fn locate(&self, key: &str, shown: &str) -> String {
+        let Some(file) = &self.file else {
+            return format!("`{shown}`");
+        };
+        let mut k = key;
+        loop {
+            if let Some((line, col)) = self.keys.get(k) {
+                return format!("{file}:{line}:{col} (`{shown}`)");
+            }
+            match k.rsplit_once('.') {
+                Some((parent, _)) => k = parent,
+                None => return format!("{file} (`{shown}`)"),
+            }
+        }
+    }
+
+    /// Where a librdkafka property of `[role.properties]` is written.
+    pub fn locate_property(&self, role: &str, key: &str) -> String {
+        self.locate(
+            &format!("{role}.properties.{key}"),
+            &format!("{role}.properties.\"{key}\""),
+        )
+    }
+}
+
+/// `"source" . properties` -> `source.properties`: a dotted TOML key without quotes or
+/// spaces around the dots (good enough to look keys up; dots inside quotes stay).
+fn unquote_path(key: &str) -> String {
+    key.trim()
+        .replace(['"', '\''], "")
+        .replace(" .", ".")
+        .replace(". ", ".")
 }
 
 /// How to reach one cluster.
@@ -242,10 +332,54 @@ pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
             )));
         }
     };
-    parse(&text, &src.path.display().to_string(), &|name| {
+    let cfg = parse(&text, &src.path.display().to_string(), &|name| {
         std::env::var(name).ok()
-    })
-    .map(Some)
+    })?;
+    if let Some(warning) = exposed_secrets_warning(&src.path, &text) {
+        crate::report::note(&warning);
+    }
+    Ok(Some(cfg))
+}
+
+/// A warning when the file holds a secret written out (not only `${VAR}` references) and
+/// other users may read it. Names the file and the keys, never the values.
+fn exposed_secrets_warning(path: &Path, text: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o044 == 0 {
+        return None;
+    }
+    let keys = literal_secrets(text);
+    if keys.is_empty() {
+        return None;
+    }
+    let file = path.display();
+    Some(format!(
+        "warning: the configuration file {file} is readable by other users (mode {mode:04o}) and \
+         holds a secret written in it ({}): run `chmod 600 {file}`, or take the value from the \
+         environment with \"${{VAR}}\".",
+        keys.join(", ")
+    ))
+}
+
+/// The secret properties whose value is written in the file, wholly or partly, rather than
+/// only taken from the environment.
+fn literal_secrets(text: &str) -> Vec<String> {
+    let Ok(raw) = toml::from_str::<FileConfig>(text) else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for (name, cluster) in [("source", raw.source), ("target", raw.target)] {
+        for (k, v) in cluster.map(|c| c.properties).unwrap_or_default() {
+            // What is left once every ${VAR} is replaced by nothing was written in the file.
+            let written = expand_env(&v.into_string(), &|_| Some(String::new()))
+                .is_ok_and(|rest| !rest.trim().is_empty());
+            if is_secret_key(&k) && written {
+                keys.push(format!("`{name}.properties.\"{k}\"`"));
+            }
+        }
+    }
+    keys
 }
 
 /// Parses and validates configuration text. `file` names it in errors; `env` looks up
@@ -332,6 +466,7 @@ pub fn parse(
         target,
         filter: raw.filter,
         migration,
+        origin: Origin::scan(file, text),
     })
 }
 
@@ -350,6 +485,7 @@ impl Config {
             target: ClusterConfig::default(),
             filter: FilterConfig::default(),
             migration: MigrationConfig::default(),
+            origin: Origin::default(),
         });
         if let Some(s) = source {
             cfg.source.bootstrap_servers = s.trim().to_string();
@@ -361,7 +497,21 @@ impl Config {
             ("source", &cfg.source, "--source"),
             ("target", &cfg.target, "--target"),
         ] {
+            let from_flag = if name == "source" { source } else { target }.is_some();
+            let key = format!("{name}.bootstrap_servers");
+            // Where the address was given: the flag, or its place in the file.
+            let place = if from_flag {
+                format!("`{flag}`")
+            } else {
+                cfg.origin.locate(&key, &key)
+            };
             if c.bootstrap_servers.is_empty() {
+                if found && cfg.origin.keys.contains_key(&key) {
+                    return Err(usage(format!(
+                        "invalid configuration at {place}: the {name} cluster's address is empty. \
+                         Write it like \"broker1:9092,broker2:9092\" (or pass {flag} HOST:PORT)."
+                    )));
+                }
                 let hint = if found {
                     format!(
                         "set `bootstrap_servers` in the [{name}] table of {} or pass {flag} HOST:PORT",
@@ -378,12 +528,19 @@ impl Config {
                     "the {name} cluster's address is not set: {hint}."
                 )));
             }
-            validate_bootstrap(name, &c.bootstrap_servers)?;
+            validate_bootstrap(name, &c.bootstrap_servers, &place)?;
         }
         if same_servers(&cfg.source.bootstrap_servers, &cfg.target.bootstrap_servers) {
+            let place = if target.is_some() {
+                "`--target`".to_string()
+            } else {
+                cfg.origin
+                    .locate("target.bootstrap_servers", "target.bootstrap_servers")
+            };
             return Err(usage(format!(
-                "source and target are the same cluster ({}): copying a backlog onto itself would \
-                 duplicate every record. Point --target (or [target] bootstrap_servers) at the new cluster.",
+                "invalid configuration at {place}: source and target are the same cluster ({}): \
+                 copying a backlog onto itself would duplicate every record. Point --target (or \
+                 [target] bootstrap_servers) at the new cluster.",
                 cfg.source.bootstrap_servers
             )));
         }
@@ -404,7 +561,7 @@ impl Config {
     }
 }
 
-fn validate_bootstrap(name: &str, servers: &str) -> anyhow::Result<()> {
+fn validate_bootstrap(name: &str, servers: &str, place: &str) -> anyhow::Result<()> {
     for s in servers.split(',') {
         let s = s.trim();
         let s = s.rsplit_once("://").map_or(s, |(_, rest)| rest);
@@ -413,8 +570,9 @@ fn validate_bootstrap(name: &str, servers: &str) -> anyhow::Result<()> {
         });
         if !ok {
             return Err(usage(format!(
-                "the {name} cluster's address {servers:?} is not a list of HOST:PORT: `{s}` lacks a \
-                 valid port. Write it like \"broker1:9092,broker2:9092\"."
+                "invalid configuration at {place}: the {name} cluster's address {servers:?} is not \
+                 a list of HOST:PORT: `{s}` lacks a valid port. Write it like \
+                 \"broker1:9092,broker2:9092\"."
             )));
         }
     }
@@ -499,6 +657,9 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
         }
     } else if msg.starts_with("missing field") {
         format!("{msg}: add it (migrate.example.toml shows every key with its default).")
+    } else if msg.contains("untagged enum PropertyValue") {
+        "a librdkafka property takes a string, a number or a boolean, not an array or a table."
+            .to_string()
     } else if msg.contains("unknown variant") {
         format!("{msg}.")
     } else {
@@ -598,6 +759,35 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The include patterns (other than "*") that match none of `names`, each with up to five
+/// names that look closest to it, so that an error can point at the likely typo.
+pub fn unmatched_patterns(patterns: &[String], names: &[&str]) -> Vec<(String, Vec<String>)> {
+    patterns
+        .iter()
+        .filter(|p| p.as_str() != "*" && !names.iter().any(|n| glob_match(p, n)))
+        .map(|p| {
+            let literal: String = p.chars().filter(|c| *c != '*' && *c != '?').collect();
+            let len = literal.chars().count();
+            // Compare "orders-*" with the start of each name, "*-v1" with its end.
+            let part = |n: &str| -> String {
+                let chars: Vec<char> = n.chars().collect();
+                match (p.starts_with('*'), p.ends_with('*')) {
+                    (false, true) => chars.iter().take(len).collect(),
+                    (true, false) => chars[chars.len().saturating_sub(len)..].iter().collect(),
+                    _ => n.to_string(),
+                }
+            };
+            let mut scored: Vec<(usize, &str)> = names
+                .iter()
+                .map(|n| (levenshtein(&literal, &part(n)), *n))
+                .collect();
+            scored.sort();
+            let near = scored.iter().take(5).map(|(_, n)| n.to_string()).collect();
+            (p.clone(), near)
+        })
+        .collect()
 }
 
 impl FilterConfig {
@@ -801,6 +991,50 @@ mod tests {
     }
 
     #[test]
+    fn literal_secrets_are_found_and_env_references_are_not() {
+        let text = "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+                    \"sasl.password\" = \"${PW}\"\n\"sasl.username\" = \"me\"\n\
+                    [target]\nbootstrap_servers = \"b:1\"\n[target.properties]\n\
+                    \"sasl.password\" = \"hunter2\"\n\"ssl.key.pem\" = \"pre-${KEY}\"\n";
+        assert_eq!(
+            literal_secrets(text),
+            vec![
+                "`target.properties.\"sasl.password\"`".to_string(),
+                "`target.properties.\"ssl.key.pem\"`".to_string()
+            ]
+        );
+        assert!(literal_secrets("[source]\nbootstrap_servers = \"a:1\"\n").is_empty());
+    }
+
+    #[test]
+    fn readable_file_with_literal_secret_warns_without_the_value() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("kmigrate-cfgperm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("migrate.toml");
+        let text = "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+                    \"sasl.password\" = \"hunter2-literal\"\n";
+        std::fs::write(&path, text).expect("write");
+        let set = |mode| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        set(0o644);
+        let w = exposed_secrets_warning(&path, text).expect("warns");
+        assert!(w.contains("migrate.toml") && w.contains("chmod 600"), "{w}");
+        assert!(w.contains("source.properties.\"sasl.password\""), "{w}");
+        assert!(!w.contains("hunter2-literal"), "{w}");
+        set(0o640);
+        assert!(exposed_secrets_warning(&path, text).is_some());
+        set(0o600);
+        assert!(exposed_secrets_warning(&path, text).is_none());
+        set(0o644);
+        let from_env = "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+                        \"sasl.password\" = \"${PW}\"\n";
+        assert!(exposed_secrets_warning(&path, from_env).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn secret_keys() {
         for k in [
             "sasl.password",
@@ -928,6 +1162,50 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn unmatched_patterns_name_the_closest_names() {
+        let names = ["orders-eu", "orders-us", "payments", "audit"];
+        let pats = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(unmatched_patterns(&pats(&["*", "orders-*", "audit"]), &names).is_empty());
+        let got = unmatched_patterns(&pats(&["ordrs-*", "paymnts"]), &names);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "ordrs-*");
+        assert_eq!(&got[0].1[..2], ["orders-eu", "orders-us"]);
+        assert_eq!(got[1].1[0], "payments");
+        assert_eq!(
+            unmatched_patterns(&pats(&["x*"]), &[]),
+            vec![("x*".into(), vec![])]
+        );
+    }
+
+    #[test]
+    fn origin_finds_keys_of_tables_and_arrays() {
+        let text = "# c\n[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n  \"ssl.ca.location\" = \"x\"\n\
+                    [filter]\ngroups = [\n  \"a\",\n  \"b = c\",\n]\ntopics = [\"t\"]\n";
+        let o = Origin::scan("m.toml", text);
+        assert_eq!(
+            o.locate_property("source", "ssl.ca.location"),
+            "m.toml:5:3 (`source.properties.\"ssl.ca.location\"`)"
+        );
+        assert_eq!(
+            o.locate("filter.groups", "filter.groups"),
+            "m.toml:7:1 (`filter.groups`)"
+        );
+        assert_eq!(
+            o.locate("filter.topics", "filter.topics"),
+            "m.toml:11:1 (`filter.topics`)"
+        );
+        // Not written: the enclosing table.
+        assert_eq!(
+            o.locate_property("source", "linger.ms"),
+            "m.toml:4:1 (`source.properties.\"linger.ms\"`)"
+        );
+        assert_eq!(
+            Origin::default().locate("filter.groups", "filter.groups"),
+            "`filter.groups`"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use kmigrate::cli::{Cli, Command};
 use kmigrate::commands;
 use kmigrate::config::{self, Config};
 use kmigrate::error::{ExitKind, Outcome, exit_kind};
+use kmigrate::kafka::{Cluster, Role};
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
@@ -54,6 +55,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let src = config::config_source(cli.config.as_deref(), None);
     let file = config::load(&src)?;
     let cfg = Config::resolve(file, cli.source.as_deref(), cli.target.as_deref(), &src)?;
+    // librdkafka's refusal of a property is a configuration error: report it now, with its
+    // place in the file, rather than in the middle of a command.
+    for (role, c) in [(Role::Source, &cfg.source), (Role::Target, &cfg.target)] {
+        Cluster::new(role, c, cfg.migration.timeout).check_properties(&cfg.origin)?;
+    }
     tracing::debug!(config = %cfg.redacted_summary(), "configuration loaded");
     Ok(cfg)
 }

@@ -241,10 +241,15 @@ fn group_and_topic_filters() {
     assert_eq!(decision(part(&plan, &tb, 0)), skip(10, "filtered"));
     assert_eq!(plan["totals"]["messages"], 9);
 
-    // An include pattern that matches nothing is a warning.
-    let (_, plan) = plan_json(&[&ga, "no-such-group-*"], "");
-    let warnings = plan["warnings"].to_string();
-    assert!(warnings.contains("no-such-group-*"), "{warnings}");
+    // An include pattern that matches nothing is a configuration error naming the pattern
+    // (tests/bad_input.rs checks the whole message).
+    let run = kmigrate(
+        &workdir("plan"),
+        &config_for(&[&ga, "no-such-group-*"], ""),
+        &["plan", "--format", "json"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("\"no-such-group-*\""), "{}", run.stderr);
     src.delete_topic(&ta);
     src.delete_topic(&tb);
 }

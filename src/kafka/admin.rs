@@ -3,7 +3,8 @@
 //! commits, one ListOffsets per broker for any number of partitions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rdkafka::admin::{
@@ -12,7 +13,7 @@ use rdkafka::admin::{
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::ffi::{self, OffsetSpec};
-use super::{Cluster, Ctx, explain};
+use super::{Cluster, Ctx, auth_failed, explain};
 use crate::plan::{Member, Tp, Watermarks};
 
 /// A consumer group as listed by the cluster.
@@ -50,6 +51,8 @@ pub struct Admin {
     cluster: Cluster,
     client: BaseConsumer<Ctx>,
     admin: AdminClient<Ctx>,
+    /// Set once a request got an answer: the connection is up and authenticated.
+    connected: AtomicBool,
 }
 
 impl Admin {
@@ -59,7 +62,49 @@ impl Admin {
             cluster: cluster.clone(),
             client: cluster.create(&config, "client")?,
             admin: cluster.create(&config, "admin client")?,
+            connected: AtomicBool::new(false),
         })
+    }
+
+    /// Waits until the cluster answers, failing at once when it refuses the credentials.
+    /// librdkafka keeps retrying a refused login until the request's timeout, so a wrong
+    /// password would otherwise look like an unreachable cluster after `timeout_secs`.
+    /// The wait is cut into short Metadata requests (brokers only, no topics) and the
+    /// client's log is checked for an authentication failure between them.
+    fn connect(&self, doing: &str) -> anyhow::Result<()> {
+        if self.connected.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.cluster.timeout;
+        let mut slice = Duration::from_millis(200);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ffi::broker_metadata(self.client.client(), slice.min(left)) {
+                Ok(()) => {
+                    self.connected.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.drain_events();
+                    if let Some(why) = self.client.context().auth_error() {
+                        return Err(auth_failed(&self.cluster, &why));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(self.fail(e, doing));
+                    }
+                }
+            }
+            slice = (slice * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Delivers queued log and error events to the context.
+    fn drain_events(&self) {
+        for _ in 0..100 {
+            if self.client.poll(Duration::ZERO).is_none() {
+                break;
+            }
+        }
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -68,16 +113,13 @@ impl Admin {
 
     fn fail(&self, e: impl Into<anyhow::Error>, doing: &str) -> anyhow::Error {
         // Deliver queued log and error events to the context before asking it why.
-        for _ in 0..100 {
-            if self.client.poll(Duration::ZERO).is_none() {
-                break;
-            }
-        }
+        self.drain_events();
         explain(&self.cluster, self.client.context(), e.into(), doing)
     }
 
     /// Every topic with its partition count (internal topics included).
     pub fn topics(&self) -> anyhow::Result<BTreeMap<String, i32>> {
+        self.connect("reading topic metadata")?;
         let md = self
             .client
             .client()
@@ -95,6 +137,7 @@ impl Admin {
     /// come from the classic DescribeGroups, which does not see groups of the new consumer
     /// protocol (KIP-848): use [`Admin::group_members`] for anything that depends on them.
     pub fn groups(&self) -> anyhow::Result<Vec<GroupListing>> {
+        self.connect("listing consumer groups")?;
         let list = self
             .client
             .client()
@@ -128,6 +171,7 @@ impl Admin {
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }
+        self.connect("describing consumer groups")?;
         let descs = ffi::describe_groups(self.client.client(), groups, self.cluster.timeout)
             .map_err(|e| self.fail(e, "describing consumer groups"))?;
         let mut out = BTreeMap::new();
@@ -163,6 +207,7 @@ impl Admin {
 
     /// Every committed offset of a group (all topics and partitions), in one request.
     pub fn committed(&self, group: &str) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        self.connect(&format!("listing committed offsets of group {group}"))?;
         let offsets = ffi::list_group_offsets(self.client.client(), group, self.cluster.timeout)
             .map_err(|e| self.fail(e, &format!("listing committed offsets of group {group}")))?;
         Ok(offsets
@@ -178,6 +223,7 @@ impl Admin {
         group: &str,
         offsets: &[(String, i32, i64)],
     ) -> anyhow::Result<()> {
+        self.connect(&format!("committing offsets of group {group}"))?;
         ffi::alter_group_offsets(self.client.client(), group, offsets, self.cluster.timeout)
             .map_err(|e| self.fail(e, &format!("committing offsets of group {group}")))
     }
@@ -200,6 +246,9 @@ impl Admin {
             "UNKNOWN_TOPIC_OR_PART",
         ];
         let mut out = BTreeMap::new();
+        if !tps.is_empty() {
+            self.connect("listing partition offsets")?;
+        }
         for chunk in tps.chunks(BATCH) {
             let parts: Vec<(String, i32)> = chunk
                 .iter()
@@ -277,6 +326,7 @@ impl Admin {
         if topics.is_empty() {
             return Ok(BTreeMap::new());
         }
+        self.connect("describing topic configs")?;
         let specs: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let opts = AdminOptions::new().request_timeout(Some(self.cluster.timeout));
@@ -310,6 +360,7 @@ impl Admin {
         if topics.is_empty() {
             return Ok(());
         }
+        self.connect("creating topics")?;
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|(name, partitions, configs)| {

@@ -891,6 +891,39 @@ fn summarize(items: &[String]) -> String {
     )
 }
 
+/// A Metadata request for no topic (brokers and controller only): the cheapest request
+/// that shows a connection is up and, with SASL or TLS, authenticated. Fails when no
+/// broker answered within `timeout`.
+pub fn broker_metadata<C: ClientContext>(client: &Client<C>, timeout: Duration) -> Result<()> {
+    let rk = client.native_ptr();
+    if rk.is_null() {
+        bail!("reading cluster metadata: client has no native handle");
+    }
+    let mut md: *const rd::rd_kafka_metadata_t = ptr::null();
+    // SAFETY: `rk` is the live handle owned by `client`; with all_topics = 0 and no
+    // topic handle librdkafka asks for the topics it knows locally, none for our
+    // admin clients, i.e. brokers only. `md` is set only on success and freed below.
+    let err = unsafe {
+        rd::rd_kafka_metadata(
+            rk,
+            0,
+            ptr::null_mut(),
+            &mut md,
+            duration_ms(timeout.max(Duration::from_millis(1))),
+        )
+    };
+    if !md.is_null() {
+        // SAFETY: `md` was returned by rd_kafka_metadata and is freed exactly once.
+        unsafe { rd::rd_kafka_metadata_destroy(md) };
+    }
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        // SAFETY: rd_kafka_err2str returns a static string.
+        let message = unsafe { cstr_to_string(rd::rd_kafka_err2str(err)) };
+        bail!("reading cluster metadata: {message}");
+    }
+    Ok(())
+}
+
 fn duration_ms(d: Duration) -> c_int {
     c_int::try_from(d.as_millis()).unwrap_or(c_int::MAX)
 }

@@ -15,10 +15,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Origin};
 use crate::error::usage;
 
 pub use admin::Admin;
@@ -103,28 +103,87 @@ impl Cluster {
     {
         config
             .create_with_context(ctx)
-            .map_err(|e| {
-                let role = self.role.name();
-                let refused = |what: String| {
+            .map_err(|e| match self.refusal(e) {
+                Ok((_, why)) => {
+                    let role = self.role.name();
                     usage(format!(
-                        "the {role} configuration is not accepted by librdkafka: {what}. Check \
+                        "the {role} configuration is not accepted by librdkafka: {why}. Check \
                          [{role}.properties] (librdkafka's CONFIGURATION.md lists every property)."
                     ))
-                };
-                match e {
-                    KafkaError::ClientCreation(msg) => refused(msg),
-                    KafkaError::ClientConfig(_, desc, key, value) => {
-                        let value = if crate::config::is_secret_key(&key) {
-                            crate::config::REDACTED.to_string()
-                        } else {
-                            value
-                        };
-                        refused(format!("{desc} (`{key}` = {value:?})"))
-                    }
-                    other => anyhow::Error::new(other),
                 }
+                Err(other) => anyhow::Error::new(other),
             })
             .with_context(|| format!("creating a {what} for the {}", self.describe()))
+    }
+
+    /// Reads librdkafka's refusal of a configuration: the property it names, if it is one of
+    /// the user's, and why, on one line with every secret value replaced. Other errors are
+    /// handed back.
+    fn refusal(&self, e: KafkaError) -> Result<(Option<String>, String), KafkaError> {
+        let props = &self.cfg.properties;
+        let (key, why) = match e {
+            KafkaError::ClientConfig(_, desc, key, value) => {
+                let value = if crate::config::is_secret_key(&key) {
+                    crate::config::REDACTED.to_string()
+                } else {
+                    value
+                };
+                (Some(key.clone()), format!("{desc} (`{key}` = {value:?})"))
+            }
+            KafkaError::ClientCreation(msg) => {
+                // "ssl.ca.location failed: ..." names the property in its text;
+                // "Unsupported SASL mechanism: FOO" only its value.
+                let named = props
+                    .0
+                    .keys()
+                    .filter(|k| msg.contains(k.as_str()))
+                    .max_by_key(|k| k.len());
+                let by_value = || {
+                    props
+                        .0
+                        .iter()
+                        .filter(|(k, v)| {
+                            !crate::config::is_secret_key(k) && v.len() >= 3 && msg.contains(*v)
+                        })
+                        .max_by_key(|(_, v)| v.len())
+                        .map(|(k, _)| k)
+                };
+                let key = named.or_else(by_value).cloned();
+                (key, msg)
+            }
+            other => return Err(other),
+        };
+        let mut why = why.replace(['\n', '\r'], " ");
+        for secret in props.secret_values() {
+            why = why.replace(secret, crate::config::REDACTED);
+        }
+        Ok((key.filter(|k| props.0.contains_key(k)), why))
+    }
+
+    /// Creates (and drops) a client with this cluster's configuration, so that a property
+    /// librdkafka refuses is reported before any work, where it is written. Sends nothing.
+    pub fn check_properties(&self, origin: &Origin) -> anyhow::Result<()> {
+        let Err(e) = self
+            .client_config()
+            .create_with_context::<Ctx, BaseConsumer<Ctx>>(Ctx::default())
+        else {
+            return Ok(());
+        };
+        let role = self.role.name();
+        let (key, why) = self.refusal(e).map_err(anyhow::Error::new)?;
+        let place = match &key {
+            Some(k) => origin.locate_property(role, k),
+            None => origin.locate(&format!("{role}.properties"), &format!("{role}.properties")),
+        };
+        let fix = match &key {
+            Some(k) => format!("fix or remove `{k}` in [{role}.properties]"),
+            None => format!("check [{role}.properties]"),
+        };
+        Err(usage(format!(
+            "invalid configuration at {place}: librdkafka refuses the {role} cluster's \
+             properties: {why}. To fix: {fix} (librdkafka's CONFIGURATION.md lists every \
+             property and its values)."
+        )))
     }
 
     /// An admin client: groups, offsets, metadata, topic creation.
@@ -139,6 +198,9 @@ impl Cluster {
 #[derive(Default)]
 pub struct Ctx {
     last_error: Mutex<Option<String>>,
+    /// The last authentication failure: kept apart because the disconnects that follow it
+    /// would overwrite `last_error`.
+    auth_error: Mutex<Option<String>>,
 }
 
 impl Ctx {
@@ -146,13 +208,41 @@ impl Ctx {
         self.last_error.lock().ok().and_then(|g| g.clone())
     }
 
+    /// The last authentication or TLS failure, if any.
+    pub fn auth_error(&self) -> Option<String> {
+        self.auth_error.lock().ok().and_then(|g| g.clone())
+    }
+
     fn remember(&self, msg: &str) {
+        let msg = tidy(msg);
+        if is_auth_error(&msg)
+            && let Ok(mut g) = self.auth_error.lock()
+        {
+            *g = Some(msg.clone());
+        }
         if let Ok(mut g) = self.last_error.lock() {
-            // "[thrd:...]: " prefixes say nothing to an operator.
-            let msg = msg.rsplit_once("]: ").map_or(msg, |(_, m)| m);
-            *g = Some(msg.trim().to_string());
+            *g = Some(msg);
         }
     }
+}
+
+/// librdkafka's failure text without what says nothing to an operator: the
+/// "[thrd:...]: " and "sasl_ssl://host:port/bootstrap: " prefixes and the
+/// "(after 356ms in state AUTH_REQ)" suffix.
+fn tidy(msg: &str) -> String {
+    let mut m = msg.rsplit_once("]: ").map_or(msg, |(_, m)| m).trim();
+    if let Some((head, rest)) = m.split_once(": ")
+        && head.contains("://")
+        && !head.contains(' ')
+    {
+        m = rest;
+    }
+    if let Some(i) = m.rfind(" (after ")
+        && m.ends_with(')')
+    {
+        m = &m[..i];
+    }
+    m.trim().to_string()
 }
 
 impl ClientContext for Ctx {
@@ -191,11 +281,12 @@ pub(crate) fn explain(
     e: anyhow::Error,
     doing: &str,
 ) -> anyhow::Error {
+    if let Some(why) = ctx.auth_error() {
+        tracing::debug!("{doing} on the {} failed: {e:#}", cluster.describe());
+        return auth_failed(cluster, &why);
+    }
     let role = cluster.role.name();
     let hint = match ctx.last_error() {
-        Some(last) if is_auth_error(&last) => {
-            format!("Authentication failed ({last}): check sasl.* / ssl.* in [{role}.properties].")
-        }
         Some(last) => format!(
             "Last client error: {last}. Check bootstrap_servers in [{role}] and that the cluster \
              is reachable from here."
@@ -212,9 +303,27 @@ pub(crate) fn explain(
     )
 }
 
+/// The cluster answered but refused kmigrate's credentials or certificate: say so, and
+/// where they are configured (exit 3, like any failure to talk to a cluster).
+pub(crate) fn auth_failed(cluster: &Cluster, why: &str) -> anyhow::Error {
+    let role = cluster.role.name();
+    anyhow::anyhow!(
+        "authentication to the {} failed: {why}. The cluster answers, but refuses kmigrate's \
+         credentials: check security.protocol, sasl.mechanism, sasl.username and sasl.password \
+         (or the ssl.* certificate, key and CA) in [{role}.properties], and the environment \
+         variables they name.",
+        cluster.describe()
+    )
+}
+
+/// Failures that retrying cannot fix: a refused login or a refused TLS handshake.
 fn is_auth_error(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("authenticat") || m.contains("sasl") || m.contains("ssl handshake")
+    m.contains("authenticat")
+        || m.contains("sasl")
+        || m.contains("ssl handshake")
+        || m.contains("certificate")
+        || m.contains("ssl alert")
 }
 
 #[cfg(test)]
@@ -242,9 +351,30 @@ mod tests {
     }
 
     #[test]
+    fn failures_are_tidied_for_operators() {
+        assert_eq!(
+            tidy(
+                "[thrd:sasl_plaintext://127.0.0.1:35094/bootstrap]: sasl_plaintext://127.0.0.1:35094/bootstrap: \
+                 SASL authentication error: Authentication failed (after 356ms in state AUTH_REQ)"
+            ),
+            "SASL authentication error: Authentication failed"
+        );
+        assert_eq!(
+            tidy("Connect to ipv4#127.0.0.1:1 failed: Connection refused"),
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+        );
+    }
+
+    #[test]
     fn auth_errors_are_recognised() {
         assert!(is_auth_error(
             "SASL authentication error: Authentication failed during authentication due to invalid credentials"
+        ));
+        assert!(is_auth_error(
+            "Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42"
+        ));
+        assert!(is_auth_error(
+            "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
         ));
         assert!(!is_auth_error(
             "Connect to ipv4#127.0.0.1:1 failed: Connection refused"

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use tracing::debug;
 
 use super::{GroupSnapshot, Snapshot, TopicInfo, Tp};
-use crate::config::Config;
+use crate::config::{Config, is_internal_topic, unmatched_patterns};
+use crate::error::usage;
+use crate::kafka::admin::GroupListing;
 use crate::kafka::{Admin, Cluster, Role};
 
 /// Reads the source's groups, commits and watermarks, and the target's topics.
@@ -22,6 +24,7 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Snapshot> {
     let target_topics = target.topics()?;
 
     let listing = source.groups()?;
+    check_patterns(cfg, &source, &source_topics, &listing)?;
     let all_groups: Vec<String> = listing.iter().map(|g| g.name.clone()).collect();
     let selected: Vec<_> = listing
         .iter()
@@ -116,6 +119,62 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Snapshot> {
         target_topics,
         target_offsets,
     })
+}
+
+/// An include pattern that matches no group or no topic on the source is a configuration
+/// error (a typo would otherwise plan nothing for that group): named with its place in the
+/// file and the names that look closest.
+fn check_patterns(
+    cfg: &Config,
+    source: &Admin,
+    topics: &BTreeMap<String, i32>,
+    listing: &[GroupListing],
+) -> anyhow::Result<()> {
+    let groups: Vec<&str> = listing
+        .iter()
+        .filter(|g| g.is_consumer_group())
+        .map(|g| g.name.as_str())
+        .collect();
+    let topics: Vec<&str> = topics
+        .keys()
+        .map(String::as_str)
+        .filter(|t| !is_internal_topic(t))
+        .collect();
+    let mut found = Vec::new();
+    for (key, patterns, names, what) in [
+        (
+            "filter.groups",
+            &cfg.filter.groups,
+            &groups,
+            "consumer group",
+        ),
+        ("filter.topics", &cfg.filter.topics, &topics, "topic"),
+    ] {
+        for (pattern, near) in unmatched_patterns(patterns, names) {
+            let nearby = if near.is_empty() {
+                format!("the source has no {what} at all")
+            } else {
+                format!(
+                    "the closest of its {} {what}(s): {}",
+                    names.len(),
+                    near.join(", ")
+                )
+            };
+            found.push(format!(
+                "invalid configuration at {}: the pattern {pattern:?} matches no {what} on the {} \
+                 ({nearby})",
+                cfg.origin.locate(key, key),
+                source.cluster().describe()
+            ));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "{}. Correct the pattern or remove it; \"*\" selects everything.",
+        found.join("; ")
+    )))
 }
 
 /// Source topics that groups consume, with their configs when the target lacks them and

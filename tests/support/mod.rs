@@ -450,3 +450,27 @@ pub fn kmigrate_raw(dir: &std::path::Path, args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Runs the kmigrate binary in `dir` as is, with extra environment variables (the values a
+/// configuration's `${VAR}` references take) and the given log level.
+pub fn kmigrate_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log_level: &str,
+) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmigrate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KMIGRATE_CONFIG")
+        .env("KMIGRATE_LOG", log_level)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("starting kmigrate");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
