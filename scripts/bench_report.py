@@ -133,7 +133,9 @@ def markdown(res):
         f"Measured {m.get('started_utc', '?')} on {m.get('cpus', '?')} CPUs "
         f"({m.get('cpu_model', '?')}), {m.get('mem_gib', '?')} GiB, shared with both brokers; "
         f"load average at start {m.get('load_start', '?')}, at end {m.get('load_end', '?')}; "
-        f"kmigrate {m.get('kmigrate_commit', '?')}.",
+        f"kmigrate {m.get('kmigrate_commit', '?')}; brokers Kafka 4.4.0 (single-node KRaft); "
+        f"MirrorMaker 2 and the perf tools Kafka 4.3.1; kcat {m.get('kcat', '?')}; "
+        f"{m.get('java', 'java ?')}.",
         "",
         "| records | tool | wall s | MB/s | records/s | CPU s | CPU s/GiB | peak RSS MiB |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
