@@ -30,6 +30,17 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
 
+    // Before anything else: a run that cannot save its progress must not start copying
+    // (or create topics). Reading a state file needs no write, but resuming does.
+    crate::fsutil::check_writable(state_path).map_err(|e| {
+        usage(format!(
+            "the state file {} cannot be written ({e:#}): kmigrate saves its progress there \
+             before it copies anything. Make its directory writable (or move the state file \
+             there is, if any, and point migration.state_file at it), then run again. Nothing \
+             was copied.",
+            state_path.display()
+        ))
+    })?;
     let existing = State::load(state_path)?;
     let mut state = match existing {
         Some(mut state) => {
