@@ -378,9 +378,13 @@ pub fn run(
             }
             if last_checkpoint.elapsed() >= opts.checkpoint_every {
                 last_checkpoint = Instant::now();
-                state
-                    .save(state_path, now())
-                    .with_context(|| format!("saving a checkpoint to {}", state_path.display()))?;
+                if let Err(e) = state.save(state_path, now()) {
+                    // The previous checkpoint is intact (atomic replace): stop, and let the
+                    // rerun continue from it.
+                    failure =
+                        Some(e.context(format!("saving a checkpoint to {}", state_path.display())));
+                    break;
+                }
             }
             if last_activity.elapsed() > Duration::from_secs(120) && writer.in_flight() == 0 {
                 let stuck: Vec<String> = slots
@@ -418,9 +422,20 @@ pub fn run(
     }
     fill(&mut snap, &slots, &topics, state, started, bytes);
     sink.finish(&snap);
-    state
-        .save(state_path, now())
-        .with_context(|| format!("saving the state file {}", state_path.display()))?;
+    if let Err(e) = state.save(state_path, now()) {
+        let e = e.context(format!("saving the state file {}", state_path.display()));
+        if let Some(f) = &failure {
+            tracing::warn!("{e:#}");
+            tracing::debug!("after: {f:#}");
+        }
+        return Err(failure.unwrap_or(e).context(format!(
+            "the copy stopped and its state could not be saved; {} keeps the last checkpoint \
+             that was (every record written after it is found on the target and not written \
+             again). Make the state file writable (free space, permissions), then `kmigrate \
+             run` resumes exactly",
+            state_path.display()
+        )));
+    }
     if let Some(e) = failure {
         return Err(e.context(format!(
             "the copy stopped; progress is saved in {} and `kmigrate run` resumes it",
