@@ -115,6 +115,7 @@ fn tuning() -> Tuning {
     Tuning {
         buffer_bytes: TUNING_BYTES,
         compression: "none".into(),
+        max_batch_bytes: None,
     }
 }
 

@@ -109,6 +109,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
         tuning: Tuning {
             buffer_bytes: (cfg.migration.buffer_mb as usize) << 19,
             compression: cfg.migration.compression.clone(),
+            max_batch_bytes: None,
         },
         max_bytes_per_second: cfg.migration.max_bytes_per_second,
         checkpoint_every: Duration::from_secs(2),

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 
 use self::state::{Phase, State};
-use crate::kafka::copier::{Assignment, Polled, SendError, SourceReader, TargetWriter, Tuning};
+use crate::kafka::copier::{
+    Assignment, DEFAULT_BATCH_BYTES, Failure, Polled, SendError, SourceReader, TargetWriter, Tuning,
+};
 use crate::kafka::{Cluster, Role};
 use crate::plan::Tp;
 
@@ -103,8 +105,8 @@ pub fn run(
         .iter()
         .map(|i| Tp::new(&state.partitions[*i].topic, state.partitions[*i].partition))
         .collect();
-    let highs = target
-        .admin()?
+    let target_admin = target.admin()?;
+    let highs = target_admin
         .low_high(&tps)
         .context("reading the target partitions' high watermarks before copying")?;
     let mut topics: Vec<String> = Vec::new();
@@ -182,7 +184,11 @@ pub fn run(
             from: s.read_pos,
         })
         .collect();
-    let writer = TargetWriter::new(target, &topics, slots.len(), &opts.tuning)?;
+    let tuning = Tuning {
+        max_batch_bytes: batch_limit(&target_admin, &topics),
+        ..opts.tuning.clone()
+    };
+    let writer = TargetWriter::new(target, &topics, slots.len(), &tuning)?;
     let mut reader = if assignments.is_empty() {
         None
     } else {
@@ -452,6 +458,36 @@ pub fn run(
     ))
 }
 
+/// The batch size the target topics accept, when below the writer's default: a broker
+/// refuses a whole batch larger than the topic's `max.message.bytes`, so small records
+/// batched together would be refused as "too large". Unknown limits keep the default.
+fn batch_limit(admin: &crate::kafka::Admin, topics: &[String]) -> Option<usize> {
+    let limits = match admin.max_message_bytes(topics) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("{e:#}; producing batches of up to {DEFAULT_BATCH_BYTES} bytes");
+            return None;
+        }
+    };
+    let (topic, min) = limits.iter().min_by_key(|(_, v)| **v)?;
+    batch_for_limit(*min).inspect(|b| {
+        tracing::info!(
+            "target topic {topic} accepts batches of up to {min} bytes: producing batches of \
+             up to {b} bytes"
+        )
+    })
+}
+
+/// Room for the record batch header and librdkafka's estimate of it.
+const BATCH_OVERHEAD: usize = 1024;
+
+/// The batch size for a topic that accepts batches of up to `max_message_bytes`, or `None`
+/// when the default fits.
+fn batch_for_limit(max_message_bytes: usize) -> Option<usize> {
+    (max_message_bytes < DEFAULT_BATCH_BYTES + BATCH_OVERHEAD)
+        .then(|| max_message_bytes.saturating_sub(BATCH_OVERHEAD).max(1))
+}
+
 /// Applies delivery acknowledgements to the slots: pairs each acknowledged source offset
 /// with its target offset, in order, and checks the target offsets are contiguous.
 fn reconcile(
@@ -460,24 +496,6 @@ fn reconcile(
     state: &mut State,
     snap: &mut Snapshot,
 ) -> anyhow::Result<()> {
-    if let Some((si, why)) = writer.take_failures().into_iter().next() {
-        let s = &slots[si];
-        let at = s.sent.front().copied().unwrap_or(s.read_pos);
-        let ps = &state.partitions[s.state];
-        return Err(anyhow!(
-            "writing offset {at} of {}/{} to the {} failed: {why}. If the record is too large \
-             for the target topic, raise its max.message.bytes and run again",
-            ps.topic,
-            ps.partition,
-            writer.cluster().describe()
-        ));
-    }
-    if let Some(fatal) = writer.fatal_error() {
-        bail!(
-            "the producer to the {} failed: {fatal}",
-            writer.cluster().describe()
-        );
-    }
     for (si, s) in slots.iter_mut().enumerate() {
         if s.sent.is_empty() {
             continue;
@@ -514,7 +532,65 @@ fn reconcile(
             );
         }
     }
+    // Failures after the acknowledgements: those are counted first, so the records still
+    // in `sent` are the failed ones, in order.
+    let failures = writer.take_failures();
+    if let Some(first) = failures.first() {
+        let si = first.slot;
+        let mine: Vec<&Failure> = failures.iter().filter(|f| f.slot == si).collect();
+        let s = &slots[si];
+        let ps = &state.partitions[s.state];
+        let i = culprit(
+            &mine
+                .iter()
+                .map(|f| (f.too_large, f.size))
+                .collect::<Vec<_>>(),
+        );
+        let f = mine[i];
+        let at = s.sent.get(i).copied().unwrap_or(s.read_pos);
+        let target = writer.cluster().describe();
+        if f.too_large {
+            bail!(
+                "writing offset {at} of {topic}/{p} to the {target} failed: the record ({size} \
+                 bytes of key, value and headers) is larger than the target accepts ({why}). \
+                 Raise max.message.bytes on the target topic {topic} (and, if the record is \
+                 larger than them, message.max.bytes and replica.fetch.max.bytes on the \
+                 target's brokers), then run `kmigrate run` again: it resumes at this record. \
+                 No record of {topic}/{p} after it was written",
+                topic = ps.topic,
+                p = ps.partition,
+                size = f.size,
+                why = f.reason,
+            );
+        }
+        bail!(
+            "writing offset {at} of {}/{} to the {target} failed: {}. No record of that \
+             partition after it was written",
+            ps.topic,
+            ps.partition,
+            f.reason
+        );
+    }
+    if let Some(fatal) = writer.fatal_error() {
+        bail!(
+            "the producer to the {} failed: {fatal}",
+            writer.cluster().describe()
+        );
+    }
     Ok(())
+}
+
+/// Which of a partition's failed records (too large?, size), in the order they were sent,
+/// to name: the largest of those refused as too large (a batch is refused whole, so its
+/// small records fail with it), else the first.
+fn culprit(failures: &[(bool, usize)]) -> usize {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, (too_large, size)) in failures.iter().enumerate() {
+        if *too_large && best.is_none_or(|(_, b)| *size > b) {
+            best = Some((i, *size));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
 }
 
 fn fill(
@@ -553,4 +629,29 @@ fn fill(
     }
     snap.offsets_done = done;
     snap.offsets_total = total;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn culprit_is_the_largest_record_refused_as_too_large() {
+        // A batch refused whole: small records fail with the big one.
+        assert_eq!(culprit(&[(true, 10), (true, 60_000), (true, 12)]), 1);
+        // Later records failed for another reason (the producer stopped after it).
+        assert_eq!(culprit(&[(false, 10), (true, 60_000), (false, 99_999)]), 1);
+        // Ties: the first.
+        assert_eq!(culprit(&[(true, 5), (true, 5)]), 0);
+        // Nothing too large: the first failed record.
+        assert_eq!(culprit(&[(false, 10), (false, 60_000)]), 0);
+    }
+
+    #[test]
+    fn batches_fit_the_smallest_target_limit() {
+        assert_eq!(batch_for_limit(1_048_588), None);
+        assert_eq!(batch_for_limit(2_097_152), None);
+        assert_eq!(batch_for_limit(20_000), Some(18_976));
+        assert_eq!(batch_for_limit(100), Some(1));
+    }
 }
