@@ -1082,7 +1082,19 @@ fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
     });
     p0.extend((11..21).map(|i| small(0, i)));
     src.produce(&topic, &p0);
-    src.produce(&topic, &(0..20).map(|i| small(1, i)).collect::<Vec<_>>());
+    // Partition 1: 1,000 incompressible records of 200 bytes, each well within the limit
+    // but 200 KB together: batched as kmigrate batches by default, the target would refuse
+    // them as "too large".
+    let p1: Vec<Rec> = (0..1000)
+        .map(|i| Rec {
+            partition: 1,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(noise(200, i as u64 + 2)),
+            headers: Vec::new(),
+            timestamp: Some(TS + i as i64),
+        })
+        .collect();
+    src.produce(&topic, &p1);
     src.commit(&g, &[(&topic, 0, 0), (&topic, 1, 0)]);
     let dir = workdir("f-big");
     let config = config_for(&[&g], "");
@@ -1116,7 +1128,7 @@ fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
     set_topic_config(&tgt, &topic, "max.message.bytes", "200000");
     let run = kmigrate(&dir, &config, &["run", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(assert_copied(&src, &tgt, &topic, &[0, 0]), [21, 20]);
+    assert_eq!(assert_copied(&src, &tgt, &topic, &[0, 0]), [21, 1000]);
     assert_group(&tgt, &g, &topic, &[0, 0]);
     verify_ok(&dir);
     cleanup(&topic);

@@ -35,8 +35,9 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
     crate::fsutil::check_writable(state_path).map_err(|e| {
         usage(format!(
             "the state file {} cannot be written ({e:#}): kmigrate saves its progress there \
-             before it copies anything. Make its directory writable (or move the state file \
-             there is, if any, and point migration.state_file at it), then run again. Nothing \
+             before it copies anything. Make its directory writable (or, if a state file \
+             exists, move it to a writable place and point migration.state_file at it), then \
+             run again. Nothing \
              was copied.",
             state_path.display()
         ))

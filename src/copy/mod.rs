@@ -496,6 +496,12 @@ fn reconcile(
     state: &mut State,
     snap: &mut Snapshot,
 ) -> anyhow::Result<()> {
+    // A producer that stopped (a record refused, gapless) reports its failed records a
+    // moment later: serve those reports first, so the error names the record.
+    let fatal = writer.fatal_error();
+    if fatal.is_some() {
+        writer.poll(Duration::from_millis(200));
+    }
     for (si, s) in slots.iter_mut().enumerate() {
         if s.sent.is_empty() {
             continue;
@@ -571,7 +577,7 @@ fn reconcile(
             f.reason
         );
     }
-    if let Some(fatal) = writer.fatal_error() {
+    if let Some(fatal) = fatal {
         bail!(
             "the producer to the {} failed: {fatal}",
             writer.cluster().describe()
