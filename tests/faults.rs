@@ -4,8 +4,9 @@
 //! (key, value, headers, timestamp, partition, order) and every group's translated offset
 //! exactly: nothing lost, nothing duplicated.
 //!
-//! Tests that stop a broker (`scripts/testbed stop|start`) hold [`BROKERS`] so they never
-//! overlap, and restart it from a guard's `Drop`, so a failing test leaves the test bed up.
+//! Tests that stop a broker (`scripts/testbed stop|start`) hold [`BROKERS`] exclusively, so
+//! no other test of this file runs during an outage, and restart it from a guard's `Drop`,
+//! so a failing test leaves the test bed up.
 //! They need the local test bed (not `KMIGRATE_TESTBED=external`) and are skipped, saying
 //! so, without it. Tests that mount a tmpfs or a read-only bind mount need root and are
 //! skipped, saying so, without it.
@@ -18,7 +19,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
@@ -33,11 +34,17 @@ const STATE: &str = "kmigrate-state.json";
 // ---------------------------------------------------------------------------------------
 // Broker outages: serialised, and always undone.
 
-/// Held by every test that stops a broker: one outage at a time.
-static BROKERS: Mutex<()> = Mutex::new(());
+/// Tests in this file run in parallel, but never while a broker is stopped: a test that
+/// stops one holds this exclusively ([`outage_lock`]), every other test shares it
+/// ([`brokers_up`]). (Cargo runs the other test binaries one at a time, not alongside.)
+static BROKERS: RwLock<()> = RwLock::new(());
 
-fn brokers() -> MutexGuard<'static, ()> {
-    BROKERS.lock().unwrap_or_else(|e| e.into_inner())
+fn outage_lock() -> RwLockWriteGuard<'static, ()> {
+    BROKERS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn brokers_up() -> RwLockReadGuard<'static, ()> {
+    BROKERS.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn testbed(args: &[&str]) -> std::process::Output {
@@ -548,6 +555,7 @@ fn assert_exact(dir: &Path, topic: &str, per: usize, groups: &[(&str, &[i64])]) 
 
 #[test]
 fn sigkill_at_five_points_then_resume_is_exact() {
+    let _bed = brokers_up();
     // A copy of 120,000 records, throttled so that it lasts several seconds, killed with
     // SIGKILL at five random points (by share of the records on the target), each rerun
     // resuming the state the previous one left. Records sent after the last checkpoint
@@ -670,7 +678,7 @@ fn target_broker_down_20s_mid_copy() {
     if !long_tests(name) || !can_stop_brokers(name) {
         return;
     }
-    let _one_outage_at_a_time = brokers();
+    let _alone = outage_lock();
     broker_down_20s_mid_copy("target");
 }
 
@@ -680,7 +688,7 @@ fn source_broker_down_20s_mid_copy() {
     if !long_tests(name) || !can_stop_brokers(name) {
         return;
     }
-    let _one_outage_at_a_time = brokers();
+    let _alone = outage_lock();
     broker_down_20s_mid_copy("source");
 }
 
@@ -735,6 +743,7 @@ fn unreachable_cluster_at_start_fails_within_timeout_with_exit_3() {
     // Wrong bootstrap ports (nothing listens) for either side, and each real broker
     // stopped. create_topics = true: a run that got far enough would create the topic on
     // the target, so its absence proves nothing was written there.
+    let _alone = outage_lock();
     let topic = unique("f-unreach");
     let g = unique("f-unreach-g");
     let src = Cluster::source();
@@ -755,7 +764,6 @@ fn unreachable_cluster_at_start_fails_within_timeout_with_exit_3() {
 
     let name = "unreachable_cluster_at_start (stopped brokers)";
     if can_stop_brokers(name) {
-        let _one_outage_at_a_time = brokers();
         for (role, bootstrap) in [("source", &s), ("target", &t)] {
             let mut outage = Outage::stop(role);
             assert_unreachable(
@@ -782,6 +790,7 @@ fn unreachable_cluster_at_start_fails_within_timeout_with_exit_3() {
 
 #[test]
 fn damaged_or_foreign_state_file_is_refused_before_any_copy() {
+    let _bed = brokers_up();
     // A completed migration, then one more record on the source. A fresh start would copy
     // every planned record again (the groups' commits on the source have not moved): each
     // damaged state file must be refused with exit 2 before anything is written, and left
@@ -871,6 +880,7 @@ fn config_with_state(g: &str, state_file: &str, extra: &str) -> String {
 
 #[test]
 fn unwritable_state_file_is_refused_before_any_copy() {
+    let _bed = brokers_up();
     // create_topics = true: the topic's absence on the target proves nothing was done there.
     const PER: usize = 10_000;
     let g = unique("f-ro-g");
@@ -965,6 +975,7 @@ fn disk_full_while_saving_state_keeps_the_previous_state() {
         );
         return;
     }
+    let _bed = brokers_up();
     const PER: usize = 15_000;
     let g = unique("f-full-g");
     let commits: [(&str, &[i64]); 1] = [(&g, &[0, 3])];
@@ -1061,6 +1072,7 @@ fn set_topic_config(c: &Cluster, topic: &str, key: &str, value: &str) {
 
 #[test]
 fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
+    let _bed = brokers_up();
     // Partition 0: 10 small records, one of 60 KB (incompressible), 10 small. The target
     // topic takes at most 20,000 bytes per batch. The run must stop naming the topic,
     // partition and offset 10 and the setting to change, with records 0..10 on the target
@@ -1099,8 +1111,17 @@ fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
     let dir = workdir("f-big");
     let config = config_for(&[&g], "");
 
+    let t0 = Instant::now();
     let run = kmigrate(&dir, &config, &["run", "--yes"]);
-    eprintln!("too large: exit {}: {}", run.code, run.stderr.trim());
+    let took = t0.elapsed();
+    eprintln!(
+        "too large: exit {} in {took:?}: {}",
+        run.code,
+        run.stderr.trim()
+    );
+    // It stops as soon as the record is refused; it used to wait out the 30 s timeout for
+    // records the stopped producer would never deliver.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     for needle in [
         format!("offset 10 of {topic}/0"),
@@ -1113,15 +1134,12 @@ fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
             run.stderr
         );
     }
-    // Nothing after the big record on the target: a prefix of partition 0 that stops
-    // before it; partition 1 a prefix too.
+    // Nothing after the big record on the target: exactly the 10 before it (batches fit
+    // the topic, so the big record went alone); partition 1 a prefix of its records.
     let got0 = tgt.read_records(&topic, 0);
-    assert!(
-        got0.len() <= 10,
-        "{} records on p0: one after the big one",
-        got0.len()
-    );
-    assert_records(&format!("{topic}/0"), &got0, &p0[..got0.len()]);
+    assert_records(&format!("{topic}/0"), &got0, &p0[..10]);
+    let got1 = tgt.read_records(&topic, 1);
+    assert_records(&format!("{topic}/1"), &got1, &p1[..got1.len()]);
     let state = state_json(&dir.join(STATE));
     assert_eq!(state["phase"], "copying");
 

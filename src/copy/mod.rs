@@ -415,7 +415,14 @@ pub fn run(
     }
 
     // Whatever happened, let in-flight records land and record them before saving.
-    let flushed = writer.flush(opts.flush_timeout);
+    // A producer stopped by a fatal error (a record refused, gapless) fails what it still
+    // holds rather than delivering it: do not wait the whole timeout for that.
+    let flush_for = if writer.fatal_error().is_some() {
+        opts.flush_timeout.min(Duration::from_secs(2))
+    } else {
+        opts.flush_timeout
+    };
+    let flushed = writer.flush(flush_for);
     if let Err(e) = reconcile(&writer, &mut slots, state, &mut snap) {
         failure.get_or_insert(e);
     }
