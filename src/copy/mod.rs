@@ -72,6 +72,9 @@ struct Slot {
     read_pos: i64,
     /// Records to drop before writing: already on the target (resume after a crash).
     skip: u64,
+    /// Those records as the target holds them (offset, hash): each skipped source record
+    /// must be the one there, or the target is not the prefix the skip assumes.
+    tail: VecDeque<(i64, u128)>,
     /// Target offset of the next record written or skipped.
     next_target: i64,
     /// Source offsets sent and not yet acknowledged, in order.
@@ -136,6 +139,7 @@ pub fn run(
                     end: ps.end,
                     read_pos: r.from,
                     skip: r.skip,
+                    tail: VecDeque::new(),
                     next_target: r.next_target,
                     sent: VecDeque::new(),
                     acks_seen: 0,
@@ -158,6 +162,13 @@ pub fn run(
             "cannot resume the copy: {}. Nothing was written.",
             problems.join("; ")
         );
+    }
+    for s in slots.iter_mut().filter(|s| s.skip > 0) {
+        let tp = Tp::new(&topics[s.topic], s.partition);
+        let end = s.next_target + s.skip as i64;
+        s.tail = crate::verify::record_hashes(target, &tp, s.next_target, end)
+            .context("reading the records past the last checkpoint on the target")?
+            .into();
     }
     // The bases must be on disk before the first record is: they anchor the resume math.
     state
@@ -210,6 +221,8 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_activity = Instant::now();
+    // The source's last connection problem since the last record, to explain a stall.
+    let mut source_trouble: Option<String> = None;
     let mut failure: Option<anyhow::Error> = None;
     let mut interrupted = false;
 
@@ -254,6 +267,7 @@ pub fn run(
             match reader.poll(Duration::from_millis(20)) {
                 Polled::Record(rec) => {
                     last_activity = Instant::now();
+                    source_trouble = None;
                     let Some(si) = lookup
                         .get(rec.topic())
                         .and_then(|v| v.get(rec.partition() as usize))
@@ -276,7 +290,24 @@ pub fn run(
                     } else {
                         s.read_pos = offset + 1;
                         if s.skip > 0 {
-                            // Already on the target: account for it as if acknowledged now.
+                            // Already on the target: account for it as if acknowledged now,
+                            // once it is proven to be the very record there.
+                            let there = s.tail.pop_front();
+                            if there.map(|(_, h)| h) != Some(crate::verify::record_hash(&rec)) {
+                                failure = Some(anyhow!(
+                                    "{}/{}: the target record at offset {} is not source record \
+                                     {offset}, which kmigrate wrote there: past the last \
+                                     checkpoint the target holds records twice (a producer \
+                                     retry after a broker outage can do that) or records of \
+                                     another producer. Nothing more was written; compare with \
+                                     `kmigrate verify`, then empty the target partition and \
+                                     move the state file away to copy it again",
+                                    topics[s.topic],
+                                    s.partition,
+                                    there.map_or(s.next_target, |(o, _)| o)
+                                ));
+                                break;
+                            }
                             s.skip -= 1;
                             let ps = &mut state.partitions[s.state];
                             ps.translation.observe(offset, s.next_target);
@@ -341,7 +372,10 @@ pub fn run(
                     }
                 }
                 Polled::Idle => {}
-                Polled::Transient(msg) => tracing::warn!("source: {msg} (retrying)"),
+                Polled::Transient(msg) => {
+                    tracing::warn!("source: {msg} (retrying)");
+                    source_trouble = Some(msg);
+                }
                 Polled::Fatal(msg) => {
                     failure = Some(anyhow!("reading the {}: {msg}", source.describe()));
                     break;
@@ -404,11 +438,19 @@ pub fn run(
                         )
                     })
                     .collect();
-                failure = Some(anyhow!(
-                    "no record arrived from the source for 120 s although the plan expects more \
-                     ({}): did the source's records change since the plan?",
-                    stuck.join(", ")
-                ));
+                failure = Some(match &source_trouble {
+                    Some(why) => anyhow!(
+                        "no record arrived from the {} for 120 s ({}); it last reported: {why}. \
+                         Check that it is up and reachable",
+                        source.describe(),
+                        stuck.join(", ")
+                    ),
+                    None => anyhow!(
+                        "no record arrived from the source for 120 s although the plan expects \
+                         more ({}): did the source's records change since the plan?",
+                        stuck.join(", ")
+                    ),
+                });
                 break;
             }
         }
@@ -519,6 +561,21 @@ fn reconcile(
             continue;
         }
         let ps = &mut state.partitions[s.state];
+        // Checked before the acknowledgements are recorded: the state keeps the last pair
+        // known to be right.
+        let expected_last = s.next_target + new as i64 - 1;
+        if acks.last_offset != expected_last {
+            bail!(
+                "{}/{}: the target gave offset {} to a record kmigrate expected at \
+                 {expected_last}: the partition holds records kmigrate did not write there in \
+                 this order, from another producer or written twice by a producer retry after \
+                 a broker outage. Stop any other producer; `kmigrate run` then checks the \
+                 records past the last checkpoint before continuing",
+                ps.topic,
+                ps.partition,
+                acks.last_offset
+            );
+        }
         for _ in 0..new {
             let Some(src) = s.sent.pop_front() else {
                 bail!(
@@ -534,16 +591,6 @@ fn reconcile(
         ps.progress.written += new;
         snap.records += new;
         s.acks_seen = acks.count;
-        if acks.last_offset != s.next_target - 1 {
-            bail!(
-                "{}/{}: the target gave offset {} to a record kmigrate expected at {}: another \
-                 producer writes to this partition. Stop it, then run again",
-                ps.topic,
-                ps.partition,
-                acks.last_offset,
-                s.next_target - 1
-            );
-        }
     }
     // Failures after the acknowledgements: those are counted first, so the records still
     // in `sent` are the failed ones, in order.
