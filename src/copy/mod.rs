@@ -479,9 +479,9 @@ pub fn run(
     sink.finish(&snap);
     if let Err(e) = state.save(state_path, now()) {
         let e = e.context(format!("saving the state file {}", state_path.display()));
-        if let Some(f) = &failure {
+        // The first failure explains the stop; this one only repeats its cause (disk full).
+        if failure.is_some() {
             tracing::warn!("{e:#}");
-            tracing::debug!("after: {f:#}");
         }
         return Err(failure.unwrap_or(e).context(format!(
             "the copy stopped and its state could not be saved; {} keeps the last checkpoint \
