@@ -48,6 +48,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     result
 }
 
+/// Checks that `path` can be replaced by [`write_atomic`]: a file can be created beside it
+/// (and is removed again). Nothing else is changed.
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let probe = dir.join(format!(
+        ".{}.probe-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    fs::remove_file(&probe).with_context(|| format!("removing {}", probe.display()))
+}
+
 /// Appends text to a log file created readable by the owner only.
 pub fn append(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
@@ -96,6 +120,17 @@ mod tests {
         fs::create_dir(&blocker).expect("blocker");
         assert!(write_atomic(&p, b"bad").is_err());
         assert_eq!(fs::read(&p).expect("read"), b"good");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn writable_check_leaves_nothing_and_refuses_a_file_as_directory() {
+        let d = tmpdir("probe");
+        check_writable(&d.join("state.json")).expect("writable");
+        assert_eq!(fs::read_dir(&d).expect("ls").count(), 0, "nothing left");
+        fs::write(d.join("file"), "x").expect("file");
+        let e = check_writable(&d.join("file").join("state.json")).expect_err("not a dir");
+        assert!(format!("{e:#}").contains("file"), "{e:#}");
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -115,6 +115,7 @@ fn tuning() -> Tuning {
     Tuning {
         buffer_bytes: TUNING_BYTES,
         compression: "none".into(),
+        max_batch_bytes: None,
     }
 }
 
@@ -241,6 +242,33 @@ fn next_hash(
             }
         }
     }
+}
+
+/// The hashes of the records of `tp` on `cluster` in `[from, end)`, in order, with their
+/// offsets: what a resume compares the records it skips with.
+pub fn record_hashes(
+    cluster: &Cluster,
+    tp: &Tp,
+    from: i64,
+    end: i64,
+) -> anyhow::Result<Vec<(i64, u128)>> {
+    let mut out = Vec::new();
+    if from >= end {
+        return Ok(out);
+    }
+    let topics = [tp.topic.clone()];
+    let assignment = [Assignment {
+        topic: 0,
+        partition: tp.partition,
+        from,
+    }];
+    let mut reader = SourceReader::new(cluster, &topics, &assignment, &tuning())?;
+    while let Some(h) = next_hash(&mut reader, end, cluster.timeout)
+        .with_context(|| format!("reading {tp} [{from}, {end}) on the {}", cluster.describe()))?
+    {
+        out.push(h);
+    }
+    Ok(out)
 }
 
 /// Walks both sides of one partition in step and returns the first position where they

@@ -30,6 +30,18 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
 
+    // Before anything else: a run that cannot save its progress must not start copying
+    // (or create topics). Reading a state file needs no write, but resuming does.
+    crate::fsutil::check_writable(state_path).map_err(|e| {
+        usage(format!(
+            "the state file {} cannot be written ({e:#}): kmigrate saves its progress there \
+             before it copies anything. Make its directory writable (or, if a state file \
+             exists, move it to a writable place and point migration.state_file at it), then \
+             run again. Nothing \
+             was copied.",
+            state_path.display()
+        ))
+    })?;
     let existing = State::load(state_path)?;
     let mut state = match existing {
         Some(mut state) => {
@@ -98,6 +110,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
         tuning: Tuning {
             buffer_bytes: (cfg.migration.buffer_mb as usize) << 19,
             compression: cfg.migration.compression.clone(),
+            max_batch_bytes: None,
         },
         max_bytes_per_second: cfg.migration.max_bytes_per_second,
         checkpoint_every: Duration::from_secs(2),

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 
 use self::state::{Phase, State};
-use crate::kafka::copier::{Assignment, Polled, SendError, SourceReader, TargetWriter, Tuning};
+use crate::kafka::copier::{
+    Assignment, DEFAULT_BATCH_BYTES, Failure, Polled, SendError, SourceReader, TargetWriter, Tuning,
+};
 use crate::kafka::{Cluster, Role};
 use crate::plan::Tp;
 
@@ -70,6 +72,9 @@ struct Slot {
     read_pos: i64,
     /// Records to drop before writing: already on the target (resume after a crash).
     skip: u64,
+    /// Those records as the target holds them (offset, hash): each skipped source record
+    /// must be the one there, or the target is not the prefix the skip assumes.
+    tail: VecDeque<(i64, u128)>,
     /// Target offset of the next record written or skipped.
     next_target: i64,
     /// Source offsets sent and not yet acknowledged, in order.
@@ -103,8 +108,8 @@ pub fn run(
         .iter()
         .map(|i| Tp::new(&state.partitions[*i].topic, state.partitions[*i].partition))
         .collect();
-    let highs = target
-        .admin()?
+    let target_admin = target.admin()?;
+    let highs = target_admin
         .low_high(&tps)
         .context("reading the target partitions' high watermarks before copying")?;
     let mut topics: Vec<String> = Vec::new();
@@ -134,6 +139,7 @@ pub fn run(
                     end: ps.end,
                     read_pos: r.from,
                     skip: r.skip,
+                    tail: VecDeque::new(),
                     next_target: r.next_target,
                     sent: VecDeque::new(),
                     acks_seen: 0,
@@ -156,6 +162,13 @@ pub fn run(
             "cannot resume the copy: {}. Nothing was written.",
             problems.join("; ")
         );
+    }
+    for s in slots.iter_mut().filter(|s| s.skip > 0) {
+        let tp = Tp::new(&topics[s.topic], s.partition);
+        let end = s.next_target + s.skip as i64;
+        s.tail = crate::verify::record_hashes(target, &tp, s.next_target, end)
+            .context("reading the records past the last checkpoint on the target")?
+            .into();
     }
     // The bases must be on disk before the first record is: they anchor the resume math.
     state
@@ -182,7 +195,11 @@ pub fn run(
             from: s.read_pos,
         })
         .collect();
-    let writer = TargetWriter::new(target, &topics, slots.len(), &opts.tuning)?;
+    let tuning = Tuning {
+        max_batch_bytes: batch_limit(&target_admin, &topics),
+        ..opts.tuning.clone()
+    };
+    let writer = TargetWriter::new(target, &topics, slots.len(), &tuning)?;
     let mut reader = if assignments.is_empty() {
         None
     } else {
@@ -204,6 +221,8 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_activity = Instant::now();
+    // The source's last connection problem since the last record, to explain a stall.
+    let mut source_trouble: Option<String> = None;
     let mut failure: Option<anyhow::Error> = None;
     let mut interrupted = false;
     // Reading the clock and polling the producer cost as much as copying a small record
@@ -256,6 +275,7 @@ pub fn run(
                 Polled::Record(rec) => {
                     got_record = true;
                     active = true;
+                    source_trouble = None;
                     let Some(si) = lookup
                         .get(rec.topic())
                         .and_then(|v| v.get(rec.partition() as usize))
@@ -278,7 +298,24 @@ pub fn run(
                     } else {
                         s.read_pos = offset + 1;
                         if s.skip > 0 {
-                            // Already on the target: account for it as if acknowledged now.
+                            // Already on the target: account for it as if acknowledged now,
+                            // once it is proven to be the very record there.
+                            let there = s.tail.pop_front();
+                            if there.map(|(_, h)| h) != Some(crate::verify::record_hash(&rec)) {
+                                failure = Some(anyhow!(
+                                    "{}/{}: the target record at offset {} is not source record \
+                                     {offset}, which kmigrate wrote there: past the last \
+                                     checkpoint the target holds records twice (a producer \
+                                     retry after a broker outage can do that) or records of \
+                                     another producer. Nothing more was written; compare with \
+                                     `kmigrate verify`, then empty the target partition and \
+                                     move the state file away to copy it again",
+                                    topics[s.topic],
+                                    s.partition,
+                                    there.map_or(s.next_target, |(o, _)| o)
+                                ));
+                                break;
+                            }
                             s.skip -= 1;
                             let ps = &mut state.partitions[s.state];
                             ps.translation.observe(offset, s.next_target);
@@ -343,7 +380,10 @@ pub fn run(
                     }
                 }
                 Polled::Idle => {}
-                Polled::Transient(msg) => tracing::warn!("source: {msg} (retrying)"),
+                Polled::Transient(msg) => {
+                    tracing::warn!("source: {msg} (retrying)");
+                    source_trouble = Some(msg);
+                }
                 Polled::Fatal(msg) => {
                     failure = Some(anyhow!("reading the {}: {msg}", source.describe()));
                     break;
@@ -397,9 +437,13 @@ pub fn run(
             }
             if last_checkpoint.elapsed() >= opts.checkpoint_every {
                 last_checkpoint = Instant::now();
-                state
-                    .save(state_path, now())
-                    .with_context(|| format!("saving a checkpoint to {}", state_path.display()))?;
+                if let Err(e) = state.save(state_path, now()) {
+                    // The previous checkpoint is intact (atomic replace): stop, and let the
+                    // rerun continue from it.
+                    failure =
+                        Some(e.context(format!("saving a checkpoint to {}", state_path.display())));
+                    break;
+                }
             }
             if last_activity.elapsed() > Duration::from_secs(120) && writer.in_flight() == 0 {
                 let stuck: Vec<String> = slots
@@ -413,18 +457,33 @@ pub fn run(
                         )
                     })
                     .collect();
-                failure = Some(anyhow!(
-                    "no record arrived from the source for 120 s although the plan expects more \
-                     ({}): did the source's records change since the plan?",
-                    stuck.join(", ")
-                ));
+                failure = Some(match &source_trouble {
+                    Some(why) => anyhow!(
+                        "no record arrived from the {} for 120 s ({}); it last reported: {why}. \
+                         Check that it is up and reachable",
+                        source.describe(),
+                        stuck.join(", ")
+                    ),
+                    None => anyhow!(
+                        "no record arrived from the source for 120 s although the plan expects \
+                         more ({}): did the source's records change since the plan?",
+                        stuck.join(", ")
+                    ),
+                });
                 break;
             }
         }
     }
 
     // Whatever happened, let in-flight records land and record them before saving.
-    let flushed = writer.flush(opts.flush_timeout);
+    // A producer stopped by a fatal error (a record refused, gapless) fails what it still
+    // holds rather than delivering it: do not wait the whole timeout for that.
+    let flush_for = if writer.fatal_error().is_some() {
+        opts.flush_timeout.min(Duration::from_secs(2))
+    } else {
+        opts.flush_timeout
+    };
+    let flushed = writer.flush(flush_for);
     if let Err(e) = reconcile(&writer, &mut slots, state, &mut snap) {
         failure.get_or_insert(e);
     }
@@ -437,9 +496,20 @@ pub fn run(
     }
     fill(&mut snap, &slots, &topics, state, started, bytes);
     sink.finish(&snap);
-    state
-        .save(state_path, now())
-        .with_context(|| format!("saving the state file {}", state_path.display()))?;
+    if let Err(e) = state.save(state_path, now()) {
+        let e = e.context(format!("saving the state file {}", state_path.display()));
+        // The first failure explains the stop; this one only repeats its cause (disk full).
+        if failure.is_some() {
+            tracing::warn!("{e:#}");
+        }
+        return Err(failure.unwrap_or(e).context(format!(
+            "the copy stopped and its state could not be saved; {} keeps the last checkpoint \
+             that was (every record written after it is found on the target and not written \
+             again). Make the state file writable (free space, permissions), then `kmigrate \
+             run` resumes exactly",
+            state_path.display()
+        )));
+    }
     if let Some(e) = failure {
         return Err(e.context(format!(
             "the copy stopped; progress is saved in {} and `kmigrate run` resumes it",
@@ -456,6 +526,36 @@ pub fn run(
     ))
 }
 
+/// The batch size the target topics accept, when below the writer's default: a broker
+/// refuses a whole batch larger than the topic's `max.message.bytes`, so small records
+/// batched together would be refused as "too large". Unknown limits keep the default.
+fn batch_limit(admin: &crate::kafka::Admin, topics: &[String]) -> Option<usize> {
+    let limits = match admin.max_message_bytes(topics) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("{e:#}; producing batches of up to {DEFAULT_BATCH_BYTES} bytes");
+            return None;
+        }
+    };
+    let (topic, min) = limits.iter().min_by_key(|(_, v)| **v)?;
+    batch_for_limit(*min).inspect(|b| {
+        tracing::info!(
+            "target topic {topic} accepts batches of up to {min} bytes: producing batches of \
+             up to {b} bytes"
+        )
+    })
+}
+
+/// Room for the record batch header and librdkafka's estimate of it.
+const BATCH_OVERHEAD: usize = 1024;
+
+/// The batch size for a topic that accepts batches of up to `max_message_bytes`, or `None`
+/// when the default fits.
+fn batch_for_limit(max_message_bytes: usize) -> Option<usize> {
+    (max_message_bytes < DEFAULT_BATCH_BYTES + BATCH_OVERHEAD)
+        .then(|| max_message_bytes.saturating_sub(BATCH_OVERHEAD).max(1))
+}
+
 /// Applies delivery acknowledgements to the slots: pairs each acknowledged source offset
 /// with its target offset, in order, and checks the target offsets are contiguous.
 fn reconcile(
@@ -464,23 +564,11 @@ fn reconcile(
     state: &mut State,
     snap: &mut Snapshot,
 ) -> anyhow::Result<()> {
-    if let Some((si, why)) = writer.take_failures().into_iter().next() {
-        let s = &slots[si];
-        let at = s.sent.front().copied().unwrap_or(s.read_pos);
-        let ps = &state.partitions[s.state];
-        return Err(anyhow!(
-            "writing offset {at} of {}/{} to the {} failed: {why}. If the record is too large \
-             for the target topic, raise its max.message.bytes and run again",
-            ps.topic,
-            ps.partition,
-            writer.cluster().describe()
-        ));
-    }
-    if let Some(fatal) = writer.fatal_error() {
-        bail!(
-            "the producer to the {} failed: {fatal}",
-            writer.cluster().describe()
-        );
+    // A producer that stopped (a record refused, gapless) reports its failed records a
+    // moment later: serve those reports first, so the error names the record.
+    let fatal = writer.fatal_error();
+    if fatal.is_some() {
+        writer.poll(Duration::from_millis(200));
     }
     for (si, s) in slots.iter_mut().enumerate() {
         if s.sent.is_empty() {
@@ -492,6 +580,21 @@ fn reconcile(
             continue;
         }
         let ps = &mut state.partitions[s.state];
+        // Checked before the acknowledgements are recorded: the state keeps the last pair
+        // known to be right.
+        let expected_last = s.next_target + new as i64 - 1;
+        if acks.last_offset != expected_last {
+            bail!(
+                "{}/{}: the target gave offset {} to a record kmigrate expected at \
+                 {expected_last}: the partition holds records kmigrate did not write there in \
+                 this order, from another producer or written twice by a producer retry after \
+                 a broker outage. Stop any other producer; `kmigrate run` then checks the \
+                 records past the last checkpoint before continuing",
+                ps.topic,
+                ps.partition,
+                acks.last_offset
+            );
+        }
         for _ in 0..new {
             let Some(src) = s.sent.pop_front() else {
                 bail!(
@@ -507,18 +610,66 @@ fn reconcile(
         ps.progress.written += new;
         snap.records += new;
         s.acks_seen = acks.count;
-        if acks.last_offset != s.next_target - 1 {
+    }
+    // Failures after the acknowledgements: those are counted first, so the records still
+    // in `sent` are the failed ones, in order.
+    let failures = writer.take_failures();
+    if let Some(first) = failures.first() {
+        let si = first.slot;
+        let mine: Vec<&Failure> = failures.iter().filter(|f| f.slot == si).collect();
+        let s = &slots[si];
+        let ps = &state.partitions[s.state];
+        let i = culprit(
+            &mine
+                .iter()
+                .map(|f| (f.too_large, f.size))
+                .collect::<Vec<_>>(),
+        );
+        let f = mine[i];
+        let at = s.sent.get(i).copied().unwrap_or(s.read_pos);
+        let target = writer.cluster().describe();
+        if f.too_large {
             bail!(
-                "{}/{}: the target gave offset {} to a record kmigrate expected at {}: another \
-                 producer writes to this partition. Stop it, then run again",
-                ps.topic,
-                ps.partition,
-                acks.last_offset,
-                s.next_target - 1
+                "writing offset {at} of {topic}/{p} to the {target} failed: the record ({size} \
+                 bytes of key, value and headers) is larger than the target accepts ({why}). \
+                 Raise max.message.bytes on the target topic {topic} (and, if the record is \
+                 larger than them, message.max.bytes and replica.fetch.max.bytes on the \
+                 target's brokers), then run `kmigrate run` again: it resumes at this record. \
+                 No record of {topic}/{p} after it was written",
+                topic = ps.topic,
+                p = ps.partition,
+                size = f.size,
+                why = f.reason,
             );
         }
+        bail!(
+            "writing offset {at} of {}/{} to the {target} failed: {}. No record of that \
+             partition after it was written",
+            ps.topic,
+            ps.partition,
+            f.reason
+        );
+    }
+    if let Some(fatal) = fatal {
+        bail!(
+            "the producer to the {} failed: {fatal}",
+            writer.cluster().describe()
+        );
     }
     Ok(())
+}
+
+/// Which of a partition's failed records (too large?, size), in the order they were sent,
+/// to name: the largest of those refused as too large (a batch is refused whole, so its
+/// small records fail with it), else the first.
+fn culprit(failures: &[(bool, usize)]) -> usize {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, (too_large, size)) in failures.iter().enumerate() {
+        if *too_large && best.is_none_or(|(_, b)| *size > b) {
+            best = Some((i, *size));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
 }
 
 fn fill(
@@ -557,4 +708,29 @@ fn fill(
     }
     snap.offsets_done = done;
     snap.offsets_total = total;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn culprit_is_the_largest_record_refused_as_too_large() {
+        // A batch refused whole: small records fail with the big one.
+        assert_eq!(culprit(&[(true, 10), (true, 60_000), (true, 12)]), 1);
+        // Later records failed for another reason (the producer stopped after it).
+        assert_eq!(culprit(&[(false, 10), (true, 60_000), (false, 99_999)]), 1);
+        // Ties: the first.
+        assert_eq!(culprit(&[(true, 5), (true, 5)]), 0);
+        // Nothing too large: the first failed record.
+        assert_eq!(culprit(&[(false, 10), (false, 60_000)]), 0);
+    }
+
+    #[test]
+    fn batches_fit_the_smallest_target_limit() {
+        assert_eq!(batch_for_limit(1_048_588), None);
+        assert_eq!(batch_for_limit(2_097_152), None);
+        assert_eq!(batch_for_limit(20_000), Some(18_976));
+        assert_eq!(batch_for_limit(100), Some(1));
+    }
 }

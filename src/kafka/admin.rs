@@ -319,6 +319,36 @@ impl Admin {
 
     /// The configs set on each topic (not inherited from broker defaults), for creating
     /// the same topic on the target.
+    /// The effective `max.message.bytes` of each topic (topic override or broker default):
+    /// the largest record batch the topic accepts.
+    pub fn max_message_bytes(&self, topics: &[String]) -> anyhow::Result<BTreeMap<String, usize>> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let specs: Vec<ResourceSpecifier<'_>> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let opts = AdminOptions::new().request_timeout(Some(self.cluster.timeout));
+        let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
+            .map_err(|e| self.fail(e, "describing topic configs"))?;
+        let mut out = BTreeMap::new();
+        for (topic, r) in topics.iter().zip(results) {
+            let res = r.map_err(|code| {
+                self.fail(
+                    anyhow!("{code:?}"),
+                    &format!("describing the configs of topic {topic}"),
+                )
+            })?;
+            if let Some(v) = res
+                .get("max.message.bytes")
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| v.parse().ok())
+            {
+                out.insert(topic.clone(), v);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn topic_configs(
         &self,
         topics: &[String],

@@ -66,7 +66,14 @@ pub struct Tuning {
     pub buffer_bytes: usize,
     /// `compression.type` of the producer (lz4, zstd, snappy, gzip, none).
     pub compression: String,
+    /// Upper bound of a produced batch, when the target topics accept less than the
+    /// writer's default (1,000,000 bytes): the broker refuses a whole batch larger than
+    /// the topic's `max.message.bytes`, even one made of small records.
+    pub max_batch_bytes: Option<usize>,
 }
+
+/// The writer's batch size when the target topics allow it.
+pub const DEFAULT_BATCH_BYTES: usize = 1_000_000;
 
 /// One partition to read: its topic (an index into the reader's topic list), number, and
 /// the first offset to read.
@@ -348,11 +355,23 @@ struct SlotAcks {
     last_offset: AtomicI64,
 }
 
+/// A record the target did not accept.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The partition slot it was sent for.
+    pub slot: usize,
+    /// Larger than the target topic (or broker) accepts.
+    pub too_large: bool,
+    /// Key, value and header bytes.
+    pub size: usize,
+    pub reason: String,
+}
+
 /// Delivery reports land here, from `TargetWriter::poll` on the copy thread.
 pub struct WriterCtx {
     base: Ctx,
     slots: Vec<SlotAcks>,
-    failures: Mutex<Vec<(usize, String)>>,
+    failures: Mutex<Vec<Failure>>,
 }
 
 impl ClientContext for WriterCtx {
@@ -377,9 +396,28 @@ impl ProducerContext for WriterCtx {
                 }
             }
             Err((e, m)) => {
-                let text = format!("{e} (topic {}, partition {})", m.topic(), m.partition());
+                use rdkafka::message::Headers as _;
+                let too_large = matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge
+                            | rdkafka::types::RDKafkaErrorCode::InvalidMessageSize
+                    )
+                );
+                let headers = m.headers().map_or(0, |hs| {
+                    hs.iter()
+                        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                        .sum()
+                });
+                let size =
+                    m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len) + headers;
                 if let Ok(mut f) = self.failures.lock() {
-                    f.push((slot, text));
+                    f.push(Failure {
+                        slot,
+                        too_large,
+                        size,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -423,7 +461,14 @@ impl TargetWriter {
             .set("max.in.flight.requests.per.connection", "5")
             .set("compression.type", &tuning.compression)
             .set("linger.ms", "20")
-            .set("batch.size", "1000000")
+            .set(
+                "batch.size",
+                tuning
+                    .max_batch_bytes
+                    .unwrap_or(DEFAULT_BATCH_BYTES)
+                    .min(DEFAULT_BATCH_BYTES)
+                    .to_string(),
+            )
             .set("batch.num.messages", "100000")
             .set("message.max.bytes", "100000000")
             .set(
@@ -595,8 +640,9 @@ impl TargetWriter {
         }
     }
 
-    /// Failed deliveries since the last call: (slot, reason).
-    pub fn take_failures(&self) -> Vec<(usize, String)> {
+    /// Failed deliveries since the last call, in the order they were reported (per slot,
+    /// the order the records were sent in).
+    pub fn take_failures(&self) -> Vec<Failure> {
         self.producer
             .context()
             .failures

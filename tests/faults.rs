@@ -1,0 +1,1246 @@
+//! Faults on purpose, against the real test bed: kmigrate killed mid-copy, a broker stopped
+//! mid-copy, clusters unreachable at start, a damaged or unwritable state file, a full disk,
+//! a record too large for the target. After each, the target is checked record by record
+//! (key, value, headers, timestamp, partition, order) and every group's translated offset
+//! exactly: nothing lost, nothing duplicated.
+//!
+//! Tests that stop a broker (`scripts/testbed stop|start`) hold [`BROKERS`] exclusively, so
+//! no other test of this file runs during an outage, and restart it from a guard's `Drop`,
+//! so a failing test leaves the test bed up.
+//! They need the local test bed (not `KMIGRATE_TESTBED=external`) and are skipped, saying
+//! so, without it. Tests that mount a tmpfs or a read-only bind mount need root and are
+//! skipped, saying so, without it.
+//!
+//! The broker-outage tests take about a minute each: they run when
+//! `KMIGRATE_FAULT_TESTS=long` (CI sets it) and are skipped, saying so, otherwise.
+//! `KMIGRATE_FAULT_SEED` replays the random kill points of a failed run.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::Value;
+use support::{Cluster, Rec, Run, config_for, kmigrate, kmigrate_raw, unique, workdir};
+
+const TS: i64 = 1_700_000_000_000;
+const STATE: &str = "kmigrate-state.json";
+
+// ---------------------------------------------------------------------------------------
+// Broker outages: serialised, and always undone.
+
+/// Tests in this file run in parallel, but never while a broker is stopped: a test that
+/// stops one holds this exclusively ([`outage_lock`]), every other test shares it
+/// ([`brokers_up`]). (Cargo runs the other test binaries one at a time, not alongside.)
+static BROKERS: RwLock<()> = RwLock::new(());
+
+fn outage_lock() -> RwLockWriteGuard<'static, ()> {
+    BROKERS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn brokers_up() -> RwLockReadGuard<'static, ()> {
+    BROKERS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn testbed(args: &[&str]) -> std::process::Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/testbed {args:?}: {e}"))
+}
+
+/// Whether this run may stop and start the test bed's brokers; says why not when it may not.
+fn can_stop_brokers(test: &str) -> bool {
+    if std::env::var("KMIGRATE_TESTBED").as_deref() == Ok("external") {
+        eprintln!(
+            "SKIPPED {test}: KMIGRATE_TESTBED=external, the clusters are managed elsewhere and \
+             scripts/testbed cannot stop and start them"
+        );
+        return false;
+    }
+    // The test bed scripts/testbed manages must be the one the tests talk to (same
+    // KMIGRATE_CACHE), or stopping "the target" would stop nothing the test sees.
+    let env = String::from_utf8_lossy(&testbed(&["env"]).stdout).into_owned();
+    let (s, t) = (support::source_bootstrap(), support::target_bootstrap());
+    assert!(
+        env.contains(&format!("KMIGRATE_TEST_SOURCE={s}\n"))
+            && env.contains(&format!("KMIGRATE_TEST_TARGET={t}\n")),
+        "scripts/testbed manages other clusters than the tests use ({s}, {t}):\n{env}\
+         export the same KMIGRATE_CACHE (and ports) as when the test bed was started"
+    );
+    true
+}
+
+/// Whether the long fault tests run (`KMIGRATE_FAULT_TESTS=long`); says so when they do not.
+fn long_tests(test: &str) -> bool {
+    if std::env::var("KMIGRATE_FAULT_TESTS").as_deref() == Ok("long") {
+        return true;
+    }
+    eprintln!("SKIPPED {test}: a long fault test; set KMIGRATE_FAULT_TESTS=long to run it");
+    false
+}
+
+/// A stopped broker, started again when this is dropped (also when the test panics).
+struct Outage {
+    cluster: &'static str,
+    up: bool,
+}
+
+impl Outage {
+    fn stop(cluster: &'static str) -> Outage {
+        let out = testbed(&["stop", cluster]);
+        assert!(
+            out.status.success(),
+            "scripts/testbed stop {cluster}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Outage { cluster, up: false }
+    }
+
+    fn start(&mut self) {
+        if self.up {
+            return;
+        }
+        self.up = true;
+        let out = testbed(&["start", self.cluster]);
+        assert!(
+            out.status.success(),
+            "scripts/testbed start {}: {}",
+            self.cluster,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if !self.up {
+            self.up = true;
+            let out = testbed(&["start", self.cluster]);
+            if !out.status.success() {
+                eprintln!(
+                    "could not start the {} broker again: {}",
+                    self.cluster,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A mount (tmpfs or bind) under a test directory, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn run(args: &[&str]) {
+        let out = Command::new("mount")
+            .args(args)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "mount {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn tmpfs(at: &Path, size: &str) -> Mount {
+        std::fs::create_dir_all(at).expect("mount point");
+        let at_s = at.to_str().expect("utf-8 path");
+        Mount::run(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", at_s]);
+        Mount(at.to_path_buf())
+    }
+
+    /// `at` shows `from` read-only.
+    fn read_only(from: &Path, at: &Path) -> Mount {
+        std::fs::create_dir_all(at).expect("mount point");
+        let (from_s, at_s) = (
+            from.to_str().expect("utf-8 path"),
+            at.to_str().expect("utf-8 path"),
+        );
+        Mount::run(&["--bind", from_s, at_s]);
+        let m = Mount(at.to_path_buf());
+        Mount::run(&["-o", "remount,bind,ro", at_s]);
+        m
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Data, processes and assertions.
+
+/// SplitMix64: a small seeded generator, so a failing run can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("KMIGRATE_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(7)
+            });
+        eprintln!("random seed {seed} (replay with KMIGRATE_FAULT_SEED={seed})");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
+/// Writes `parts` partitions of `per` records of about 200 bytes (key `p<p>-<i>`, a header
+/// on every 1000th record, one with a null value every 777th), timestamps `TS + i`.
+fn produce_bulk(src: &Cluster, topic: &str, parts: i32, per: usize) {
+    for p in 0..parts {
+        let recs: Vec<Rec> = (0..per)
+            .map(|i| Rec {
+                partition: p,
+                key: Some(format!("p{p}-{i:06}").into_bytes()),
+                value: (i % 777 != 5).then(|| format!("{p}:{i:0>186}").into_bytes()),
+                headers: if i % 1000 == 0 {
+                    vec![
+                        ("seq".into(), Some(i.to_string().into_bytes())),
+                        ("empty".into(), None),
+                    ]
+                } else {
+                    Vec::new()
+                },
+                timestamp: Some(TS + i as i64),
+            })
+            .collect();
+        src.produce(topic, &recs);
+    }
+}
+
+/// A short description of a record: big payloads are not printed whole.
+fn brief(r: &Rec) -> String {
+    fn bytes(b: &Option<Vec<u8>>) -> String {
+        match b {
+            None => "null".into(),
+            Some(b) if b.len() <= 48 => format!("{:?}", String::from_utf8_lossy(b)),
+            Some(b) => format!(
+                "{:?}...({} bytes)",
+                String::from_utf8_lossy(&b[..48]),
+                b.len()
+            ),
+        }
+    }
+    let headers: Vec<String> = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}={}", bytes(v)))
+        .collect();
+    format!(
+        "p{} key={} value={} headers=[{}] ts={:?}",
+        r.partition,
+        bytes(&r.key),
+        bytes(&r.value),
+        headers.join(", "),
+        r.timestamp
+    )
+}
+
+/// Asserts two record sequences are equal, naming the first difference.
+fn assert_records(what: &str, got: &[Rec], want: &[Rec]) {
+    if got == want {
+        return;
+    }
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        panic!(
+            "{what}: record {i} differs ({} records, expected {})\n  got:  {}\n  want: {}",
+            got.len(),
+            want.len(),
+            brief(&got[i]),
+            brief(&want[i])
+        );
+    }
+    let n = got.len().min(want.len());
+    panic!(
+        "{what}: {} records, expected {}; the first {n} agree (so {}); next got: {}, next \
+         expected: {}",
+        got.len(),
+        want.len(),
+        if got.len() > want.len() {
+            "duplicated or foreign records"
+        } else {
+            "records lost"
+        },
+        got.get(n).map_or("-".into(), brief),
+        want.get(n).map_or("-".into(), brief)
+    );
+}
+
+/// Asserts each target partition `p` holds exactly the source's records from offset
+/// `from[p]` on, in order, and nothing else. Returns the number of records per partition.
+fn assert_copied(src: &Cluster, tgt: &Cluster, topic: &str, from: &[i64]) -> Vec<i64> {
+    let reads: Vec<(&Cluster, i32)> = (0..from.len() as i32)
+        .flat_map(|p| [(src, p), (tgt, p)])
+        .collect();
+    let read: Vec<Vec<support::ReadRec>> = std::thread::scope(|s| {
+        let readers: Vec<_> = reads
+            .iter()
+            .map(|(c, p)| s.spawn(move || c.read_all(topic, *p)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("a reader thread panicked"))
+            .collect()
+    });
+    let mut counts = Vec::new();
+    for (p, f) in from.iter().enumerate() {
+        let want: Vec<Rec> = read[2 * p]
+            .iter()
+            .filter(|r| r.offset >= *f)
+            .map(|r| r.rec.clone())
+            .collect();
+        let got: Vec<Rec> = read[2 * p + 1].iter().map(|r| r.rec.clone()).collect();
+        assert_records(&format!("{topic}/{p} on the target"), &got, &want);
+        counts.push(got.len() as i64);
+    }
+    counts
+}
+
+/// Asserts a group's committed offsets on the target, partition by partition.
+fn assert_group(tgt: &Cluster, group: &str, topic: &str, want: &[i64]) {
+    let parts: Vec<(&str, i32)> = (0..want.len() as i32).map(|p| (topic, p)).collect();
+    let got = tgt.committed(group, &parts);
+    let want: Vec<Option<i64>> = want.iter().map(|o| Some(*o)).collect();
+    assert_eq!(
+        got, want,
+        "group {group}'s offsets on {topic} on the target"
+    );
+}
+
+fn verify_ok(dir: &Path) {
+    let run = kmigrate_raw(dir, &["verify"]);
+    assert_eq!(run.code, 0, "verify:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("VERIFIED"), "{}", run.stdout);
+    assert!(!run.stdout.contains("MISMATCH"), "{}", run.stdout);
+}
+
+fn high(c: &Cluster, topic: &str, partition: i32) -> i64 {
+    c.watermarks(topic, partition).1
+}
+
+fn highs(c: &Cluster, topic: &str, partitions: i32) -> Vec<i64> {
+    (0..partitions).map(|p| high(c, topic, p)).collect()
+}
+
+/// Whether a topic exists on a cluster (with partitions).
+fn exists(c: &Cluster, topic: &str) -> bool {
+    let client: BaseConsumer = c.config().create().expect("metadata client");
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+}
+
+fn state_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).expect("the state file exists");
+    serde_json::from_slice(&bytes).expect("the state file is JSON")
+}
+
+/// A kmigrate process running in the background, its output going to files in `dir`.
+struct Bg {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+fn spawn(dir: &Path, args: &[&str]) -> Bg {
+    let tag = unique("bg");
+    let (out, err) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_kmigrate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KMIGRATE_CONFIG")
+        .env("KMIGRATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("starting kmigrate");
+    Bg { child, out, err }
+}
+
+impl Bg {
+    fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .expect("checking on kmigrate")
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    /// Waits up to `limit` for the process to end; SIGKILL and panic if it does not (a hang).
+    fn wait(mut self, limit: Duration) -> Run {
+        let deadline = Instant::now() + limit;
+        while self.exited().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "kmigrate did not end within {limit:?} (hang):\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = self.child.wait().expect("waiting for kmigrate");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+        }
+    }
+
+    /// SIGKILL, then reap.
+    fn kill9(mut self) -> Run {
+        let _ = self.child.kill();
+        self.wait(Duration::from_secs(10))
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+/// Waits until `cond` holds while `bg` still runs; panics (with its output) if it ends first.
+fn while_running(bg: &mut Bg, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if cond() {
+            return;
+        }
+        if let Some(code) = bg.exited() {
+            panic!(
+                "kmigrate ended (exit {code}) before {what}:\n{}",
+                bg.output()
+            );
+        }
+        assert!(Instant::now() < deadline, "never reached {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sums a target topic's high watermarks with one long-lived client.
+struct Progress {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: i32,
+}
+
+impl Progress {
+    fn new(c: &Cluster, topic: &str, partitions: i32) -> Progress {
+        Progress {
+            consumer: c
+                .config()
+                .set("socket.connection.setup.timeout.ms", "2000")
+                .create()
+                .expect("creating a watermark client"),
+            topic: topic.to_string(),
+            partitions,
+        }
+    }
+
+    /// `None` when the cluster does not answer within a few seconds.
+    fn try_total(&self) -> Option<i64> {
+        let mut sum = 0;
+        for p in 0..self.partitions {
+            sum += self
+                .consumer
+                .fetch_watermarks(&self.topic, p, Duration::from_secs(3))
+                .ok()?
+                .1;
+        }
+        Some(sum)
+    }
+
+    fn total(&self) -> i64 {
+        self.try_total()
+            .unwrap_or_else(|| panic!("watermarks of {}", self.topic))
+    }
+}
+
+/// A topic of `parts` partitions of `per` records on the source, the same topic empty on
+/// the target, and groups with the given commits. Returns the topic name.
+fn setup(prefix: &str, parts: i32, per: usize, groups: &[(&str, &[i64])]) -> String {
+    let topic = unique(prefix);
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, parts, &[]);
+    tgt.create_topic(&topic, parts, &[]);
+    produce_bulk(&src, &topic, parts, per);
+    for (g, commits) in groups {
+        let offsets: Vec<(&str, i32, i64)> = commits
+            .iter()
+            .enumerate()
+            .map(|(p, c)| (topic.as_str(), p as i32, *c))
+            .collect();
+        src.commit(g, &offsets);
+    }
+    topic
+}
+
+fn cleanup(topic: &str) {
+    Cluster::source().delete_topic(topic);
+    Cluster::target().delete_topic(topic);
+}
+
+/// The copy is exact and every group resumes exactly: the start of the copy per partition is
+/// the smallest commit; a group that committed `c` resumes at `c - start` on the (empty
+/// before the copy) target, with no gaps in the source.
+fn assert_exact(dir: &Path, topic: &str, per: usize, groups: &[(&str, &[i64])]) {
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    let parts = groups[0].1.len();
+    let start: Vec<i64> = (0..parts)
+        .map(|p| groups.iter().map(|(_, c)| c[p]).min().expect("a group"))
+        .collect();
+    let counts = assert_copied(&src, &tgt, topic, &start);
+    let want: Vec<i64> = start.iter().map(|s| per as i64 - s).collect();
+    assert_eq!(counts, want, "records per partition on the target");
+    for (g, commits) in groups {
+        let translated: Vec<i64> = commits.iter().zip(&start).map(|(c, s)| c - s).collect();
+        assert_group(&tgt, g, topic, &translated);
+    }
+    verify_ok(dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests.
+
+#[test]
+fn sigkill_at_five_points_then_resume_is_exact() {
+    let _bed = brokers_up();
+    // A copy of 120,000 records, throttled so that it lasts several seconds, killed with
+    // SIGKILL at five random points (by share of the records on the target), each rerun
+    // resuming the state the previous one left. Records sent after the last checkpoint
+    // are on the target at each kill: the resume must skip them, not write them again.
+    const PARTS: i32 = 3;
+    const PER: usize = 40_000;
+    let mut rng = Rng::from_env();
+    let g1 = unique("f-kill-g1");
+    let g2 = unique("f-kill-g2");
+    let g3 = unique("f-kill-g3");
+    let per = PER as i64;
+    let commits: [(&str, &[i64]); 3] = [
+        (&g1, &[0, 1000, 7]),
+        (&g2, &[500, 1000, 30_000]),
+        // Consumed everything: resumes at the target's end.
+        (&g3, &[per, per, per]),
+    ];
+    let topic = setup("f-kill", PARTS, PER, &commits);
+    let total: i64 = (PER as i64) * 3 - 1007;
+    let dir = workdir("f-kill");
+    let config = config_for(
+        &[&g1, &g2, &g3],
+        "[migration]\nmax_bytes_per_second = 3000000\n",
+    );
+    std::fs::write(dir.join("migrate.toml"), &config).expect("config");
+    let progress = Progress::new(&Cluster::target(), &topic, PARTS);
+    let mut points: Vec<f64> = (0..5).map(|_| rng.between(0.0, 0.95)).collect();
+    points.sort_by(f64::total_cmp);
+    eprintln!("kill points (share of the records on the target): {points:.3?}");
+    let t0 = Instant::now();
+    for (i, share) in points.iter().enumerate() {
+        let mut bg = spawn(&dir, &["run", "--yes"]);
+        let at = (total as f64 * share) as i64;
+        // At least the state file: a kill before it only repeats planning.
+        while_running(&mut bg, &format!("{at} records on the target"), || {
+            dir.join(STATE).exists() && progress.total() >= at
+        });
+        let killed = bg.kill9();
+        assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
+        let state = state_json(&dir.join(STATE));
+        assert_eq!(state["phase"], "copying", "kill {i} came after the copy");
+        eprintln!(
+            "kill {} at {:?}: {} of {total} on the target",
+            i + 1,
+            t0.elapsed(),
+            progress.total()
+        );
+    }
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    eprintln!("completed at {:?}", t0.elapsed());
+    assert_exact(&dir, &topic, PER, &commits);
+    cleanup(&topic);
+}
+
+/// A broker stopped for 20 s while a copy runs, then started again. kmigrate either rides it
+/// out or stops with exit 3, a message naming the cluster, and a state that resumes; after
+/// the (possibly resumed) run, verify passes and the copy and the groups are exact.
+fn broker_down_20s_mid_copy(cluster: &'static str) {
+    const PARTS: i32 = 3;
+    const PER: usize = 20_000;
+    let g1 = unique("f-down-g1");
+    let g2 = unique("f-down-g2");
+    let commits: [(&str, &[i64]); 2] = [(&g1, &[0, 10, 100]), (&g2, &[7, 10, 19_000])];
+    let topic = setup(&format!("f-down-{cluster}"), PARTS, PER, &commits);
+    let total: i64 = (PER as i64) * 3 - 110;
+    let dir = workdir("f-down");
+    let config = config_for(&[&g1, &g2], "[migration]\nmax_bytes_per_second = 1000000\n");
+    std::fs::write(dir.join("migrate.toml"), &config).expect("config");
+    let progress = Progress::new(&Cluster::target(), &topic, PARTS);
+
+    // The copy takes about 13 s at this rate; a broker takes a few seconds to shut down.
+    let mut bg = spawn(&dir, &["run", "--yes"]);
+    while_running(&mut bg, "a sixth of the records on the target", || {
+        progress.total() >= total / 6
+    });
+    let t0 = Instant::now();
+    let mut outage = Outage::stop(cluster);
+    // The outage must come mid-copy: with the source down, the target shows how far the
+    // copy got; with the target down, kmigrate cannot have finished.
+    let copied = (cluster == "source").then(|| progress.total());
+    eprintln!(
+        "{cluster} stopped in {:?} ({:?} of {total} records on the target)",
+        t0.elapsed(),
+        copied
+    );
+    assert!(
+        copied.is_none_or(|c| c < total),
+        "the copy was over before the {cluster} stopped"
+    );
+    assert_ne!(
+        bg.exited(),
+        Some(0),
+        "kmigrate completed before the outage:\n{}",
+        bg.output()
+    );
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(t0.elapsed()));
+    let during = bg.exited();
+    outage.start();
+    eprintln!(
+        "{cluster} answering again after {:?} (kmigrate {})",
+        t0.elapsed(),
+        match during {
+            Some(code) => format!("exited {code} during the outage"),
+            None => "still running".into(),
+        }
+    );
+    let first = bg.wait(Duration::from_secs(240));
+    match first.code {
+        0 => eprintln!("kmigrate rode the outage out"),
+        3 => {
+            eprintln!("kmigrate stopped: {}", first.stderr.trim());
+            assert!(
+                first.stderr.contains(&format!("{cluster} cluster"))
+                    || first.stderr.contains("written twice"),
+                "the error names the {cluster} cluster or the records written twice:\n{}",
+                first.stderr
+            );
+            assert!(
+                first.stderr.contains("kmigrate run"),
+                "says how to go on:\n{}",
+                first.stderr
+            );
+            let state = state_json(&dir.join(STATE));
+            assert_eq!(state["phase"], "copying", "{state}");
+            let run = kmigrate(&dir, &config, &["run", "--yes"]);
+            assert!(
+                !run.stderr.contains("is not source record"),
+                "the producer wrote records twice across the {cluster} broker's restart \
+                 (librdkafka's idempotent producer retried a batch under a new epoch, see \
+                 confluentinc/librdkafka#4953); kmigrate detected it and stopped without \
+                 losing a record, but the target is not an exact copy:\n{}",
+                run.stderr
+            );
+            assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+            assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+        }
+        code => panic!(
+            "kmigrate exit {code} after a {cluster} outage:\n{}\n{}",
+            first.stdout, first.stderr
+        ),
+    }
+    assert_exact(&dir, &topic, PER, &commits);
+    cleanup(&topic);
+}
+
+#[test]
+fn target_broker_down_20s_mid_copy() {
+    let name = "target_broker_down_20s_mid_copy";
+    if !long_tests(name) || !can_stop_brokers(name) {
+        return;
+    }
+    let _alone = outage_lock();
+    broker_down_20s_mid_copy("target");
+}
+
+#[test]
+fn source_broker_down_20s_mid_copy() {
+    let name = "source_broker_down_20s_mid_copy";
+    if !long_tests(name) || !can_stop_brokers(name) {
+        return;
+    }
+    let _alone = outage_lock();
+    broker_down_20s_mid_copy("source");
+}
+
+/// A port nothing listens on.
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let addr = l.local_addr().expect("local address");
+    drop(l);
+    addr.to_string()
+}
+
+/// `kmigrate run` against an unreachable cluster: exit 3 within the timeout, an error
+/// naming the cluster and the fix, nothing on the target, no state file.
+fn assert_unreachable(
+    what: &str,
+    dir: &Path,
+    config: &str,
+    role: &str,
+    bootstrap: &str,
+    topic: &str,
+) {
+    let t0 = Instant::now();
+    let run = kmigrate(dir, config, &["run", "--yes"]);
+    let took = t0.elapsed();
+    eprintln!(
+        "{what}: exit {} in {took:?}: {}",
+        run.code,
+        run.stderr.trim()
+    );
+    assert_eq!(run.code, 3, "{what}:\n{}\n{}", run.stdout, run.stderr);
+    // timeout_secs = 5; process start and the answering cluster's requests on top.
+    assert!(took < Duration::from_secs(5 + 3), "{what}: took {took:?}");
+    assert!(
+        run.stderr.contains(&format!("{role} cluster {bootstrap}"))
+            && run
+                .stderr
+                .contains(&format!("bootstrap_servers in [{role}]")),
+        "{what}: the error names the {role} cluster and the fix:\n{}",
+        run.stderr
+    );
+    assert!(!dir.join(STATE).exists(), "{what}: no state file");
+    if role == "source" {
+        assert!(
+            !exists(&Cluster::target(), topic),
+            "{what}: no topic created on the target"
+        );
+    }
+}
+
+#[test]
+fn unreachable_cluster_at_start_fails_within_timeout_with_exit_3() {
+    // Wrong bootstrap ports (nothing listens) for either side, and each real broker
+    // stopped. create_topics = true: a run that got far enough would create the topic on
+    // the target, so its absence proves nothing was written there.
+    let _alone = outage_lock();
+    let topic = unique("f-unreach");
+    let g = unique("f-unreach-g");
+    let src = Cluster::source();
+    src.create_topic(&topic, 2, &[]);
+    src.produce_n(&topic, 0, 10, TS);
+    src.produce_n(&topic, 1, 10, TS);
+    src.commit(&g, &[(&topic, 0, 2), (&topic, 1, 0)]);
+    let dir = workdir("f-unreach");
+    let migration = "[migration]\ntimeout_secs = 5\ncreate_topics = true\n";
+    let good = config_for(&[&g], migration);
+    let (s, t) = (support::source_bootstrap(), support::target_bootstrap());
+
+    let wrong = closed_port();
+    let config = good.replace(&format!("{s:?}"), &format!("{wrong:?}"));
+    assert_unreachable("wrong source port", &dir, &config, "source", &wrong, &topic);
+    let config = good.replace(&format!("{t:?}"), &format!("{wrong:?}"));
+    assert_unreachable("wrong target port", &dir, &config, "target", &wrong, &topic);
+
+    let name = "unreachable_cluster_at_start (stopped brokers)";
+    if can_stop_brokers(name) {
+        for (role, bootstrap) in [("source", &s), ("target", &t)] {
+            let mut outage = Outage::stop(role);
+            assert_unreachable(
+                &format!("{role} broker stopped"),
+                &dir,
+                &good,
+                role,
+                bootstrap,
+                &topic,
+            );
+            outage.start();
+            assert!(
+                !exists(&Cluster::target(), &topic),
+                "{role} broker stopped: no topic created on the target"
+            );
+        }
+    }
+    // The same configuration works once both answer.
+    let run = kmigrate(&dir, &good, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_exact(&dir, &topic, 10, &[(&g, &[2, 0])]);
+    cleanup(&topic);
+}
+
+#[test]
+fn damaged_or_foreign_state_file_is_refused_before_any_copy() {
+    let _bed = brokers_up();
+    // A completed migration, then one more record on the source. A fresh start would copy
+    // every planned record again (the groups' commits on the source have not moved): each
+    // damaged state file must be refused with exit 2 before anything is written, and left
+    // as it is.
+    let g = unique("f-state-g");
+    let commits: [(&str, &[i64]); 1] = [(&g, &[3, 0])];
+    let topic = setup("f-state", 2, 50, &commits);
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    let dir = workdir("f-state");
+    let config = config_for(&[&g], "");
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_exact(&dir, &topic, 50, &commits);
+    src.produce(&topic, &[Rec::kv(0, "late", "record", TS + 999)]);
+    let good = std::fs::read(dir.join(STATE)).expect("state file");
+    let state: Value = serde_json::from_slice(&good).expect("JSON");
+
+    let mut edited_plan = state.clone();
+    edited_plan["plan"]["partitions"][0]["start"] = 0.into();
+    let mut wrong_version = state.clone();
+    wrong_version["version"] = 99.into();
+    let mut garbage = good.clone();
+    for (i, b) in garbage.iter_mut().enumerate() {
+        if i % 7 == 3 {
+            *b ^= 0x5a;
+        }
+    }
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "damaged"),
+        ("empty", Vec::new(), "damaged"),
+        ("bytes flipped", garbage, "damaged"),
+        ("another file's JSON", b"{\"a\": 1}".to_vec(), "damaged"),
+        (
+            "plan edited",
+            edited_plan.to_string().into_bytes(),
+            "does not match the plan it contains",
+        ),
+        (
+            "another version",
+            wrong_version.to_string().into_bytes(),
+            "version 99",
+        ),
+    ];
+    for (what, bytes, says) in &cases {
+        std::fs::write(dir.join(STATE), bytes).expect("writing the state file");
+        let run = kmigrate(&dir, &config, &["run", "--yes"]);
+        assert_eq!(run.code, 2, "{what}:\n{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(says) && run.stderr.contains(STATE),
+            "{what}: {}",
+            run.stderr
+        );
+        assert_eq!(highs(&tgt, &topic, 2), [47, 50], "{what}: nothing written");
+        assert_eq!(
+            &std::fs::read(dir.join(STATE)).expect("state"),
+            bytes,
+            "{what}: the state file is left as it is"
+        );
+    }
+
+    // The state file of this migration, and --plan of another plan (made after the late
+    // record): refused, the state file stays in charge.
+    std::fs::write(dir.join(STATE), &good).expect("restoring the state file");
+    let planned = kmigrate(&dir, &config, &["plan", "--out", "other.json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let run = kmigrate(&dir, &config, &["run", "--plan", "other.json", "--yes"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("another plan"), "{}", run.stderr);
+    assert_eq!(highs(&tgt, &topic, 2), [47, 50], "nothing written");
+
+    // The good state file still completes (nothing to copy: the late record is not in its
+    // plan) and verify passes.
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(highs(&tgt, &topic, 2), [47, 50], "no duplicates");
+    verify_ok(&dir);
+    cleanup(&topic);
+}
+
+/// A run in `dir` whose state file is `state_file`, creating the target topic.
+fn config_with_state(g: &str, state_file: &str, extra: &str) -> String {
+    config_for(
+        &[g],
+        &format!("[migration]\nstate_file = {state_file:?}\ncreate_topics = true\n{extra}"),
+    )
+}
+
+#[test]
+fn unwritable_state_file_is_refused_before_any_copy() {
+    let _bed = brokers_up();
+    // create_topics = true: the topic's absence on the target proves nothing was done there.
+    const PER: usize = 10_000;
+    let g = unique("f-ro-g");
+    let topic = unique("f-ro");
+    let src = Cluster::source();
+    let tgt = Cluster::target();
+    src.create_topic(&topic, 2, &[]);
+    produce_bulk(&src, &topic, 2, PER);
+    src.commit(&g, &[(&topic, 0, 0), (&topic, 1, 10)]);
+    let dir = workdir("f-ro");
+
+    let refused = |what: &str, state_file: &str| {
+        let config = config_with_state(&g, state_file, "");
+        let run = kmigrate(&dir, &config, &["run", "--yes"]);
+        eprintln!("{what}: exit {}: {}", run.code, run.stderr.trim());
+        assert_eq!(run.code, 2, "{what}:\n{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(state_file) && run.stderr.contains("cannot be written"),
+            "{what}: the error names the state file:\n{}",
+            run.stderr
+        );
+        run
+    };
+
+    // Without root too: a state file whose directory is a regular file.
+    std::fs::write(dir.join("a-file"), "not a directory").expect("file");
+    refused("parent is a file", "a-file/kmigrate-state.json");
+    assert!(!exists(&tgt, &topic), "nothing created on the target");
+
+    if !is_root() {
+        eprintln!(
+            "SKIPPED the read-only directory cases of unwritable_state_file_is_refused_before_\
+             any_copy: they mount a read-only bind mount, which needs root (root ignores \
+             permission bits, so chmod cannot make a directory read-only for it)"
+        );
+        cleanup(&topic);
+        return;
+    }
+    // A fresh run, the state directory read-only.
+    std::fs::create_dir_all(dir.join("rw")).expect("dir");
+    let ro = Mount::read_only(&dir.join("rw"), &dir.join("ro"));
+    refused("fresh run, read-only directory", "ro/kmigrate-state.json");
+    assert!(!exists(&tgt, &topic), "nothing created on the target");
+
+    // A run stopped midway (SIGINT), its state directory then read-only: the resume is
+    // refused before anything more is copied.
+    let config = config_with_state(
+        &g,
+        "rw/kmigrate-state.json",
+        "max_bytes_per_second = 1000000\n",
+    );
+    std::fs::write(dir.join("migrate.toml"), &config).expect("config");
+    let progress = Progress::new(&tgt, &topic, 2);
+    let mut bg = spawn(&dir, &["run", "--yes"]);
+    // kmigrate creates the topic: until its partitions have leaders, no count.
+    while_running(&mut bg, "records on the target", || {
+        progress.try_total().unwrap_or(0) > PER as i64 / 2
+    });
+    bg.signal("-INT");
+    let run = bg.wait(Duration::from_secs(60));
+    assert_eq!(run.code, 130, "{}\n{}", run.stdout, run.stderr);
+    let before = highs(&tgt, &topic, 2);
+    let state = std::fs::read(dir.join("rw").join(STATE)).expect("state");
+    refused("resume, read-only directory", "ro/kmigrate-state.json");
+    assert_eq!(highs(&tgt, &topic, 2), before, "nothing more written");
+    assert_eq!(
+        std::fs::read(dir.join("ro").join(STATE)).expect("state"),
+        state,
+        "state unchanged"
+    );
+    drop(ro);
+
+    let run = kmigrate(
+        &dir,
+        &config_with_state(&g, "rw/kmigrate-state.json", ""),
+        &["run", "--yes"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    assert_exact(&dir, &topic, PER, &[(&g, &[0, 10])]);
+    cleanup(&topic);
+}
+
+#[test]
+fn disk_full_while_saving_state_keeps_the_previous_state() {
+    // The state file lives on a 64 KiB tmpfs. Mid-copy the tmpfs is filled: the next
+    // checkpoint cannot be written. The previous state must stay whole (temporary file and
+    // rename), kmigrate must stop with exit 3 naming the file and the cause, and once
+    // space is freed the rerun resumes exactly.
+    if !is_root() {
+        eprintln!(
+            "SKIPPED disk_full_while_saving_state_keeps_the_previous_state: it mounts a small \
+             tmpfs to fill, which needs root"
+        );
+        return;
+    }
+    let _bed = brokers_up();
+    const PER: usize = 15_000;
+    let g = unique("f-full-g");
+    let commits: [(&str, &[i64]); 1] = [(&g, &[0, 3])];
+    let topic = setup("f-full", 2, PER, &commits);
+    let dir = workdir("f-full");
+    let small = dir.join("small");
+    let _tmpfs = Mount::tmpfs(&small, "64k");
+    let config = config_with_state(
+        &g,
+        "small/kmigrate-state.json",
+        "max_bytes_per_second = 1000000\n",
+    );
+    std::fs::write(dir.join("migrate.toml"), &config).expect("config");
+    let tgt = Cluster::target();
+    let progress = Progress::new(&tgt, &topic, 2);
+    let state_path = small.join(STATE);
+
+    let mut bg = spawn(&dir, &["run", "--yes"]);
+    while_running(&mut bg, "a fifth of the records on the target", || {
+        state_path.exists() && progress.total() >= (2 * PER as i64) / 5
+    });
+    fill(&small.join("filler"));
+    std::thread::sleep(Duration::from_millis(200));
+    let kept = std::fs::read(&state_path).expect("state");
+    let run = bg.wait(Duration::from_secs(60));
+    eprintln!("disk full: exit {}: {}", run.code, run.stderr.trim());
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("No space left on device")
+            && run.stderr.contains("small/kmigrate-state.json")
+            && run.stderr.contains("kmigrate run"),
+        "the error names the state file, the cause and how to resume:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&state_path).expect("state"),
+        kept,
+        "the state file is the last one written before the disk filled"
+    );
+    let state: Value = serde_json::from_slice(&kept).expect("the kept state is whole JSON");
+    assert_eq!(state["phase"], "copying");
+    let mut left: Vec<String> = std::fs::read_dir(&small)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["filler", STATE], "no temporary file left behind");
+
+    std::fs::remove_file(small.join("filler")).expect("freeing space");
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    assert_exact(&dir, &topic, PER, &commits);
+    cleanup(&topic);
+}
+
+/// Writes to `path` until the file system is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    while f.write_all(&[0]).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// A value of `len` bytes that compresses poorly (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sets a topic config on a cluster.
+fn set_topic_config(c: &Cluster, topic: &str, key: &str, value: &str) {
+    let admin: AdminClient<DefaultClientContext> = c.config().create().expect("admin client");
+    let res = support::block(admin.alter_configs(
+        &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value)],
+        &AdminOptions::new().operation_timeout(Some(support::TIMEOUT)),
+    ))
+    .unwrap_or_else(|e| panic!("setting {key} of {topic}: {e}"));
+    for r in res {
+        if let Err((_, code)) = r {
+            panic!("setting {key} of {topic}: {code:?}");
+        }
+    }
+}
+
+#[test]
+fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
+    let _bed = brokers_up();
+    // Partition 0: 10 small records, one of 60 KB (incompressible), 10 small. The target
+    // topic takes at most 20,000 bytes per batch. The run must stop naming the topic,
+    // partition and offset 10 and the setting to change, with records 0..10 on the target
+    // and nothing after the big one (no silent skip). After raising the limit the rerun
+    // completes the copy exactly.
+    let topic = unique("f-big");
+    let g = unique("f-big-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 2, &[]);
+    tgt.create_topic(&topic, 2, &[("max.message.bytes", "20000")]);
+    let small = |p: i32, i: usize| Rec::kv(p, &format!("k{i}"), &format!("v{i}"), TS + i as i64);
+    let mut p0: Vec<Rec> = (0..10).map(|i| small(0, i)).collect();
+    p0.push(Rec {
+        partition: 0,
+        key: Some(b"big".to_vec()),
+        value: Some(noise(60_000, 1)),
+        headers: vec![("h".into(), Some(b"x".to_vec()))],
+        timestamp: Some(TS + 10),
+    });
+    p0.extend((11..21).map(|i| small(0, i)));
+    src.produce(&topic, &p0);
+    // Partition 1: 1,000 incompressible records of 200 bytes, each well within the limit
+    // but 200 KB together: batched as kmigrate batches by default, the target would refuse
+    // them as "too large".
+    let p1: Vec<Rec> = (0..1000)
+        .map(|i| Rec {
+            partition: 1,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(noise(200, i as u64 + 2)),
+            headers: Vec::new(),
+            timestamp: Some(TS + i as i64),
+        })
+        .collect();
+    src.produce(&topic, &p1);
+    src.commit(&g, &[(&topic, 0, 0), (&topic, 1, 0)]);
+    let dir = workdir("f-big");
+    let config = config_for(&[&g], "");
+
+    let t0 = Instant::now();
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    let took = t0.elapsed();
+    eprintln!(
+        "too large: exit {} in {took:?}: {}",
+        run.code,
+        run.stderr.trim()
+    );
+    // It stops as soon as the record is refused; it used to wait out the 30 s timeout for
+    // records the stopped producer would never deliver.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    for needle in [
+        format!("offset 10 of {topic}/0"),
+        "max.message.bytes".to_string(),
+        "kmigrate run".to_string(),
+    ] {
+        assert!(
+            run.stderr.contains(&needle),
+            "names {needle}:\n{}",
+            run.stderr
+        );
+    }
+    // Nothing after the big record on the target: exactly the 10 before it (batches fit
+    // the topic, so the big record went alone); partition 1 a prefix of its records.
+    let got0 = tgt.read_records(&topic, 0);
+    assert_records(&format!("{topic}/0"), &got0, &p0[..10]);
+    let got1 = tgt.read_records(&topic, 1);
+    assert_records(&format!("{topic}/1"), &got1, &p1[..got1.len()]);
+    let state = state_json(&dir.join(STATE));
+    assert_eq!(state["phase"], "copying");
+
+    set_topic_config(&tgt, &topic, "max.message.bytes", "200000");
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(assert_copied(&src, &tgt, &topic, &[0, 0]), [21, 1000]);
+    assert_group(&tgt, &g, &topic, &[0, 0]);
+    verify_ok(&dir);
+    cleanup(&topic);
+}
+
+#[test]
+fn records_written_twice_past_a_checkpoint_are_refused_not_skipped() {
+    // What the target outage left once (librdkafka's idempotent producer retried a batch
+    // under a new epoch after the broker restarted): past the checkpoint, the target holds
+    // records 50..60 and then 50..60 again. Counting them as 20 records written would skip
+    // source records 60..70, which are not on the target: a silent loss. The resume must
+    // compare each record it skips with the target's and refuse at the first duplicate.
+    let _bed = brokers_up();
+    let g = unique("f-dup-g");
+    let topic = unique("f-dup");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 1, &[]);
+    tgt.create_topic(&topic, 1, &[]);
+    src.produce_n(&topic, 0, 100, TS);
+    src.commit(&g, &[(&topic, 0, 0)]);
+    let dir = workdir("f-dup");
+    let config = config_for(&[&g], "");
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let source = src.read_records(&topic, 0);
+    assert_eq!(source.len(), 100);
+
+    // The target as the outage left it, and the state of the last checkpoint before it.
+    tgt.delete_topic(&topic);
+    let deadline = Instant::now() + support::TIMEOUT;
+    while exists(&tgt, &topic) {
+        assert!(Instant::now() < deadline, "{topic} was not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tgt.create_topic(&topic, 1, &[]);
+    let mut on_target = source[..60].to_vec();
+    on_target.extend_from_slice(&source[50..60]);
+    tgt.produce(&topic, &on_target);
+    let mut state = state_json(&dir.join(STATE));
+    state["phase"] = "copying".into();
+    state["offsets"] = serde_json::json!([]);
+    state["partitions"][0]["progress"] = serde_json::json!({
+        "base": 0, "acked": [49, 49], "written": 50, "done": false
+    });
+    std::fs::write(dir.join(STATE), state.to_string()).expect("state file");
+
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    eprintln!("duplicates: exit {}: {}", run.code, run.stderr.trim());
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "{topic}/0: the target record at offset 60 is not source record 60"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(highs(&tgt, &topic, 1), [70], "nothing written");
+    assert_records(
+        &format!("{topic}/0"),
+        &tgt.read_records(&topic, 0),
+        &on_target,
+    );
+    cleanup(&topic);
+}
