@@ -18,7 +18,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
-use support::{Cluster, Rec, Run, config_for, kmigrate, kmigrate_raw, unique, workdir};
-
-const TS: i64 = 1_700_000_000_000;
-const STATE: &str = "kmigrate-state.json";
+use support::process::{Progress, spawn, state_json, while_running};
+use support::records::{assert_copied, assert_records, counts, highs, noise, produce_bulk};
+use support::{Cluster, Rec, STATE, TS, config_for, kmigrate, unique, verify_ok, workdir};
 
 // ---------------------------------------------------------------------------------------
 // Broker outages: serialised, and always undone.
@@ -217,118 +216,6 @@ impl Rng {
     }
 }
 
-/// Writes `parts` partitions of `per` records of about 200 bytes (key `p<p>-<i>`, a header
-/// on every 1000th record, one with a null value every 777th), timestamps `TS + i`.
-fn produce_bulk(src: &Cluster, topic: &str, parts: i32, per: usize) {
-    for p in 0..parts {
-        let recs: Vec<Rec> = (0..per)
-            .map(|i| Rec {
-                partition: p,
-                key: Some(format!("p{p}-{i:06}").into_bytes()),
-                value: (i % 777 != 5).then(|| format!("{p}:{i:0>186}").into_bytes()),
-                headers: if i % 1000 == 0 {
-                    vec![
-                        ("seq".into(), Some(i.to_string().into_bytes())),
-                        ("empty".into(), None),
-                    ]
-                } else {
-                    Vec::new()
-                },
-                timestamp: Some(TS + i as i64),
-            })
-            .collect();
-        src.produce(topic, &recs);
-    }
-}
-
-/// A short description of a record: big payloads are not printed whole.
-fn brief(r: &Rec) -> String {
-    fn bytes(b: &Option<Vec<u8>>) -> String {
-        match b {
-            None => "null".into(),
-            Some(b) if b.len() <= 48 => format!("{:?}", String::from_utf8_lossy(b)),
-            Some(b) => format!(
-                "{:?}...({} bytes)",
-                String::from_utf8_lossy(&b[..48]),
-                b.len()
-            ),
-        }
-    }
-    let headers: Vec<String> = r
-        .headers
-        .iter()
-        .map(|(k, v)| format!("{k}={}", bytes(v)))
-        .collect();
-    format!(
-        "p{} key={} value={} headers=[{}] ts={:?}",
-        r.partition,
-        bytes(&r.key),
-        bytes(&r.value),
-        headers.join(", "),
-        r.timestamp
-    )
-}
-
-/// Asserts two record sequences are equal, naming the first difference.
-fn assert_records(what: &str, got: &[Rec], want: &[Rec]) {
-    if got == want {
-        return;
-    }
-    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
-        panic!(
-            "{what}: record {i} differs ({} records, expected {})\n  got:  {}\n  want: {}",
-            got.len(),
-            want.len(),
-            brief(&got[i]),
-            brief(&want[i])
-        );
-    }
-    let n = got.len().min(want.len());
-    panic!(
-        "{what}: {} records, expected {}; the first {n} agree (so {}); next got: {}, next \
-         expected: {}",
-        got.len(),
-        want.len(),
-        if got.len() > want.len() {
-            "duplicated or foreign records"
-        } else {
-            "records lost"
-        },
-        got.get(n).map_or("-".into(), brief),
-        want.get(n).map_or("-".into(), brief)
-    );
-}
-
-/// Asserts each target partition `p` holds exactly the source's records from offset
-/// `from[p]` on, in order, and nothing else. Returns the number of records per partition.
-fn assert_copied(src: &Cluster, tgt: &Cluster, topic: &str, from: &[i64]) -> Vec<i64> {
-    let reads: Vec<(&Cluster, i32)> = (0..from.len() as i32)
-        .flat_map(|p| [(src, p), (tgt, p)])
-        .collect();
-    let read: Vec<Vec<support::ReadRec>> = std::thread::scope(|s| {
-        let readers: Vec<_> = reads
-            .iter()
-            .map(|(c, p)| s.spawn(move || c.read_all(topic, *p)))
-            .collect();
-        readers
-            .into_iter()
-            .map(|r| r.join().expect("a reader thread panicked"))
-            .collect()
-    });
-    let mut counts = Vec::new();
-    for (p, f) in from.iter().enumerate() {
-        let want: Vec<Rec> = read[2 * p]
-            .iter()
-            .filter(|r| r.offset >= *f)
-            .map(|r| r.rec.clone())
-            .collect();
-        let got: Vec<Rec> = read[2 * p + 1].iter().map(|r| r.rec.clone()).collect();
-        assert_records(&format!("{topic}/{p} on the target"), &got, &want);
-        counts.push(got.len() as i64);
-    }
-    counts
-}
-
 /// Asserts a group's committed offsets on the target, partition by partition.
 fn assert_group(tgt: &Cluster, group: &str, topic: &str, want: &[i64]) {
     let parts: Vec<(&str, i32)> = (0..want.len() as i32).map(|p| (topic, p)).collect();
@@ -340,21 +227,6 @@ fn assert_group(tgt: &Cluster, group: &str, topic: &str, want: &[i64]) {
     );
 }
 
-fn verify_ok(dir: &Path) {
-    let run = kmigrate_raw(dir, &["verify"]);
-    assert_eq!(run.code, 0, "verify:\n{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("VERIFIED"), "{}", run.stdout);
-    assert!(!run.stdout.contains("MISMATCH"), "{}", run.stdout);
-}
-
-fn high(c: &Cluster, topic: &str, partition: i32) -> i64 {
-    c.watermarks(topic, partition).1
-}
-
-fn highs(c: &Cluster, topic: &str, partitions: i32) -> Vec<i64> {
-    (0..partitions).map(|p| high(c, topic, p)).collect()
-}
-
 /// Whether a topic exists on a cluster (with partitions).
 fn exists(c: &Cluster, topic: &str) -> bool {
     let client: BaseConsumer = c.config().create().expect("metadata client");
@@ -364,147 +236,6 @@ fn exists(c: &Cluster, topic: &str) -> bool {
     md.topics()
         .iter()
         .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-}
-
-fn state_json(path: &Path) -> Value {
-    let bytes = std::fs::read(path).expect("the state file exists");
-    serde_json::from_slice(&bytes).expect("the state file is JSON")
-}
-
-/// A kmigrate process running in the background, its output going to files in `dir`.
-struct Bg {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-fn spawn(dir: &Path, args: &[&str]) -> Bg {
-    let tag = unique("bg");
-    let (out, err) = (
-        dir.join(format!("{tag}.out")),
-        dir.join(format!("{tag}.err")),
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_kmigrate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KMIGRATE_CONFIG")
-        .env("KMIGRATE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("starting kmigrate");
-    Bg { child, out, err }
-}
-
-impl Bg {
-    fn exited(&mut self) -> Option<i32> {
-        self.child
-            .try_wait()
-            .expect("checking on kmigrate")
-            .map(|s| s.code().unwrap_or(-1))
-    }
-
-    fn output(&self) -> String {
-        format!(
-            "{}\n{}",
-            std::fs::read_to_string(&self.out).unwrap_or_default(),
-            std::fs::read_to_string(&self.err).unwrap_or_default()
-        )
-    }
-
-    /// Waits up to `limit` for the process to end; SIGKILL and panic if it does not (a hang).
-    fn wait(mut self, limit: Duration) -> Run {
-        let deadline = Instant::now() + limit;
-        while self.exited().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "kmigrate did not end within {limit:?} (hang):\n{}",
-                    self.output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = self.child.wait().expect("waiting for kmigrate");
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
-        }
-    }
-
-    /// SIGKILL, then reap.
-    fn kill9(mut self) -> Run {
-        let _ = self.child.kill();
-        self.wait(Duration::from_secs(10))
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-/// Waits until `cond` holds while `bg` still runs; panics (with its output) if it ends first.
-fn while_running(bg: &mut Bg, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if cond() {
-            return;
-        }
-        if let Some(code) = bg.exited() {
-            panic!(
-                "kmigrate ended (exit {code}) before {what}:\n{}",
-                bg.output()
-            );
-        }
-        assert!(Instant::now() < deadline, "never reached {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Sums a target topic's high watermarks with one long-lived client.
-struct Progress {
-    consumer: BaseConsumer,
-    topic: String,
-    partitions: i32,
-}
-
-impl Progress {
-    fn new(c: &Cluster, topic: &str, partitions: i32) -> Progress {
-        Progress {
-            consumer: c
-                .config()
-                .set("socket.connection.setup.timeout.ms", "2000")
-                .create()
-                .expect("creating a watermark client"),
-            topic: topic.to_string(),
-            partitions,
-        }
-    }
-
-    /// `None` when the cluster does not answer within a few seconds.
-    fn try_total(&self) -> Option<i64> {
-        let mut sum = 0;
-        for p in 0..self.partitions {
-            sum += self
-                .consumer
-                .fetch_watermarks(&self.topic, p, Duration::from_secs(3))
-                .ok()?
-                .1;
-        }
-        Some(sum)
-    }
-
-    fn total(&self) -> i64 {
-        self.try_total()
-            .unwrap_or_else(|| panic!("watermarks of {}", self.topic))
-    }
 }
 
 /// A topic of `parts` partitions of `per` records on the source, the same topic empty on
@@ -540,7 +271,7 @@ fn assert_exact(dir: &Path, topic: &str, per: usize, groups: &[(&str, &[i64])]) 
     let start: Vec<i64> = (0..parts)
         .map(|p| groups.iter().map(|(_, c)| c[p]).min().expect("a group"))
         .collect();
-    let counts = assert_copied(&src, &tgt, topic, &start);
+    let counts = counts(&assert_copied(&src, &tgt, topic, &start));
     let want: Vec<i64> = start.iter().map(|s| per as i64 - s).collect();
     assert_eq!(counts, want, "records per partition on the target");
     for (g, commits) in groups {
@@ -595,7 +326,7 @@ fn sigkill_at_five_points_then_resume_is_exact() {
         });
         let killed = bg.kill9();
         assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
-        let state = state_json(&dir.join(STATE));
+        let state = state_json(&dir);
         assert_eq!(state["phase"], "copying", "kill {i} came after the copy");
         eprintln!(
             "kill {} at {:?}: {} of {total} on the target",
@@ -664,7 +395,7 @@ fn broker_down_20s_mid_copy(cluster: &'static str) {
             None => "still running".into(),
         }
     );
-    let first = bg.wait(Duration::from_secs(240));
+    let first = bg.wait_within(Duration::from_secs(240));
     match first.code {
         0 => eprintln!("kmigrate rode the outage out"),
         3 => {
@@ -680,7 +411,7 @@ fn broker_down_20s_mid_copy(cluster: &'static str) {
                 "says how to go on:\n{}",
                 first.stderr
             );
-            let state = state_json(&dir.join(STATE));
+            let state = state_json(&dir);
             assert_eq!(state["phase"], "copying", "{state}");
             let run = kmigrate(&dir, &config, &["run", "--yes"]);
             assert!(
@@ -971,7 +702,7 @@ fn unwritable_state_file_is_refused_before_any_copy() {
         progress.try_total().unwrap_or(0) > PER as i64 / 2
     });
     bg.signal("-INT");
-    let run = bg.wait(Duration::from_secs(60));
+    let run = bg.wait_within(Duration::from_secs(60));
     assert_eq!(run.code, 130, "{}\n{}", run.stdout, run.stderr);
     let before = highs(&tgt, &topic, 2);
     let state = std::fs::read(dir.join("rw").join(STATE)).expect("state");
@@ -1033,7 +764,7 @@ fn disk_full_while_saving_state_keeps_the_previous_state() {
     fill(&small.join("filler"));
     std::thread::sleep(Duration::from_millis(200));
     let kept = std::fs::read(&state_path).expect("state");
-    let run = bg.wait(Duration::from_secs(60));
+    let run = bg.wait_within(Duration::from_secs(60));
     eprintln!("disk full: exit {}: {}", run.code, run.stderr.trim());
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -1073,19 +804,6 @@ fn fill(path: &Path) {
     while f.write_all(&chunk).is_ok() {}
     while f.write_all(&[0]).is_ok() {}
     let _ = f.sync_all();
-}
-
-/// A value of `len` bytes that compresses poorly (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Sets a topic config on a cluster.
@@ -1173,13 +891,16 @@ fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
     assert_records(&format!("{topic}/0"), &got0, &p0[..10]);
     let got1 = tgt.read_records(&topic, 1);
     assert_records(&format!("{topic}/1"), &got1, &p1[..got1.len()]);
-    let state = state_json(&dir.join(STATE));
+    let state = state_json(&dir);
     assert_eq!(state["phase"], "copying");
 
     set_topic_config(&tgt, &topic, "max.message.bytes", "200000");
     let run = kmigrate(&dir, &config, &["run", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(assert_copied(&src, &tgt, &topic, &[0, 0]), [21, 1000]);
+    assert_eq!(
+        counts(&assert_copied(&src, &tgt, &topic, &[0, 0])),
+        [21, 1000]
+    );
     assert_group(&tgt, &g, &topic, &[0, 0]);
     verify_ok(&dir);
     cleanup(&topic);
@@ -1218,7 +939,7 @@ fn records_written_twice_past_a_checkpoint_are_refused_not_skipped() {
     let mut on_target = source[..60].to_vec();
     on_target.extend_from_slice(&source[50..60]);
     tgt.produce(&topic, &on_target);
-    let mut state = state_json(&dir.join(STATE));
+    let mut state = state_json(&dir);
     state["phase"] = "copying".into();
     state["offsets"] = serde_json::json!([]);
     state["partitions"][0]["progress"] = serde_json::json!({

@@ -4,141 +4,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
-use support::{Cluster, ReadRec, Rec, Run, config_for, kmigrate, unique, workdir};
-
-const TS: i64 = 1_700_000_000_000;
-const STATE: &str = "kmigrate-state.json";
+use support::process::{Progress, spawn, state_json, while_running};
+use support::records::{assert_copied, assert_records, count, high, highs, noise, produce_bulk};
+use support::{Cluster, Rec, Run, STATE, TS, config_for, kmigrate, unique, workdir};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
-
-/// A short description of a record: big payloads are not printed whole.
-fn brief(r: &Rec) -> String {
-    fn bytes(b: &Option<Vec<u8>>) -> String {
-        match b {
-            None => "null".into(),
-            Some(b) if b.len() <= 48 => format!("{:?}", String::from_utf8_lossy(b)),
-            Some(b) => format!(
-                "{:?}...({} bytes)",
-                String::from_utf8_lossy(&b[..48]),
-                b.len()
-            ),
-        }
-    }
-    let headers: Vec<String> = r
-        .headers
-        .iter()
-        .map(|(k, v)| format!("{k}={}", bytes(v)))
-        .collect();
-    format!(
-        "p{} key={} value={} headers=[{}] ts={:?}",
-        r.partition,
-        bytes(&r.key),
-        bytes(&r.value),
-        headers.join(", "),
-        r.timestamp
-    )
-}
-
-/// Asserts two record sequences are equal, naming the first difference.
-fn assert_records(what: &str, got: &[Rec], want: &[Rec]) {
-    if got == want {
-        return;
-    }
-    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
-        panic!(
-            "{what}: record {i} differs ({} records, expected {})\n  got:  {}\n  want: {}",
-            got.len(),
-            want.len(),
-            brief(&got[i]),
-            brief(&want[i])
-        );
-    }
-    let n = got.len().min(want.len());
-    panic!(
-        "{what}: {} records, expected {}; the first {n} agree; next got: {}, next expected: {}",
-        got.len(),
-        want.len(),
-        got.get(n).map_or("-".into(), brief),
-        want.get(n).map_or("-".into(), brief)
-    );
-}
-
-/// Reads whole partitions, all at once: each `read_all` mostly waits for its end of
-/// partition, so reading them one after the other would make the suite slow.
-fn read_parallel(reads: &[(&Cluster, &str, i32)]) -> Vec<Vec<ReadRec>> {
-    std::thread::scope(|s| {
-        let readers: Vec<_> = reads
-            .iter()
-            .map(|(c, t, p)| s.spawn(move || c.read_all(t, *p)))
-            .collect();
-        readers
-            .into_iter()
-            .map(|r| r.join().expect("a reader thread panicked"))
-            .collect()
-    })
-}
-
-/// Asserts each target partition `p` holds exactly the source's records from offset
-/// `from[p]` on, in order; returns the target's records per partition.
-fn assert_copied(src: &Cluster, tgt: &Cluster, topic: &str, from: &[i64]) -> Vec<Vec<Rec>> {
-    let mut reads = Vec::new();
-    for p in 0..from.len() as i32 {
-        reads.push((src, topic, p));
-        reads.push((tgt, topic, p));
-    }
-    let mut read = read_parallel(&reads).into_iter();
-    let mut out = Vec::new();
-    for (p, f) in from.iter().enumerate() {
-        let (source, target) = (read.next().expect("source"), read.next().expect("target"));
-        let want: Vec<Rec> = source
-            .into_iter()
-            .filter(|r| r.offset >= *f)
-            .map(|r| r.rec)
-            .collect();
-        let got: Vec<Rec> = target.into_iter().map(|r| r.rec).collect();
-        assert_records(&format!("{topic}/{p} on the target"), &got, &want);
-        out.push(got);
-    }
-    out
-}
-
-/// How many records in all.
-fn count(per_partition: &[Vec<Rec>]) -> usize {
-    per_partition.iter().map(Vec::len).sum()
-}
-
-/// The end of a partition as a read_committed consumer sees it (`Cluster::watermarks` uses
-/// librdkafka's default isolation): the high watermark wherever no transaction is open,
-/// which is always so on the target (kmigrate writes without transactions).
-fn high(c: &Cluster, topic: &str, partition: i32) -> i64 {
-    c.watermarks(topic, partition).1
-}
-
-fn highs(c: &Cluster, topic: &str, partitions: i32) -> Vec<i64> {
-    (0..partitions).map(|p| high(c, topic, p)).collect()
-}
-
-/// A value of `len` bytes that compresses poorly (xorshift), different per `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn rec(
     partition: i32,
@@ -172,11 +50,6 @@ fn thousands(n: i64) -> String {
     out
 }
 
-fn state_json(dir: &Path) -> Value {
-    let bytes = std::fs::read(dir.join(STATE)).expect("the state file exists");
-    serde_json::from_slice(&bytes).expect("the state file is JSON")
-}
-
 /// The SUMMARY row of a topic, split on whitespace: [topic, planned, written, on target, ...].
 fn summary_row(run: &Run, topic: &str) -> Vec<String> {
     run.stdout
@@ -184,90 +57,6 @@ fn summary_row(run: &Run, topic: &str) -> Vec<String> {
         .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .find(|cells| cells.first().map(String::as_str) == Some(topic))
         .unwrap_or_else(|| panic!("no summary row for {topic}:\n{}", run.stdout))
-}
-
-/// A kmigrate process running in the background, its output going to files in `dir`.
-struct Bg {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-fn spawn(dir: &Path, args: &[&str]) -> Bg {
-    let tag = unique("bg");
-    let (out, err) = (
-        dir.join(format!("{tag}.out")),
-        dir.join(format!("{tag}.err")),
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_kmigrate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KMIGRATE_CONFIG")
-        .env("KMIGRATE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("starting kmigrate");
-    Bg { child, out, err }
-}
-
-impl Bg {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Exited already? (with its exit code; -1 for a signal)
-    fn exited(&mut self) -> Option<i32> {
-        self.child
-            .try_wait()
-            .expect("checking on kmigrate")
-            .map(|s| s.code().unwrap_or(-1))
-    }
-
-    fn wait(mut self) -> Run {
-        let status = self.child.wait().expect("waiting for kmigrate");
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
-        }
-    }
-
-    /// SIGKILL (what `Child::kill` sends on unix), then reap.
-    fn kill9(mut self) -> Run {
-        let _ = self.child.kill();
-        self.wait()
-    }
-}
-
-/// Sums a target topic's high watermarks (as [`high`]) with one long-lived client: polled
-/// every few milliseconds to pick the moment to interrupt a copy.
-struct Progress {
-    consumer: BaseConsumer,
-    topic: String,
-    partitions: i32,
-}
-
-impl Progress {
-    fn new(c: &Cluster, topic: &str, partitions: i32) -> Progress {
-        Progress {
-            consumer: c.config().create().expect("creating a watermark client"),
-            topic: topic.to_string(),
-            partitions,
-        }
-    }
-
-    fn total(&self) -> i64 {
-        (0..self.partitions)
-            .map(|p| {
-                self.consumer
-                    .fetch_watermarks(&self.topic, p, support::TIMEOUT)
-                    .unwrap_or_else(|e| panic!("watermarks of {}/{p}: {e}", self.topic))
-                    .1
-            })
-            .sum()
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -686,46 +475,6 @@ fn transactional_source_copies_committed_records_only() {
     tgt.delete_topic(&topic);
 }
 
-/// Writes `parts` partitions of `per` records of about 200 bytes each (key `p<p>-<i>`,
-/// a header on every 1000th record).
-fn produce_bulk(src: &Cluster, topic: &str, parts: i32, per: usize) {
-    for p in 0..parts {
-        let recs: Vec<Rec> = (0..per)
-            .map(|i| Rec {
-                partition: p,
-                key: Some(format!("p{p}-{i:06}").into_bytes()),
-                value: Some(format!("{p}:{i:0>186}").into_bytes()),
-                headers: if i % 1000 == 0 {
-                    vec![("seq".into(), Some(i.to_string().into_bytes()))]
-                } else {
-                    Vec::new()
-                },
-                timestamp: Some(TS + i as i64),
-            })
-            .collect();
-        src.produce(topic, &recs);
-    }
-}
-
-/// Waits until `cond` holds while `bg` still runs; panics (with its output) if it ends first.
-fn while_running(bg: &mut Bg, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if cond() {
-            return;
-        }
-        if let Some(code) = bg.exited() {
-            panic!(
-                "kmigrate ended (exit {code}) before {what}:\n{}\n{}",
-                std::fs::read_to_string(&bg.out).unwrap_or_default(),
-                std::fs::read_to_string(&bg.err).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "never reached {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Per partition of the state file: records on the target past the last checkpoint (what a
 /// resume has to skip). Panics if the target has fewer records than the checkpoint says.
 fn past_checkpoint(dir: &Path, tgt: &Cluster, topic: &str) -> Vec<i64> {
@@ -863,11 +612,7 @@ fn sigint_saves_progress_and_the_rerun_completes() {
     while_running(&mut bg, "records on the target", || {
         progress.total() >= total / 10
     });
-    let status = Command::new("kill")
-        .args(["-INT", &bg.pid().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
+    bg.signal("-INT");
     eprintln!("SIGINT with {} on the target", progress.total());
     let run = bg.wait();
     assert_eq!(run.code, 130, "{}\n{}", run.stdout, run.stderr);

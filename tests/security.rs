@@ -15,9 +15,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Rec, Run, kmigrate_env, unique, workdir};
+use support::{Cluster, Rec, Run, TS, kmigrate_env, unique, workdir};
 
-const TS: i64 = 1_700_000_000_000;
 /// The environment variables the configurations refer to. Deliberately not the test
 /// bed's names: the value kmigrate gets is the one each test passes.
 const SCRAM_PW: &str = "KMSEC_SCRAM_PASSWORD";

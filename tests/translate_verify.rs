@@ -15,10 +15,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{Cluster, Rec, Run, config_for, kmigrate, kmigrate_raw, unique, workdir};
-
-const TS: i64 = 1_700_000_000_000;
-const STATE: &str = "kmigrate-state.json";
+use support::records::{assert_records, high, highs};
+use support::{
+    Cluster, Rec, Run, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
@@ -27,41 +27,6 @@ const STATE: &str = "kmigrate-state.json";
 type ByPartition = BTreeMap<(String, i32), Vec<Rec>>;
 /// (topic, partition) -> (offset, record), in partition order.
 type Offsets = BTreeMap<(String, i32), Vec<(i64, Rec)>>;
-
-fn brief(r: &Rec) -> String {
-    let s = |b: &Option<Vec<u8>>| {
-        b.as_ref().map_or("null".to_string(), |b| {
-            format!("{:?}", String::from_utf8_lossy(b))
-        })
-    };
-    format!(
-        "p{} key={} value={} headers={} ts={:?}",
-        r.partition,
-        s(&r.key),
-        s(&r.value),
-        r.headers.len(),
-        r.timestamp
-    )
-}
-
-/// Asserts two record sequences are equal, naming the first difference.
-fn assert_records(what: &str, got: &[Rec], want: &[Rec]) {
-    if got == want {
-        return;
-    }
-    let i = got
-        .iter()
-        .zip(want)
-        .position(|(g, w)| g != w)
-        .unwrap_or(got.len().min(want.len()));
-    panic!(
-        "{what}: {} records, expected {}; first difference at #{i}\n  got:  {}\n  want: {}",
-        got.len(),
-        want.len(),
-        got.get(i).map_or("-".into(), brief),
-        want.get(i).map_or("-".into(), brief)
-    );
-}
 
 /// Asserts what a consumer received, per partition, is exactly what was expected.
 fn assert_received(group: &str, got: &ByPartition, want: &ByPartition) {
@@ -75,14 +40,6 @@ fn assert_received(group: &str, got: &ByPartition, want: &ByPartition) {
             w,
         );
     }
-}
-
-fn high(c: &Cluster, topic: &str, partition: i32) -> i64 {
-    c.watermarks(topic, partition).1
-}
-
-fn highs(c: &Cluster, topic: &str, partitions: i32) -> Vec<i64> {
-    (0..partitions).map(|p| high(c, topic, p)).collect()
 }
 
 /// Creates `topic` with `partitions` partitions on both clusters.
@@ -303,15 +260,6 @@ fn verify_row<'a>(run: &'a Run, topic: &str, partition: i32) -> &'a str {
 
 fn verify(dir: &Path) -> Run {
     kmigrate_raw(dir, &["verify"])
-}
-
-/// `kmigrate verify` in `dir` passes.
-fn verify_ok(dir: &Path) -> Run {
-    let run = verify(dir);
-    assert_eq!(run.code, 0, "verify:\n{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("VERIFIED"), "{}", run.stdout);
-    assert!(!run.stdout.contains("MISMATCH"), "{}", run.stdout);
-    run
 }
 
 fn cleanup(topics: &[&str]) {

@@ -18,7 +18,16 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod process;
+pub mod records;
+
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The timestamp (milliseconds) test records start from.
+pub const TS: i64 = 1_700_000_000_000;
+
+/// The state file's name in a working directory.
+pub const STATE: &str = "kmigrate-state.json";
 
 pub fn source_bootstrap() -> String {
     std::env::var("KMIGRATE_TEST_SOURCE").unwrap_or_else(|_| "127.0.0.1:19092".into())
@@ -436,19 +445,16 @@ pub fn kmigrate(dir: &std::path::Path, config: &str, args: &[&str]) -> Run {
 
 /// Runs the kmigrate binary in `dir` as is.
 pub fn kmigrate_raw(dir: &std::path::Path, args: &[&str]) -> Run {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmigrate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KMIGRATE_CONFIG")
-        .env("KMIGRATE_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("starting kmigrate");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    kmigrate_env(dir, args, &[], "warn")
+}
+
+/// `kmigrate verify` in `dir` passes: exit 0, every partition VERIFIED, no MISMATCH.
+pub fn verify_ok(dir: &std::path::Path) -> Run {
+    let run = kmigrate_raw(dir, &["verify"]);
+    assert_eq!(run.code, 0, "verify:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("VERIFIED"), "{}", run.stdout);
+    assert!(!run.stdout.contains("MISMATCH"), "{}", run.stdout);
+    run
 }
 
 /// Runs the kmigrate binary in `dir` as is, with extra environment variables (the values a
