@@ -4,25 +4,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
 /// Replaces `path` with `bytes`: write a temporary file beside it, fsync, rename, fsync the
 /// directory. On any error the previous content is intact.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let (dir, tmp) = beside(path, "tmp")?;
     let result = (|| -> anyhow::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
@@ -51,18 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Checks that `path` can be replaced by [`write_atomic`]: a file can be created beside it
 /// (and is removed again). Nothing else is changed.
 pub fn check_writable(path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let probe = dir.join(format!(
-        ".{}.probe-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let (dir, probe) = beside(path, "probe")?;
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -70,6 +48,20 @@ pub fn check_writable(path: &Path) -> anyhow::Result<()> {
         .open(&probe)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
     fs::remove_file(&probe).with_context(|| format!("removing {}", probe.display()))
+}
+
+/// `path`'s directory, and a hidden file name beside `path` for `tag` (unique to this
+/// process), so that it is on the same file system and can be renamed over it.
+fn beside<'a>(path: &'a Path, tag: &str) -> anyhow::Result<(&'a Path, PathBuf)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let file = format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id());
+    Ok((dir, dir.join(file)))
 }
 
 /// Appends text to a log file created readable by the owner only.

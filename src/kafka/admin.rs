@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, ConfigResource, ConfigSource, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -317,44 +318,49 @@ impl Admin {
             .collect())
     }
 
-    /// The configs set on each topic (not inherited from broker defaults), for creating
-    /// the same topic on the target.
     /// The effective `max.message.bytes` of each topic (topic override or broker default):
     /// the largest record batch the topic accepts.
     pub fn max_message_bytes(&self, topics: &[String]) -> anyhow::Result<BTreeMap<String, usize>> {
-        if topics.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let specs: Vec<ResourceSpecifier<'_>> =
-            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-        let opts = AdminOptions::new().request_timeout(Some(self.cluster.timeout));
-        let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
-            .map_err(|e| self.fail(e, "describing topic configs"))?;
-        let mut out = BTreeMap::new();
-        for (topic, r) in topics.iter().zip(results) {
-            let res = r.map_err(|code| {
-                self.fail(
-                    anyhow!("{code:?}"),
-                    &format!("describing the configs of topic {topic}"),
-                )
-            })?;
-            if let Some(v) = res
-                .get("max.message.bytes")
-                .and_then(|e| e.value.as_deref())
-                .and_then(|v| v.parse().ok())
-            {
-                out.insert(topic.clone(), v);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .describe_topic_configs(topics)?
+            .into_iter()
+            .filter_map(|(topic, res)| {
+                res.get("max.message.bytes")
+                    .and_then(|e| e.value.as_deref())
+                    .and_then(|v| v.parse().ok())
+                    .map(|v| (topic, v))
+            })
+            .collect())
     }
 
+    /// The configs set on each topic (not inherited from broker defaults), for creating
+    /// the same topic on the target.
     pub fn topic_configs(
         &self,
         topics: &[String],
     ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+        Ok(self
+            .describe_topic_configs(topics)?
+            .into_iter()
+            .map(|(topic, res)| {
+                let cfg: BTreeMap<String, String> = res
+                    .entries
+                    .into_iter()
+                    .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
+                    .filter_map(|e| e.value.map(|v| (e.name, v)))
+                    .collect();
+                (topic, cfg)
+            })
+            .collect())
+    }
+
+    /// DescribeConfigs for each topic, in the order given.
+    fn describe_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> anyhow::Result<Vec<(String, ConfigResource)>> {
         if topics.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok(Vec::new());
         }
         self.connect("describing topic configs")?;
         let specs: Vec<ResourceSpecifier<'_>> =
@@ -362,23 +368,19 @@ impl Admin {
         let opts = AdminOptions::new().request_timeout(Some(self.cluster.timeout));
         let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
             .map_err(|e| self.fail(e, "describing topic configs"))?;
-        let mut out = BTreeMap::new();
-        for (topic, r) in topics.iter().zip(results) {
-            let res = r.map_err(|code| {
-                self.fail(
-                    anyhow!("{code:?}"),
-                    &format!("describing the configs of topic {topic}"),
-                )
-            })?;
-            let cfg: BTreeMap<String, String> = res
-                .entries
-                .into_iter()
-                .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
-                .filter_map(|e| e.value.map(|v| (e.name, v)))
-                .collect();
-            out.insert(topic.clone(), cfg);
-        }
-        Ok(out)
+        topics
+            .iter()
+            .zip(results)
+            .map(|(topic, r)| {
+                let res = r.map_err(|code| {
+                    self.fail(
+                        anyhow!("{code:?}"),
+                        &format!("describing the configs of topic {topic}"),
+                    )
+                })?;
+                Ok((topic.clone(), res))
+            })
+            .collect()
     }
 
     /// Creates topics with the given partition counts and configs, with the cluster's
