@@ -125,10 +125,20 @@ pub struct RunArgs {
     /// ahead of them (moving the group backwards).
     #[arg(long)]
     pub force_offsets: bool,
+
+    /// Copy pipelines to run in parallel, each with its own source reader and target
+    /// writer over a share of the partitions (default: `migration.pipelines`, else the
+    /// number of cores). Memory stays within `buffer_mb` in all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pipelines: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
+    /// Readers per cluster (default: `migration.pipelines`, else the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pipelines: Option<u16>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

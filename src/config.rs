@@ -167,6 +167,8 @@ pub struct MigrationConfig {
     pub max_bytes_per_second: Option<u64>,
     /// Memory for client buffers, split between prefetching and producing.
     pub buffer_mb: u64,
+    /// Copy pipelines run in parallel (each its own reader and writer).
+    pub pipelines: usize,
 }
 
 impl Default for MigrationConfig {
@@ -181,6 +183,7 @@ impl Default for MigrationConfig {
             compression: "lz4".into(),
             max_bytes_per_second: None,
             buffer_mb: 128,
+            pipelines: default_pipelines(),
         }
     }
 }
@@ -291,6 +294,7 @@ struct FileMigration {
     compression: String,
     max_bytes_per_second: u64,
     buffer_mb: u64,
+    pipelines: usize,
 }
 
 impl Default for FileMigration {
@@ -306,6 +310,7 @@ impl Default for FileMigration {
             compression: d.compression,
             max_bytes_per_second: 0,
             buffer_mb: d.buffer_mb,
+            pipelines: d.pipelines,
         }
     }
 }
@@ -438,6 +443,14 @@ pub fn parse(
             m.buffer_mb
         )));
     }
+    if !(1..=64).contains(&m.pipelines) {
+        return Err(usage(format!(
+            "{file}: `migration.pipelines` is {}; use a value from 1 to 64 (the default is the \
+             number of cores, {}).",
+            m.pipelines,
+            default_pipelines()
+        )));
+    }
     let migration = MigrationConfig {
         uncommitted_partitions: m.uncommitted_partitions,
         create_topics: m.create_topics,
@@ -448,6 +461,7 @@ pub fn parse(
         compression: m.compression,
         max_bytes_per_second: (m.max_bytes_per_second > 0).then_some(m.max_bytes_per_second),
         buffer_mb: m.buffer_mb,
+        pipelines: m.pipelines,
     };
     for (key, patterns) in [
         ("filter.groups", &raw.filter.groups),
@@ -802,6 +816,11 @@ impl FilterConfig {
             && self.topics.iter().any(|p| glob_match(p, topic))
             && !self.exclude_topics.iter().any(|p| glob_match(p, topic))
     }
+}
+
+/// One copy pipeline per core by default.
+pub fn default_pipelines() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
 }
 
 /// `__consumer_offsets`, `__transaction_state` and every other `__*` topic.

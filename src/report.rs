@@ -287,3 +287,15 @@ impl crate::copy::ProgressSink for Bars {
         }
     }
 }
+
+/// Appends a command's report to the text log, as the reference tool did. A log that cannot
+/// be written is a warning, not a reason to stop a migration.
+pub fn log(log_file: &std::path::Path, command: &str, text: &str) {
+    let header = format!(
+        "==== kmigrate {command} at {} ====\n",
+        time_ms(crate::model::now_ms())
+    );
+    if let Err(e) = crate::fsutil::append(log_file, &format!("{header}{text}\n")) {
+        tracing::warn!("{e:#}");
+    }
+}

@@ -7,35 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
-use crate::copy::state::State;
 use crate::kafka::Cluster;
-use crate::plan::compute::is_inactive;
+pub use crate::ledger::{CommitOutcome, GroupOffsets};
+use crate::ledger::{PartitionState, State};
 use crate::plan::{Plan, SkipReason, Status, Tp};
-
-/// Where one group resumes on the target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupOffsets {
-    pub group: String,
-    /// (topic, partition, target offset), sorted.
-    pub offsets: Vec<(String, i32, i64)>,
-    pub outcome: CommitOutcome,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "result", content = "detail")]
-pub enum CommitOutcome {
-    /// Not committed yet.
-    Pending,
-    /// Committed on the target.
-    Committed,
-    /// Some partitions kept the target's existing commit because it is ahead of the
-    /// translated offset (no `--force-offsets`); the others were committed.
-    KeptAhead(Vec<String>),
-    /// The group has members on the target: nothing committed.
-    Refused(String),
-}
 
 /// The target offset of every (group, partition) the plan covers. Copied partitions use
 /// the translation tracked during the copy; partitions with nothing to copy, but which the
@@ -48,7 +23,7 @@ pub fn group_targets(
     target_ends: &BTreeMap<Tp, i64>,
 ) -> BTreeMap<String, BTreeMap<Tp, i64>> {
     let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
-    let copied: BTreeMap<Tp, &crate::copy::state::PartitionState> = state
+    let copied: BTreeMap<Tp, &PartitionState> = state
         .partitions
         .iter()
         .map(|p| (Tp::new(&p.topic, p.partition), p))
@@ -127,10 +102,10 @@ pub fn commit(
     let live: BTreeMap<String, (String, Vec<String>)> = admin
         .group_members(&names)?
         .into_iter()
-        .filter(|(_, g)| !is_inactive(&g.state))
+        .filter(|(_, g)| !g.state.is_inactive())
         .map(|(name, g)| {
             let hosts: BTreeSet<String> = g.members.iter().map(|m| m.host.clone()).collect();
-            (name, (g.state, hosts.into_iter().collect()))
+            (name, (g.state.to_string(), hosts.into_iter().collect()))
         })
         .collect();
     let mut out = Vec::new();

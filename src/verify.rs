@@ -4,18 +4,17 @@
 //! second, lockstep pass finds the first differing record. Memory stays bounded: only
 //! running digests are kept.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
-use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
-use crate::copy::state::State;
+use crate::copy::assign::balance;
+use crate::digest::{Digest, record_hash};
 use crate::kafka::Cluster;
-use crate::kafka::copier::{Assignment, Polled, SourceReader, SourceRecord, Tuning};
-use crate::plan::Tp;
-use crate::translate::CommitOutcome;
+use crate::kafka::reader::{Event, Range, RangeReader, Tuning};
+use crate::ledger::{CommitOutcome, State};
+use crate::model::Tp;
 
 /// One partition's range on both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,49 +22,6 @@ pub struct Ranges {
     pub tp: Tp,
     pub source: (i64, i64),
     pub target: (i64, i64),
-}
-
-/// The running digest of a sequence of records: each record's 128-bit hash folded into the
-/// previous digest, so order matters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Digest {
-    pub count: u64,
-    pub value: u128,
-}
-
-impl Digest {
-    pub fn push(&mut self, record_hash: u128) {
-        let mut buf = [0u8; 32];
-        buf[..16].copy_from_slice(&self.value.to_le_bytes());
-        buf[16..].copy_from_slice(&record_hash.to_le_bytes());
-        self.value = xxh3_128(&buf);
-        self.count += 1;
-    }
-}
-
-/// A record's hash over exactly what the copy preserves. Presence is encoded apart from
-/// length, so a null key differs from an empty one.
-pub fn record_hash(rec: &SourceRecord<'_>) -> u128 {
-    let mut h = Xxh3::new();
-    hash_bytes(&mut h, rec.key());
-    hash_bytes(&mut h, rec.value());
-    rec.for_each_header(|name, value| {
-        hash_bytes(&mut h, Some(name));
-        hash_bytes(&mut h, value);
-    });
-    h.update(&rec.timestamp().to_le_bytes());
-    h.digest128()
-}
-
-fn hash_bytes(h: &mut Xxh3, b: Option<&[u8]>) {
-    match b {
-        None => h.update(&[0]),
-        Some(b) => {
-            h.update(&[1]);
-            h.update(&(b.len() as u64).to_le_bytes());
-            h.update(b);
-        }
-    }
 }
 
 /// The first position where the two sides of a partition differ.
@@ -109,166 +65,120 @@ impl Report {
     }
 }
 
+/// Read-ahead memory for all of verify's readers together.
 const TUNING_BYTES: usize = 64 << 20;
 
-fn tuning() -> Tuning {
+fn tuning(readers: usize) -> Tuning {
     Tuning {
-        buffer_bytes: TUNING_BYTES,
+        buffer_bytes: (TUNING_BYTES / readers.max(1)).max(4 << 20),
         compression: "none".into(),
         max_batch_bytes: None,
     }
 }
 
-/// Reads `ranges` (from, end) of one cluster and returns each range's digest and the bytes
-/// read. A range is complete when a record at or past its end arrives, or the reader is at
-/// the partition's end beyond it.
+/// Reads `ranges` (tp, from, end) of one cluster with `readers` readers in parallel, and
+/// returns each range's digest and the bytes read.
 fn digest_side(
     cluster: &Cluster,
     ranges: &[(Tp, i64, i64)],
+    readers: usize,
+    stall: Duration,
+) -> anyhow::Result<(Vec<Digest>, u64)> {
+    let weights: Vec<u64> = ranges
+        .iter()
+        .map(|(_, from, end)| (end - from).max(0) as u64)
+        .collect();
+    let bins = balance(&weights, readers.clamp(1, ranges.len().max(1)));
+    let n = bins.len();
+    let results: Vec<anyhow::Result<(Vec<Digest>, u64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = bins
+            .iter()
+            .map(|bin| {
+                let mine: Vec<(Tp, i64, i64)> = bin.iter().map(|i| ranges[*i].clone()).collect();
+                s.spawn(move || digest_ranges(cluster, &mine, n, stall))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(anyhow!("a reader of the {} panicked", cluster.describe()))
+                })
+            })
+            .collect()
+    });
+    let mut digests = vec![Digest::default(); ranges.len()];
+    let mut bytes = 0;
+    for (bin, result) in bins.iter().zip(results) {
+        let (d, b) = result?;
+        for (i, digest) in bin.iter().zip(d) {
+            digests[*i] = digest;
+        }
+        bytes += b;
+    }
+    Ok((digests, bytes))
+}
+
+/// One reader's share of [`digest_side`].
+fn digest_ranges(
+    cluster: &Cluster,
+    ranges: &[(Tp, i64, i64)],
+    readers: usize,
     stall: Duration,
 ) -> anyhow::Result<(Vec<Digest>, u64)> {
     let mut topics: Vec<String> = ranges.iter().map(|(tp, _, _)| tp.topic.clone()).collect();
     topics.sort();
     topics.dedup();
-    let index: BTreeMap<(usize, i32), usize> = ranges
+    let to_read: Vec<Range> = ranges
         .iter()
-        .enumerate()
-        .map(|(i, (tp, _, _))| {
-            let t = topics.binary_search(&tp.topic).unwrap_or_default();
-            ((t, tp.partition), i)
-        })
-        .collect();
-    let mut digests = vec![Digest::default(); ranges.len()];
-    let mut done: Vec<bool> = ranges.iter().map(|(_, from, end)| from >= end).collect();
-    let assignments: Vec<Assignment> = ranges
-        .iter()
-        .zip(&done)
-        .filter(|(_, d)| !**d)
-        .map(|((tp, from, _), _)| Assignment {
+        .map(|(tp, from, end)| Range {
             topic: topics.binary_search(&tp.topic).unwrap_or_default(),
             partition: tp.partition,
             from: *from,
+            end: *end,
         })
         .collect();
-    let mut remaining = done.iter().filter(|d| !**d).count();
-    if remaining == 0 {
-        return Ok((digests, 0));
-    }
-    let mut reader = SourceReader::new(cluster, &topics, &assignments, &tuning())?;
+    let mut digests = vec![Digest::default(); ranges.len()];
     let mut bytes = 0u64;
-    let mut last = Instant::now();
-    while remaining > 0 {
-        let mut finished: Option<(usize, i32)> = None;
-        match reader.poll(Duration::from_millis(100)) {
-            Polled::Record(rec) => {
-                last = Instant::now();
-                if let Some(i) = index.get(&(rec.topic(), rec.partition())).copied()
-                    && !done[i]
-                {
-                    let end = ranges[i].2;
-                    if rec.offset() < end {
-                        digests[i].push(record_hash(&rec));
-                        bytes += rec.size() as u64;
-                    }
-                    if rec.offset() + 1 >= end {
-                        done[i] = true;
-                        remaining -= 1;
-                        finished = Some((rec.topic(), rec.partition()));
-                    }
-                }
+    let mut reader = RangeReader::new(cluster, &topics, to_read, &tuning(readers))?;
+    while reader.remaining() > 0 {
+        match reader
+            .poll(Duration::from_millis(100))
+            .with_context(|| format!("reading the {}", cluster.describe()))?
+        {
+            Event::Record { range, rec } => {
+                digests[range].push(record_hash(&rec));
+                bytes += rec.size() as u64;
             }
-            Polled::Eof {
-                topic,
-                partition,
-                offset,
-            } => {
-                if let Some(i) = index.get(&(topic, partition)).copied()
-                    && !done[i]
-                    && offset >= ranges[i].2
-                {
-                    done[i] = true;
-                    remaining -= 1;
-                    finished = Some((topic, partition));
-                }
-            }
-            Polled::Idle => {
-                if last.elapsed() > stall {
-                    let open: Vec<String> = ranges
-                        .iter()
-                        .zip(&done)
-                        .filter(|(_, d)| !**d)
-                        .take(5)
-                        .map(|((tp, _, end), _)| format!("{tp} (up to {end})"))
-                        .collect();
-                    bail!(
-                        "reading the {} stalled: no record for {} s while {} are unfinished",
-                        cluster.describe(),
-                        stall.as_secs(),
-                        open.join(", ")
-                    );
-                }
-            }
-            Polled::Transient(msg) => tracing::warn!("{}: {msg} (retrying)", cluster.describe()),
-            Polled::Fatal(msg) => bail!("reading the {}: {msg}", cluster.describe()),
+            Event::Transient(msg) => tracing::warn!("{}: {msg} (retrying)", cluster.describe()),
+            Event::Finished(_) | Event::Idle => {}
         }
-        if let Some((t, p)) = finished {
-            reader.pause(t, p);
+        if reader.idle_for() > stall {
+            bail!(
+                "reading the {} stalled: no record for {} s while {} are unfinished",
+                cluster.describe(),
+                stall.as_secs(),
+                reader.unfinished(5).join(", ")
+            );
         }
     }
     Ok((digests, bytes))
 }
 
-/// Reads the next record hash of a single-partition reader, or `None` at the range's end.
-fn next_hash(
-    reader: &mut SourceReader,
-    end: i64,
-    stall: Duration,
-) -> anyhow::Result<Option<(i64, u128)>> {
-    let started = Instant::now();
-    loop {
-        match reader.poll(Duration::from_millis(100)) {
-            Polled::Record(rec) => {
-                if rec.offset() >= end {
-                    return Ok(None);
-                }
-                return Ok(Some((rec.offset(), record_hash(&rec))));
-            }
-            Polled::Eof { offset, .. } if offset >= end => return Ok(None),
-            Polled::Fatal(msg) => return Err(anyhow!(msg)),
-            _ => {
-                if started.elapsed() > stall {
-                    bail!("no record within {} s", stall.as_secs());
-                }
-            }
-        }
-    }
-}
-
-/// The hashes of the records of `tp` on `cluster` in `[from, end)`, in order, with their
-/// offsets: what a resume compares the records it skips with.
-pub fn record_hashes(
-    cluster: &Cluster,
-    tp: &Tp,
-    from: i64,
-    end: i64,
-) -> anyhow::Result<Vec<(i64, u128)>> {
-    let mut out = Vec::new();
-    if from >= end {
-        return Ok(out);
-    }
-    let topics = [tp.topic.clone()];
-    let assignment = [Assignment {
+/// A reader of one range of one partition, for the lockstep pass.
+fn one_range(cluster: &Cluster, tp: &Tp, (from, end): (i64, i64)) -> anyhow::Result<RangeReader> {
+    let range = Range {
         topic: 0,
         partition: tp.partition,
         from,
-    }];
-    let mut reader = SourceReader::new(cluster, &topics, &assignment, &tuning())?;
-    while let Some(h) = next_hash(&mut reader, end, cluster.timeout)
-        .with_context(|| format!("reading {tp} [{from}, {end}) on the {}", cluster.describe()))?
-    {
-        out.push(h);
-    }
-    Ok(out)
+        end,
+    };
+    RangeReader::new(
+        cluster,
+        std::slice::from_ref(&tp.topic),
+        vec![range],
+        &tuning(1),
+    )
 }
 
 /// Walks both sides of one partition in step and returns the first position where they
@@ -279,18 +189,12 @@ fn first_difference(
     r: &Ranges,
     stall: Duration,
 ) -> anyhow::Result<Option<Difference>> {
-    let topics = vec![r.tp.topic.clone()];
-    let one = |from: i64| Assignment {
-        topic: 0,
-        partition: r.tp.partition,
-        from,
-    };
-    let mut s = SourceReader::new(source, &topics, &[one(r.source.0)], &tuning())?;
-    let mut t = SourceReader::new(target, &topics, &[one(r.target.0)], &tuning())?;
+    let mut s = one_range(source, &r.tp, r.source)?;
+    let mut t = one_range(target, &r.tp, r.target)?;
     let mut i = 0u64;
     loop {
-        let a = next_hash(&mut s, r.source.1, stall)?;
-        let b = next_hash(&mut t, r.target.1, stall)?;
+        let a = s.next_hash(stall)?;
+        let b = t.next_hash(stall)?;
         match (a, b) {
             (None, None) => return Ok(None),
             (Some((_, ha)), Some((_, hb))) if ha == hb => i += 1,
@@ -306,7 +210,12 @@ fn first_difference(
 }
 
 /// Verifies every copied partition and every committed group offset of a run.
-pub fn verify(source: &Cluster, target: &Cluster, state: &State) -> anyhow::Result<Report> {
+pub fn verify(
+    source: &Cluster,
+    target: &Cluster,
+    state: &State,
+    readers: usize,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let stall = source.timeout.max(Duration::from_secs(30));
     let tps: Vec<Tp> = state
@@ -377,8 +286,8 @@ pub fn verify(source: &Cluster, target: &Cluster, state: &State) -> anyhow::Resu
         .map(|(_, r)| (r.tp.clone(), r.target.0, r.target.1))
         .collect();
     let (src, tgt) = std::thread::scope(|s| {
-        let a = s.spawn(|| digest_side(source, &src_ranges, stall));
-        let b = s.spawn(|| digest_side(target, &tgt_ranges, stall));
+        let a = s.spawn(|| digest_side(source, &src_ranges, readers, stall));
+        let b = s.spawn(|| digest_side(target, &tgt_ranges, readers, stall));
         (
             a.join()
                 .unwrap_or_else(|_| Err(anyhow!("the source reader panicked"))),

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use kmigrate::copy::resume::resume;
-use kmigrate::copy::state::State;
 use kmigrate::error::{ExitKind, exit_kind};
+use kmigrate::ledger::State;
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

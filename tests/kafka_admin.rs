@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kmigrate::config::{ClusterConfig, Properties};
 use kmigrate::kafka::{self, Admin, Role, ffi};
-use kmigrate::plan::{Tp, Watermarks};
+use kmigrate::model::{Tp, Watermarks};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,7 +26,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 // Local helpers
 
 /// kmigrate's own admin client for a test-bed cluster.
-fn admin_for(bootstrap: &str, timeout: Duration) -> Admin {
+fn admin_for(bootstrap: &str, timeout: Duration) -> std::sync::Arc<Admin> {
     let cfg = ClusterConfig {
         bootstrap_servers: bootstrap.to_string(),
         properties: Properties::default(),

@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     match kmigrate::plan::parse_plan(data, "fuzz-plan.json") {
         Ok(plan) => {
             assert!(plan.check().is_ok());
-            let _ = kmigrate::copy::state::plan_id(&plan);
+            let _ = kmigrate::ledger::plan_id(&plan);
         }
         Err(e) => assert_eq!(
             kmigrate::error::exit_kind(&e),

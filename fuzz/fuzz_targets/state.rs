@@ -3,7 +3,7 @@
 #![no_main]
 
 use kmigrate::copy::resume::resume;
-use kmigrate::copy::state::State;
+use kmigrate::ledger::State;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

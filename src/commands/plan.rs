@@ -6,11 +6,14 @@ use anyhow::Context as _;
 use crate::cli::{Format, PlanArgs};
 use crate::config::Config;
 use crate::error::Outcome;
-use crate::plan::{Plan, compute, gather, render};
+use crate::kafka::{Cluster, Role};
+use crate::plan::{self, render};
 use crate::{fsutil, report};
 
 pub fn execute(cfg: &Config, args: &PlanArgs) -> anyhow::Result<Outcome> {
-    let plan = make(cfg)?;
+    let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
+    let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
+    let plan = plan::make(cfg, &source, &target)?;
     let text = render::text(&plan, args.verbose);
     match args.format {
         Format::Table => report::print(&text),
@@ -25,42 +28,10 @@ pub fn execute(cfg: &Config, args: &PlanArgs) -> anyhow::Result<Outcome> {
             out.display()
         ));
     }
-    log(cfg, "plan", &text);
+    report::log(&cfg.migration.log_file, "plan", &text);
     Ok(if plan.problems.is_empty() {
         Outcome::Success
     } else {
         Outcome::ProblemsFound
     })
-}
-
-/// Reads both clusters and computes a fresh plan.
-pub fn make(cfg: &Config) -> anyhow::Result<Plan> {
-    let snap = gather::gather(cfg)?;
-    Ok(compute::compute(
-        &snap,
-        &cfg.filter,
-        cfg.migration.uncommitted_partitions,
-        cfg.migration.create_topics,
-        &cfg.source.bootstrap_servers,
-        &cfg.target.bootstrap_servers,
-        now_ms(),
-    ))
-}
-
-/// Appends a command's report to the text log, as the reference tool did. A log that cannot
-/// be written is a warning, not a reason to stop a migration.
-pub fn log(cfg: &Config, command: &str, text: &str) {
-    let header = format!(
-        "==== kmigrate {command} at {} ====\n",
-        report::time_ms(now_ms())
-    );
-    if let Err(e) = fsutil::append(&cfg.migration.log_file, &format!("{header}{text}\n")) {
-        tracing::warn!("{e:#}");
-    }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -12,15 +12,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::RunArgs;
-use crate::commands::plan::{log, make, now_ms};
 use crate::config::Config;
-use crate::copy::state::{Phase, State, plan_id};
 use crate::copy::{self, Ended, Options, Snapshot};
 use crate::error::{Outcome, usage};
-use crate::kafka::copier::Tuning;
+use crate::kafka::reader::Tuning;
 use crate::kafka::{Cluster, Role};
-use crate::plan::compute::is_inactive;
-use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
+use crate::ledger::{Ledger, Phase, plan_id};
+use crate::plan::{self, Plan, SkipReason, Status, TopicAction, Tp};
 use crate::report::{self, Align, Table, thousands};
 use crate::translate::{self, CommitOutcome, GroupOffsets};
 
@@ -42,9 +40,10 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             state_path.display()
         ))
     })?;
-    let existing = State::load(state_path)?;
-    let mut state = match existing {
-        Some(mut state) => {
+    let existing = Ledger::open(state_path)?;
+    let mut ledger = match existing {
+        Some(mut ledger) => {
+            let state = &ledger.state;
             if let Some(path) = &args.plan {
                 let plan = read_plan(path)?;
                 if plan_id(&plan) != state.plan_id {
@@ -63,7 +62,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                     "the migration recorded in {} has copied every planned record already",
                     state_path.display()
                 ));
-                return complete(cfg, &target, &mut state, None, args.force_offsets);
+                return complete(cfg, &target, &mut ledger, None, args.force_offsets);
             }
             report::note(&format!(
                 "resuming the migration started at {} (state file {})",
@@ -72,7 +71,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             ));
             check_source_unchanged(&source, &state.plan, false)?;
             check_groups_inactive(&source, &state.plan, args.allow_active_groups)?;
-            state
+            ledger
         }
         None => {
             let mut plan = match &args.plan {
@@ -81,11 +80,11 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                     check_clusters(&plan, cfg)?;
                     plan
                 }
-                None => make(cfg)?,
+                None => plan::make(cfg, &source, &target)?,
             };
             if args.plan.is_some() && !check_source_unchanged(&source, &plan, args.replan)? {
                 report::note("the source changed since the plan: --replan, so planning again");
-                plan = make(cfg)?;
+                plan = plan::make(cfg, &source, &target)?;
             }
             if !plan.problems.is_empty() {
                 return Err(usage(format!(
@@ -98,11 +97,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             confirm(&plan, args.yes)?;
             let created = create_topics(&target, &plan, cfg)?;
             check_target_partitions(&target, &plan, created)?;
-            let mut state = State::new(&plan, now_ms());
-            state
-                .save(state_path, now_ms())
-                .with_context(|| format!("creating the state file {}", state_path.display()))?;
-            state
+            Ledger::create(state_path, &plan)?
         }
     };
 
@@ -112,20 +107,13 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             compression: cfg.migration.compression.clone(),
             max_batch_bytes: None,
         },
+        pipelines: args.pipelines.map_or(cfg.migration.pipelines, usize::from),
         max_bytes_per_second: cfg.migration.max_bytes_per_second,
         checkpoint_every: Duration::from_secs(2),
         flush_timeout: cfg.migration.timeout,
     };
     let mut sink = report::copy_progress();
-    let (ended, snap) = copy::run(
-        &source,
-        &target,
-        &mut state,
-        state_path,
-        &opts,
-        &stop,
-        sink.as_mut(),
-    )?;
+    let (ended, snap) = copy::run(&source, &target, &mut ledger, &opts, &stop, sink.as_mut())?;
     match ended {
         Ended::Interrupted => {
             report::note(&format!(
@@ -136,7 +124,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             ));
             Ok(Outcome::Interrupted)
         }
-        Ended::Complete => complete(cfg, &target, &mut state, Some(&snap), args.force_offsets),
+        Ended::Complete => complete(cfg, &target, &mut ledger, Some(&snap), args.force_offsets),
     }
 }
 
@@ -144,23 +132,22 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
 fn complete(
     cfg: &Config,
     target: &Cluster,
-    state: &mut State,
+    ledger: &mut Ledger,
     snap: Option<&Snapshot>,
     force: bool,
 ) -> anyhow::Result<Outcome> {
-    let state_path = cfg.migration.state_file.as_path();
-    let copy_ok = finish(cfg, target, state, snap)?;
+    let copy_ok = finish(cfg, target, &ledger.state, snap)?;
     if copy_ok != Outcome::Success {
         report::note("the target does not match the plan: group offsets were not committed");
         return Ok(copy_ok);
     }
     if !cfg.migration.translate_offsets {
-        state.phase = Phase::Complete;
-        state.save(state_path, now_ms())?;
+        ledger.complete_without_offsets()?;
         report::note("translate_offsets = false: no group offsets were committed on the target");
         return Ok(Outcome::Success);
     }
-    if state.phase == Phase::Copied {
+    if ledger.phase() == Phase::Copied {
+        let state = &ledger.state;
         let skipped = translate::skipped_partitions_to_commit(&state.plan);
         let ends: BTreeMap<Tp, i64> = target
             .admin()?
@@ -180,27 +167,12 @@ fn complete(
             targets.remove(&done.group);
         }
         let results = translate::commit(target, &targets, force)?;
-        for r in results {
-            state.offsets.retain(|g| g.group != r.group);
-            state.offsets.push(r);
-        }
-        state.offsets.sort_by(|a, b| a.group.cmp(&b.group));
-        if state.offsets.iter().all(|g| {
-            !matches!(
-                g.outcome,
-                CommitOutcome::Refused(_) | CommitOutcome::Pending
-            )
-        }) {
-            state.phase = Phase::Complete;
-        }
-        state
-            .save(state_path, now_ms())
-            .with_context(|| format!("saving the state file {}", state_path.display()))?;
+        ledger.record_offsets(results)?;
     }
-    let text = offsets_report(&state.offsets);
+    let text = offsets_report(&ledger.state.offsets);
     report::print(&text);
-    log(cfg, "run (offsets)", &text);
-    Ok(if state.phase == Phase::Complete {
+    report::log(&cfg.migration.log_file, "run (offsets)", &text);
+    Ok(if ledger.phase() == Phase::Complete {
         Outcome::Success
     } else {
         Outcome::ProblemsFound
@@ -330,7 +302,7 @@ fn check_groups_inactive(source: &Cluster, plan: &Plan, allow: bool) -> anyhow::
         .admin()?
         .group_members(&planned)?
         .into_iter()
-        .filter(|(_, g)| !is_inactive(&g.state))
+        .filter(|(_, g)| !g.state.is_inactive())
         .map(|(name, g)| {
             let hosts: Vec<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
             format!("{name} ({}, hosts: {})", g.state, hosts.join(", "))
@@ -471,7 +443,7 @@ fn check_target_partitions(
 fn finish(
     cfg: &Config,
     target: &Cluster,
-    state: &State,
+    state: &crate::ledger::State,
     snap: Option<&Snapshot>,
 ) -> anyhow::Result<Outcome> {
     let tps: Vec<Tp> = state
@@ -556,7 +528,7 @@ fn finish(
         }
     }
     report::print(&out);
-    log(cfg, "run", &out);
+    report::log(&cfg.migration.log_file, "run", &out);
     Ok(if mismatches.is_empty() {
         Outcome::Success
     } else {

@@ -2,11 +2,10 @@
 //! record, and that every group's offset on the target is the translated one.
 
 use crate::cli::{Format, VerifyArgs};
-use crate::commands::plan::log;
 use crate::config::Config;
-use crate::copy::state::State;
 use crate::error::{Outcome, usage};
 use crate::kafka::{Cluster, Role};
+use crate::ledger::State;
 use crate::report::{self, Align, Table, thousands};
 use crate::verify::{self, Report};
 
@@ -25,13 +24,14 @@ pub fn execute(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     };
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
-    let rep = verify::verify(&source, &target, &state)?;
+    let readers = args.pipelines.map_or(cfg.migration.pipelines, usize::from);
+    let rep = verify::verify(&source, &target, &state, readers)?;
     match args.format {
         Format::Json => report::print(&format!("{}\n", serde_json::to_string_pretty(&rep)?)),
         Format::Table => {
             let text = render(&rep, args.verbose);
             report::print(&text);
-            log(cfg, "verify", &text);
+            report::log(&cfg.migration.log_file, "verify", &text);
         }
     }
     Ok(if rep.ok() {

@@ -8,20 +8,7 @@
 //! `target_high - expected_next`, and the copy skips that many source *records* (not
 //! offsets: the source range may have gaps) after the checkpoint.
 
-use serde::{Deserialize, Serialize};
-
-/// A partition's progress as saved in the state file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Progress {
-    /// Target high watermark before the first write; `None` until writing starts.
-    pub base: Option<i64>,
-    /// Last acknowledged (source offset, target offset).
-    pub acked: Option<(i64, i64)>,
-    /// Records on the target from this copy (acknowledged, or found there on resume).
-    pub written: u64,
-    /// Every record of the range is on the target.
-    pub done: bool,
-}
+pub use crate::ledger::Progress;
 
 /// How to continue one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

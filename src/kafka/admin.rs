@@ -15,13 +15,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::ffi::{self, OffsetSpec};
 use super::{Cluster, Ctx, auth_failed, explain};
-use crate::plan::{Member, Tp, Watermarks};
+use crate::model::{GroupState, Member, Tp, Watermarks};
 
 /// A consumer group as listed by the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupListing {
     pub name: String,
-    pub state: String,
+    pub state: GroupState,
     /// "consumer" for consumer groups, "" for groups that only ever committed offsets,
     /// "connect" for Kafka Connect workers, ...
     pub protocol_type: String,
@@ -38,7 +38,7 @@ impl GroupListing {
 /// A group's live members and the topics they are assigned.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GroupMembers {
-    pub state: String,
+    pub state: GroupState,
     pub members: Vec<Member>,
     pub assigned_topics: BTreeSet<String>,
 }
@@ -60,7 +60,7 @@ impl Admin {
     pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Admin> {
         let config = cluster.client_config();
         Ok(Admin {
-            cluster: cluster.clone(),
+            cluster: cluster.detached(),
             client: cluster.create(&config, "client")?,
             admin: cluster.create(&config, "admin client")?,
             connected: AtomicBool::new(false),
@@ -149,7 +149,7 @@ impl Admin {
             .iter()
             .map(|g| GroupListing {
                 name: g.name().to_string(),
-                state: g.state().to_string(),
+                state: GroupState::from(g.state()),
                 protocol_type: g.protocol_type().to_string(),
                 members: g
                     .members()
@@ -186,7 +186,7 @@ impl Admin {
             out.insert(
                 d.group.clone(),
                 GroupMembers {
-                    state: d.state,
+                    state: GroupState::from(d.state),
                     members: d
                         .members
                         .iter()

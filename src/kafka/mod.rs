@@ -3,13 +3,16 @@
 //!
 //! - `mod.rs`: building clients from the configuration, the client context, errors;
 //! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
-//! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks.
+//! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
+//! - [`reader`]: reading partition ranges (copy and verify);
+//! - [`writer`]: producing records to the target.
 
 pub mod admin;
-pub mod copier;
 pub mod ffi;
+pub mod reader;
+pub mod writer;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -39,13 +42,27 @@ impl Role {
     }
 }
 
-/// How to reach one cluster; builds every kind of client kmigrate uses for it.
-#[derive(Debug, Clone)]
+/// How to reach one cluster; builds every kind of client kmigrate uses for it. Clones share
+/// one admin session: a command connects (and authenticates) once per cluster, whichever
+/// stage asks.
+#[derive(Clone)]
 pub struct Cluster {
     pub role: Role,
     pub bootstrap: String,
     cfg: ClusterConfig,
     pub timeout: Duration,
+    session: Arc<Mutex<Option<Arc<Admin>>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("role", &self.role)
+            .field("bootstrap", &self.bootstrap)
+            .field("cfg", &self.cfg)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -55,6 +72,16 @@ impl Cluster {
             bootstrap: cfg.bootstrap_servers.clone(),
             cfg: cfg.clone(),
             timeout,
+            session: Arc::default(),
+        }
+    }
+
+    /// The same cluster without its admin session: what the session itself keeps, so that
+    /// the two do not hold each other alive.
+    pub(crate) fn detached(&self) -> Cluster {
+        Cluster {
+            session: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -186,9 +213,18 @@ impl Cluster {
         )))
     }
 
-    /// An admin client: groups, offsets, metadata, topic creation.
-    pub fn admin(&self) -> anyhow::Result<Admin> {
-        Admin::new(self)
+    /// The admin session of this cluster (created on first use): groups, offsets, metadata,
+    /// topic creation.
+    pub fn admin(&self) -> anyhow::Result<Arc<Admin>> {
+        let mut slot = self.session.lock().map_err(|_| {
+            anyhow::anyhow!("the admin session of the {} is poisoned", self.describe())
+        })?;
+        if let Some(admin) = slot.as_ref() {
+            return Ok(Arc::clone(admin));
+        }
+        let admin = Arc::new(Admin::new(self)?);
+        *slot = Some(Arc::clone(&admin));
+        Ok(admin)
     }
 }
 

@@ -343,7 +343,7 @@ fn group_plans(
                 });
             }
         }
-        if !is_inactive(&g.state) {
+        if !g.state.is_inactive() {
             let hosts: BTreeSet<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
             let hosts: Vec<&str> = hosts.into_iter().collect();
             warnings.push(format!(
@@ -370,11 +370,6 @@ fn group_plans(
         });
     }
     out
-}
-
-/// A group with no live members: safe to migrate and to commit for.
-pub fn is_inactive(state: &str) -> bool {
-    matches!(state, "Empty" | "Dead" | "")
 }
 
 fn totals(partitions: &[PartitionPlan], groups: &[GroupPlan], topics: &[TopicPlan]) -> Totals {

@@ -11,13 +11,12 @@ use super::{GroupSnapshot, Snapshot, TopicInfo, Tp};
 use crate::config::{Config, is_internal_topic, unmatched_patterns};
 use crate::error::usage;
 use crate::kafka::admin::GroupListing;
-use crate::kafka::{Admin, Cluster, Role};
+use crate::kafka::{Admin, Cluster};
 
 /// Reads the source's groups, commits and watermarks, and the target's topics.
-pub fn gather(cfg: &Config) -> anyhow::Result<Snapshot> {
-    let timeout = cfg.migration.timeout;
-    let source = Cluster::new(Role::Source, &cfg.source, timeout).admin()?;
-    let target = Cluster::new(Role::Target, &cfg.target, timeout).admin()?;
+pub fn gather(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Result<Snapshot> {
+    let source = source.admin()?;
+    let target = target.admin()?;
 
     // Metadata first: it is also the check that both clusters answer.
     let source_topics = source.topics()?;

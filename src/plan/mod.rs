@@ -15,29 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::UncommittedPolicy;
+use crate::config::{Config, UncommittedPolicy};
+use crate::kafka::Cluster;
 
-/// A topic partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Tp {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl Tp {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Tp {
-        Tp {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl std::fmt::Display for Tp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.topic, self.partition)
-    }
-}
+pub use crate::model::{GroupState, Member, Tp, Watermarks};
 
 // ---------------------------------------------------------------------------------------
 // Input: what gather read.
@@ -62,8 +43,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupSnapshot {
     pub name: String,
-    /// The broker's group state: Empty, Stable, PreparingRebalance, Dead, ...
-    pub state: String,
+    pub state: GroupState,
     pub members: Vec<Member>,
     /// Every committed offset of the group.
     pub commits: BTreeMap<Tp, i64>,
@@ -71,26 +51,11 @@ pub struct GroupSnapshot {
     pub assigned_topics: BTreeSet<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub client_id: String,
-    pub host: String,
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TopicInfo {
     pub partitions: i32,
     /// Topic configs that differ from the broker's defaults (only read when needed).
     pub configs: BTreeMap<String, String>,
-}
-
-/// A source partition's offsets. `stable` is the last stable offset (what a read_committed
-/// consumer can reach): below `high` while a transaction is open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watermarks {
-    pub low: i64,
-    pub high: i64,
-    pub stable: i64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,7 +163,7 @@ impl SkipReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupPlan {
     pub group: String,
-    pub state: String,
+    pub state: GroupState,
     pub members: Vec<Member>,
     /// Topics the group consumes (committed or assigned).
     pub topics: Vec<String>,
@@ -326,4 +291,18 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Reads both clusters and computes a fresh plan.
+pub fn make(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Result<Plan> {
+    let snap = gather::gather(cfg, source, target)?;
+    Ok(compute::compute(
+        &snap,
+        &cfg.filter,
+        cfg.migration.uncommitted_partitions,
+        cfg.migration.create_topics,
+        &cfg.source.bootstrap_servers,
+        &cfg.target.bootstrap_servers,
+        crate::model::now_ms(),
+    ))
 }

@@ -94,7 +94,7 @@ pub fn text(plan: &Plan, verbose: bool) -> String {
     for g in &plan.groups {
         t.row(vec![
             g.group.clone(),
-            g.state.clone(),
+            g.state.to_string(),
             g.members.len().to_string(),
             g.topics.join(","),
             thousands(g.backlog),

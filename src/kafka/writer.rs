@@ -1,352 +1,30 @@
-//! The copy path's Kafka clients: a [`SourceReader`] that reads assigned ranges and a
-//! [`TargetWriter`] that produces records to the same partitions.
+//! Writing to the target: a [`TargetWriter`] produces records to the same partitions, with
+//! their key, value, headers and timestamp.
 //!
-//! Both go one level below rdkafka's safe API, for two reasons:
-//! - exactness: rdkafka reports "end of partition" with the partition number only, and a
-//!   range that ends in transaction markers or compacted-away offsets has no last record
-//!   to recognise its end by, so the reader returns EOF with its topic and offset;
-//! - speed: rdkafka's `send` allocates the topic name and looks the topic up for every
-//!   record; the writer creates one topic handle per topic and passes key, value, headers
-//!   and timestamp straight from the consumed message (librdkafka copies them once).
-//!
-//! Delivery reports still flow through rdkafka's [`ProducerContext`]: per partition slot
-//! they only bump two counters (no lock, no allocation); the copy loop reconciles them.
+//! It goes one level below rdkafka's safe API for speed: rdkafka's `send` allocates the topic
+//! name and looks the topic up for every record; the writer creates one topic handle per
+//! topic and passes key, value, headers and timestamp straight from the consumed message
+//! (librdkafka copies them once). Delivery reports still flow through rdkafka's
+//! [`ProducerContext`]: per partition slot they only bump two counters (no lock, no
+//! allocation); the copy reconciles them.
 
-use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rdkafka::ClientContext;
 use rdkafka::bindings as rd;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::ffi::{cstr_to_string, describe_err, raw, take_error, to_cstring};
+use super::reader::{DEFAULT_BATCH_BYTES, SourceRecord, Tuning, max_records};
 use super::{Cluster, Ctx};
 
-/// librdkafka's `rd_kafka_message_t`, with the error code read as a plain integer: an
-/// unknown broker code must not become an invalid Rust enum value.
-#[repr(C)]
-struct RawMessage {
-    err: c_int,
-    rkt: *mut rd::rd_kafka_topic_t,
-    partition: i32,
-    payload: *mut c_void,
-    len: usize,
-    key: *mut c_void,
-    key_len: usize,
-    offset: i64,
-    _private: *mut c_void,
-}
-
-const ERR_PARTITION_EOF: c_int = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF as c_int;
 const ERR_QUEUE_FULL: c_int = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL as c_int;
 const ERR_NOENT: c_int = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT as c_int;
-/// Client-level conditions librdkafka recovers from by itself (reconnects, leader moves).
-const TRANSIENT: &[rd::rd_kafka_resp_err_t] = &[
-    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TRANSPORT,
-    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN,
-    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__RESOLVE,
-    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TIMED_OUT,
-    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
-];
-
-/// Client buffer sizes and producer settings for a copy.
-#[derive(Debug, Clone)]
-pub struct Tuning {
-    /// Memory budget of the consumer and of the producer, each. Each queues records worth a
-    /// quarter of it: librdkafka needs about as much again for a queued record's bookkeeping
-    /// and copies, and the consumer's fetch response in flight (an eighth) comes on top.
-    pub buffer_bytes: usize,
-    /// `compression.type` of the producer (lz4, zstd, snappy, gzip, none).
-    pub compression: String,
-    /// Upper bound of a produced batch, when the target topics accept less than the
-    /// writer's default (1,000,000 bytes): the broker refuses a whole batch larger than
-    /// the topic's `max.message.bytes`, even one made of small records.
-    pub max_batch_bytes: Option<usize>,
-}
-
-/// The writer's batch size when the target topics allow it.
-pub const DEFAULT_BATCH_BYTES: usize = 1_000_000;
-
-/// One partition to read: its topic (an index into the reader's topic list), number, and
-/// the first offset to read.
-#[derive(Debug, Clone)]
-pub struct Assignment {
-    pub topic: usize,
-    pub partition: i32,
-    pub from: i64,
-}
-
-/// What one poll of the source returned.
-pub enum Polled<'a> {
-    Record(SourceRecord<'a>),
-    /// The reader is at the end of a partition: `offset` is the next offset it would read.
-    Eof {
-        topic: usize,
-        partition: i32,
-        offset: i64,
-    },
-    /// Nothing within the timeout.
-    Idle,
-    /// librdkafka reported a condition it recovers from (reconnecting, ...).
-    Transient(String),
-    /// The copy cannot go on (offset out of range, authorization, ...).
-    Fatal(String),
-}
-
-/// A consumed record, borrowed from librdkafka until dropped.
-pub struct SourceRecord<'a> {
-    msg: *mut RawMessage,
-    topic: usize,
-    _reader: PhantomData<&'a SourceReader>,
-}
-
-impl SourceRecord<'_> {
-    fn raw(&self) -> &RawMessage {
-        // SAFETY: `msg` is a valid message owned by this value until drop.
-        unsafe { &*self.msg }
-    }
-
-    pub fn topic(&self) -> usize {
-        self.topic
-    }
-
-    pub fn partition(&self) -> i32 {
-        self.raw().partition
-    }
-
-    pub fn offset(&self) -> i64 {
-        self.raw().offset
-    }
-
-    /// Key and value sizes, for byte counts.
-    pub fn size(&self) -> usize {
-        self.raw().len + self.raw().key_len
-    }
-
-    /// The key; `None` for a null key (an empty key is `Some(&[])`).
-    pub fn key(&self) -> Option<&[u8]> {
-        let m = self.raw();
-        // SAFETY: key points at key_len bytes owned by the message while self lives.
-        (!m.key.is_null())
-            .then(|| unsafe { std::slice::from_raw_parts(m.key.cast::<u8>(), m.key_len) })
-    }
-
-    /// The value; `None` for a null value (tombstone).
-    pub fn value(&self) -> Option<&[u8]> {
-        let m = self.raw();
-        // SAFETY: payload points at len bytes owned by the message while self lives.
-        (!m.payload.is_null())
-            .then(|| unsafe { std::slice::from_raw_parts(m.payload.cast::<u8>(), m.len) })
-    }
-
-    /// The record's timestamp in milliseconds, -1 if it has none.
-    pub fn timestamp(&self) -> i64 {
-        let mut tstype = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-        // SAFETY: valid message while self lives.
-        unsafe { rd::rd_kafka_message_timestamp(self.msg.cast(), &mut tstype) }
-    }
-
-    /// Calls `f(name, value)` for each header in order (duplicates included).
-    pub fn for_each_header(&self, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
-        let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
-        // SAFETY: valid message; hdrs is borrowed from it.
-        let err = unsafe { rd::rd_kafka_message_headers(self.msg.cast(), &mut hdrs) } as c_int;
-        if err != 0 || hdrs.is_null() {
-            return;
-        }
-        let mut i = 0;
-        loop {
-            let mut name: *const std::ffi::c_char = std::ptr::null();
-            let mut value: *const c_void = std::ptr::null();
-            let mut size: usize = 0;
-            // SAFETY: index i within the header list; outputs borrowed from the message.
-            let e =
-                unsafe { rd::rd_kafka_header_get_all(hdrs, i, &mut name, &mut value, &mut size) }
-                    as c_int;
-            if e != 0 || name.is_null() {
-                break;
-            }
-            // SAFETY: name is NUL-terminated, value points at size bytes (or is NULL).
-            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-            let value = (!value.is_null())
-                .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
-            f(name, value);
-            i += 1;
-        }
-    }
-}
-
-impl Drop for SourceRecord<'_> {
-    fn drop(&mut self) {
-        // SAFETY: we own the message returned by rd_kafka_consumer_poll.
-        unsafe { rd::rd_kafka_message_destroy(self.msg.cast()) }
-    }
-}
-
-/// Reads assigned partition ranges from the source with read_committed isolation.
-pub struct SourceReader {
-    consumer: BaseConsumer<Ctx>,
-    topics: Vec<String>,
-    /// librdkafka topic handle address → topic index, filled on first sight.
-    by_rkt: HashMap<usize, usize>,
-}
-
-impl SourceReader {
-    pub fn new(
-        cluster: &Cluster,
-        topics: &[String],
-        assignments: &[Assignment],
-        tuning: &Tuning,
-    ) -> anyhow::Result<SourceReader> {
-        let mut config = cluster.client_config();
-        let queue_bytes = tuning.buffer_bytes / 4;
-        let fetch_max = (tuning.buffer_bytes / 8).clamp(1 << 20, 50 << 20);
-        config
-            // A group id is needed to assign partitions; nothing is ever committed under it.
-            .set("group.id", format!("kmigrate-copy-{}", std::process::id()))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            // A start offset that retention removed since the plan must stop the copy, not
-            // silently jump elsewhere.
-            .set("auto.offset.reset", "error")
-            .set(
-                "queued.max.messages.kbytes",
-                (queue_bytes / 1024).max(1024).to_string(),
-            )
-            // Fetching also stops at this many queued records (see max_records).
-            .set("queued.min.messages", max_records(queue_bytes))
-            // A partition whose queue is full waits this long before it is considered for a
-            // fetch again. librdkafka's default (1 s) lets the queue run dry in between: the
-            // copy loop then idles for several seconds per GiB.
-            .set("fetch.queue.backoff.ms", "10")
-            .set("fetch.max.bytes", fetch_max.to_string())
-            .set(
-                "max.partition.fetch.bytes",
-                (fetch_max / 4).max(1 << 20).to_string(),
-            )
-            .set(
-                "receive.message.max.bytes",
-                (fetch_max + (1 << 20)).to_string(),
-            )
-            .set("fetch.wait.max.ms", "100");
-        let consumer: BaseConsumer<Ctx> = cluster.create(&config, "source reader")?;
-        let mut tpl = TopicPartitionList::new();
-        for a in assignments {
-            let topic = topics
-                .get(a.topic)
-                .with_context(|| format!("no topic with index {}", a.topic))?;
-            tpl.add_partition_offset(topic, a.partition, Offset::Offset(a.from))
-                .with_context(|| {
-                    format!("assigning {topic}/{} from offset {}", a.partition, a.from)
-                })?;
-        }
-        consumer.assign(&tpl).with_context(|| {
-            format!(
-                "assigning {} partition(s) on the {}",
-                assignments.len(),
-                cluster.describe()
-            )
-        })?;
-        Ok(SourceReader {
-            consumer,
-            topics: topics.to_vec(),
-            by_rkt: HashMap::new(),
-        })
-    }
-
-    fn topic_index(&mut self, rkt: *mut rd::rd_kafka_topic_t) -> Option<usize> {
-        if rkt.is_null() {
-            return None;
-        }
-        if let Some(i) = self.by_rkt.get(&(rkt as usize)) {
-            return Some(*i);
-        }
-        // SAFETY: a non-null topic handle from a live message; the name is copied.
-        let name = unsafe { cstr_to_string(rd::rd_kafka_topic_name(rkt)) };
-        let i = self.topics.iter().position(|t| *t == name)?;
-        self.by_rkt.insert(rkt as usize, i);
-        Some(i)
-    }
-
-    pub fn poll(&mut self, timeout: Duration) -> Polled<'_> {
-        let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
-        // SAFETY: the consumer handle is valid for self's lifetime; the returned message
-        // (if any) is owned by us and destroyed below or by SourceRecord's drop.
-        let msg = unsafe { rd::rd_kafka_consumer_poll(self.consumer.client().native_ptr(), ms) }
-            .cast::<RawMessage>();
-        if msg.is_null() {
-            return Polled::Idle;
-        }
-        // SAFETY: non-null message just returned by librdkafka.
-        let (err, rkt, partition, offset) =
-            unsafe { ((*msg).err, (*msg).rkt, (*msg).partition, (*msg).offset) };
-        let topic = self.topic_index(rkt);
-        if err == 0 {
-            return match topic {
-                Some(topic) => Polled::Record(SourceRecord {
-                    msg,
-                    topic,
-                    _reader: PhantomData,
-                }),
-                None => {
-                    // SAFETY: we own msg.
-                    unsafe { rd::rd_kafka_message_destroy(msg.cast()) };
-                    Polled::Fatal(
-                        "the source returned a record of a topic that was not assigned".into(),
-                    )
-                }
-            };
-        }
-        // SAFETY: errstr reads the message's error text; we own msg and destroy it after.
-        let text = unsafe {
-            let s = cstr_to_string(rd::rd_kafka_message_errstr(msg.cast()));
-            rd::rd_kafka_message_destroy(msg.cast());
-            s
-        };
-        if err == ERR_PARTITION_EOF {
-            return match topic {
-                Some(topic) => Polled::Eof {
-                    topic,
-                    partition,
-                    offset,
-                },
-                None => Polled::Idle,
-            };
-        }
-        let what = match topic {
-            Some(t) => format!(
-                "{}/{partition}: {} {text}",
-                self.topics[t],
-                describe_err(err)
-            ),
-            None => format!("{} {text}", describe_err(err)),
-        };
-        if TRANSIENT.iter().any(|e| *e as c_int == err) {
-            Polled::Transient(what)
-        } else {
-            Polled::Fatal(what)
-        }
-    }
-
-    /// Stops fetching a partition whose range is read completely.
-    pub fn pause(&self, topic: usize, partition: i32) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topics[topic], partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::debug!("pausing {}/{partition}: {e}", self.topics[topic]);
-        }
-    }
-}
 
 /// Per partition slot: deliveries acknowledged so far and the last target offset.
 #[derive(Default)]
@@ -704,12 +382,6 @@ impl Drop for TargetWriter {
             unsafe { rd::rd_kafka_topic_destroy(rkt) };
         }
     }
-}
-
-/// How many records a client may queue for `bytes` of queue: every record counts as at
-/// least 512 bytes, since librdkafka's per-record bookkeeping dwarfs small records.
-fn max_records(bytes: usize) -> String {
-    (bytes / 512).max(1000).to_string()
 }
 
 fn vu(vtype: rd::rd_kafka_vtype_t, u: rd::rd_kafka_vu_s__bindgen_ty_1) -> rd::rd_kafka_vu_t {

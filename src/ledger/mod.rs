@@ -1,18 +1,60 @@
-//! The state file: the plan being executed and every partition's progress, saved atomically
-//! so that an interrupted run resumes without losing or duplicating a record.
+//! The ledger: the state file of a migration. It holds the plan being executed, every
+//! partition's progress and translation, and each group's commit outcome; it is saved
+//! atomically so that an interrupted run resumes without losing or duplicating a record.
+//!
+//! [`Ledger`] owns the file: every save and every phase change goes through it, so the
+//! order "bases on disk before the first record, checkpoint, copied, complete" is
+//! written in one place.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::resume::Progress;
 use crate::config::UncommittedPolicy;
 use crate::error::usage;
 use crate::fsutil;
+use crate::model::now_ms;
 use crate::offsets::Tracker;
 use crate::plan::{Plan, Status};
 
 pub const STATE_VERSION: u32 = 1;
+
+/// A partition's progress as saved in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Target high watermark before the first write; `None` until writing starts.
+    pub base: Option<i64>,
+    /// Last acknowledged (source offset, target offset).
+    pub acked: Option<(i64, i64)>,
+    /// Records on the target from this copy (acknowledged, or found there on resume).
+    pub written: u64,
+    /// Every record of the range is on the target.
+    pub done: bool,
+}
+
+/// Where one group resumes on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffsets {
+    pub group: String,
+    /// (topic, partition, target offset), sorted.
+    pub offsets: Vec<(String, i32, i64)>,
+    pub outcome: CommitOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "result", content = "detail")]
+pub enum CommitOutcome {
+    /// Not committed yet.
+    Pending,
+    /// Committed on the target.
+    Committed,
+    /// Some partitions kept the target's existing commit because it is ahead of the
+    /// translated offset (no `--force-offsets`); the others were committed.
+    KeptAhead(Vec<String>),
+    /// The group has members on the target: nothing committed.
+    Refused(String),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -37,7 +79,7 @@ pub struct State {
     pub partitions: Vec<PartitionState>,
     /// Where each group resumes on the target, and whether that is committed.
     #[serde(default)]
-    pub offsets: Vec<crate::translate::GroupOffsets>,
+    pub offsets: Vec<GroupOffsets>,
     /// The plan being executed.
     pub plan: Plan,
 }
@@ -191,10 +233,103 @@ impl State {
     }
 
     /// Writes the state atomically (temporary file, fsync, rename).
-    pub fn save(&mut self, path: &Path, now_ms: i64) -> anyhow::Result<()> {
+    fn save(&mut self, path: &Path, now_ms: i64) -> anyhow::Result<()> {
         self.updated_at_ms = now_ms;
         let json = serde_json::to_vec(self)?;
         fsutil::write_atomic(path, &json)
+    }
+
+    /// The state's bytes as they would be saved now (a checkpoint taken under a lock and
+    /// written outside it).
+    pub fn to_bytes(&mut self, now_ms: i64) -> anyhow::Result<Vec<u8>> {
+        self.updated_at_ms = now_ms;
+        Ok(serde_json::to_vec(self)?)
+    }
+}
+
+/// Writes a checkpoint made by [`State::to_bytes`] as the state file at `path` (while the
+/// state itself is being copied into by pipelines).
+pub fn write_checkpoint(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    fsutil::write_atomic(path, bytes)
+        .with_context(|| format!("saving a checkpoint to {}", path.display()))
+}
+
+/// The state file of one migration and the state it holds. Every save and phase change
+/// goes through here.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    pub state: State,
+}
+
+impl Ledger {
+    /// Opens the state file at `path`; `None` when there is none.
+    pub fn open(path: &Path) -> anyhow::Result<Option<Ledger>> {
+        Ok(State::load(path)?.map(|state| Ledger {
+            path: path.to_path_buf(),
+            state,
+        }))
+    }
+
+    /// Starts the state file of a new migration of `plan`, and saves it.
+    pub fn create(path: &Path, plan: &Plan) -> anyhow::Result<Ledger> {
+        let mut ledger = Ledger {
+            path: path.to_path_buf(),
+            state: State::new(plan, now_ms()),
+        };
+        ledger
+            .state
+            .save(path, now_ms())
+            .with_context(|| format!("creating the state file {}", path.display()))?;
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.state.phase
+    }
+
+    /// Saves the state as it is (a checkpoint).
+    pub fn save(&mut self) -> anyhow::Result<()> {
+        self.state
+            .save(&self.path, now_ms())
+            .with_context(|| format!("saving the state file {}", self.path.display()))
+    }
+
+    /// Every planned record is on the target.
+    pub fn mark_copied(&mut self) {
+        if self.state.phase == Phase::Copying {
+            self.state.phase = Phase::Copied;
+        }
+    }
+
+    /// Records the outcome of committing groups' offsets on the target (a rerun only
+    /// retries the refused ones); the migration is complete once none is refused or
+    /// pending. Saves.
+    pub fn record_offsets(&mut self, results: Vec<GroupOffsets>) -> anyhow::Result<()> {
+        for r in results {
+            self.state.offsets.retain(|g| g.group != r.group);
+            self.state.offsets.push(r);
+        }
+        self.state.offsets.sort_by(|a, b| a.group.cmp(&b.group));
+        if self.state.offsets.iter().all(|g| {
+            !matches!(
+                g.outcome,
+                CommitOutcome::Refused(_) | CommitOutcome::Pending
+            )
+        }) {
+            self.state.phase = Phase::Complete;
+        }
+        self.save()
+    }
+
+    /// The migration ends without committing offsets (`translate_offsets = false`). Saves.
+    pub fn complete_without_offsets(&mut self) -> anyhow::Result<()> {
+        self.state.phase = Phase::Complete;
+        self.save()
     }
 }
 

@@ -1,0 +1,91 @@
+//! Before the first record: where every unfinished partition continues, from its saved
+//! progress and the target's current extent (the arithmetic is in [`super::resume`]).
+
+use anyhow::{Context as _, bail};
+
+use super::resume;
+use crate::kafka::Cluster;
+use crate::kafka::reader::{Tuning, record_hashes};
+use crate::ledger::State;
+use crate::model::Tp;
+
+/// One partition to copy in this run.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// Index of the partition in the state.
+    pub state: usize,
+    pub topic: String,
+    pub partition: i32,
+    /// First source offset to read, and the range's end.
+    pub from: i64,
+    pub end: i64,
+    /// Records to read and drop: already on the target (a resume after a crash).
+    pub skip: u64,
+    /// Those records as the target holds them (offset, hash), to prove each skipped source
+    /// record is the very one there.
+    pub tail: Vec<(i64, u128)>,
+    /// Target offset of the next record written or skipped.
+    pub next_target: i64,
+}
+
+/// Decides where each unfinished partition of `state` continues and records each one's
+/// target base in the state (the caller saves it before any record is written). Refuses,
+/// writing nothing, when a target partition is missing, shrank, or grew more than kmigrate
+/// could have written.
+pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::Result<Vec<Work>> {
+    let open: Vec<usize> = (0..state.partitions.len())
+        .filter(|i| !state.partitions[*i].progress.done)
+        .collect();
+    let tps: Vec<Tp> = open
+        .iter()
+        .map(|i| Tp::new(&state.partitions[*i].topic, state.partitions[*i].partition))
+        .collect();
+    let highs = target
+        .admin()?
+        .low_high(&tps)
+        .context("reading the target partitions' high watermarks before copying")?;
+    let mut work = Vec::with_capacity(open.len());
+    let mut problems = Vec::new();
+    for (i, tp) in open.iter().zip(&tps) {
+        let ps = &mut state.partitions[*i];
+        let Some((_, high)) = highs.get(tp) else {
+            problems.push(format!("{tp}: the target has no such partition"));
+            continue;
+        };
+        match resume::resume(ps.start, ps.end, &ps.progress, *high) {
+            Ok(r) => {
+                ps.progress.base = Some(r.base);
+                if r.skip > 0 {
+                    tracing::info!(
+                        "{tp}: {} record(s) past the last checkpoint are already on the \
+                         target; continuing after them",
+                        r.skip
+                    );
+                }
+                work.push(Work {
+                    state: *i,
+                    topic: ps.topic.clone(),
+                    partition: ps.partition,
+                    from: r.from,
+                    end: ps.end,
+                    skip: r.skip,
+                    tail: Vec::new(),
+                    next_target: r.next_target,
+                });
+            }
+            Err(e) => problems.push(format!("{tp}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "cannot resume the copy: {}. Nothing was written.",
+            problems.join("; ")
+        );
+    }
+    for w in work.iter_mut().filter(|w| w.skip > 0) {
+        let end = w.next_target + w.skip as i64;
+        w.tail = record_hashes(target, &w.topic, w.partition, w.next_target, end, tuning)
+            .context("reading the records past the last checkpoint on the target")?;
+    }
+    Ok(work)
+}

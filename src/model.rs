@@ -1,0 +1,167 @@
+//! The domain types every stage shares: a topic partition, a partition's watermarks, a
+//! group's members and state. Plain data, no I/O: the bottom of the dependency graph, so
+//! that `kafka/` can hand these back without knowing about plans.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Tp {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl Tp {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Tp {
+        Tp {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for Tp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// A source partition's offsets. `stable` is the last stable offset (what a read_committed
+/// consumer can reach): below `high` while a transaction is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermarks {
+    pub low: i64,
+    pub high: i64,
+    pub stable: i64,
+}
+
+/// A live member of a consumer group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub client_id: String,
+    pub host: String,
+}
+
+/// A consumer group's state as the broker reports it. Classic groups go through
+/// Empty / PreparingRebalance / CompletingRebalance / Stable / Dead; groups on the new
+/// protocol (KIP-848) also report Assigning and Reconciling. Serialized as the broker's
+/// word, so plan files keep their schema; a word this version does not know is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum GroupState {
+    Empty,
+    Stable,
+    PreparingRebalance,
+    CompletingRebalance,
+    Assigning,
+    Reconciling,
+    Dead,
+    /// The broker did not say (an old broker, or a group that only ever committed).
+    #[default]
+    Unknown,
+    Other(String),
+}
+
+impl GroupState {
+    /// No live members: safe to migrate and to commit offsets for.
+    pub fn is_inactive(&self) -> bool {
+        matches!(
+            self,
+            GroupState::Empty | GroupState::Dead | GroupState::Unknown
+        )
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::Stable => "Stable",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Assigning => "Assigning",
+            GroupState::Reconciling => "Reconciling",
+            GroupState::Dead => "Dead",
+            GroupState::Unknown => "",
+            GroupState::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for GroupState {
+    fn from(s: &str) -> GroupState {
+        match s {
+            "Empty" => GroupState::Empty,
+            "Stable" => GroupState::Stable,
+            "PreparingRebalance" => GroupState::PreparingRebalance,
+            "CompletingRebalance" | "AwaitingSync" => GroupState::CompletingRebalance,
+            "Assigning" => GroupState::Assigning,
+            "Reconciling" => GroupState::Reconciling,
+            "Dead" => GroupState::Dead,
+            "" | "Unknown" => GroupState::Unknown,
+            other => GroupState::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for GroupState {
+    fn from(s: String) -> GroupState {
+        GroupState::from(s.as_str())
+    }
+}
+
+impl From<GroupState> for String {
+    fn from(s: GroupState) -> String {
+        s.as_str().to_string()
+    }
+}
+
+impl PartialEq<&str> for GroupState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for GroupState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_states_round_trip_as_the_brokers_words() {
+        for w in [
+            "Empty",
+            "Stable",
+            "PreparingRebalance",
+            "CompletingRebalance",
+            "Assigning",
+            "Reconciling",
+            "Dead",
+            "",
+            "SomethingNew",
+        ] {
+            let s = GroupState::from(w);
+            assert_eq!(String::from(s.clone()), w);
+            let json = serde_json::to_string(&s).expect("serialize");
+            assert_eq!(json, format!("\"{w}\""));
+        }
+        assert!(GroupState::from("Empty").is_inactive());
+        assert!(GroupState::from("Dead").is_inactive());
+        assert!(GroupState::from("").is_inactive());
+        assert!(!GroupState::from("Stable").is_inactive());
+        assert!(!GroupState::from("Reconciling").is_inactive());
+        assert!(!GroupState::from("SomethingNew").is_inactive());
+    }
+}
