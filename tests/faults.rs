@@ -28,7 +28,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 use support::process::{Progress, spawn, state_json, while_running};
 use support::records::{assert_copied, assert_records, counts, highs, noise, produce_bulk};
-use support::{Cluster, Rec, STATE, TS, config_for, kmigrate, unique, verify_ok, workdir};
+use support::{Cluster, Rec, Rng, STATE, TS, config_for, kmigrate, unique, verify_ok, workdir};
 
 // ---------------------------------------------------------------------------------------
 // Broker outages: serialised, and always undone.
@@ -183,38 +183,6 @@ impl Drop for Mount {
 
 // ---------------------------------------------------------------------------------------
 // Data, processes and assertions.
-
-/// SplitMix64: a small seeded generator, so a failing run can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("KMIGRATE_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(7)
-            });
-        eprintln!("random seed {seed} (replay with KMIGRATE_FAULT_SEED={seed})");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
-    }
-}
 
 /// Asserts a group's committed offsets on the target, partition by partition.
 fn assert_group(tgt: &Cluster, group: &str, topic: &str, want: &[i64]) {

@@ -241,10 +241,14 @@ impl Admin {
         read_committed: bool,
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
         const BATCH: usize = 1000;
-        const RETRYABLE: [&str; 3] = [
+        // FENCED_LEADER_EPOCH: a session older than a leader's restart asked with the old
+        // epoch; the retry goes out with refreshed metadata.
+        const RETRYABLE: [&str; 5] = [
             "NOT_LEADER",
             "LEADER_NOT_AVAILABLE",
             "UNKNOWN_TOPIC_OR_PART",
+            "FENCED_LEADER_EPOCH",
+            "UNKNOWN_LEADER_EPOCH",
         ];
         let mut out = BTreeMap::new();
         if !tps.is_empty() {
@@ -272,6 +276,9 @@ impl Admin {
                         attempt += 1;
                         tracing::debug!("listing offsets: {e:#} (retrying)");
                         std::thread::sleep(Duration::from_millis(300));
+                        // The session's cached leaders (and their epochs) may predate a
+                        // leader's restart: ask for the partitions' metadata again.
+                        self.refresh_metadata(chunk);
                     }
                     Err(e) => return Err(self.fail(e, "listing partition offsets")),
                 }
@@ -279,6 +286,22 @@ impl Admin {
             out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
         }
         Ok(out)
+    }
+
+    /// Reads the metadata of the topics of `tps` again, which refreshes the session's view of
+    /// their leaders. A failure only means the retry will fail the same way.
+    fn refresh_metadata(&self, tps: &[Tp]) {
+        let mut topics: Vec<&str> = tps.iter().map(|t| t.topic.as_str()).collect();
+        topics.dedup();
+        for t in topics {
+            if let Err(e) = self
+                .client
+                .client()
+                .fetch_metadata(Some(t), self.cluster.timeout)
+            {
+                tracing::debug!("refreshing the metadata of {t}: {e}");
+            }
+        }
     }
 
     /// Low watermark, high watermark and last stable offset of every partition: three
