@@ -318,12 +318,27 @@ pub struct ConfigSource {
     pub explicit: bool,
 }
 
+/// What [`load`] read.
+#[derive(Debug)]
+pub struct Loaded {
+    /// `None` when the default file does not exist.
+    pub config: Option<Config>,
+    /// Warnings for the user (e.g. a secret in a file others may read), for the caller to
+    /// print: this module only reads.
+    pub warnings: Vec<String>,
+}
+
 /// Reads and validates the configuration file. A missing default file is not an error
 /// (`--source`/`--target` may be enough); a missing named file is.
-pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
+pub fn load(src: &ConfigSource) -> anyhow::Result<Loaded> {
     let text = match std::fs::read_to_string(&src.path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.explicit => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.explicit => {
+            return Ok(Loaded {
+                config: None,
+                warnings: Vec::new(),
+            });
+        }
         Err(e) => {
             return Err(usage(format!(
                 "cannot read the configuration file {}: {e}. Check the path given with --config \
@@ -335,10 +350,12 @@ pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
     let cfg = parse(&text, &src.path.display().to_string(), &|name| {
         std::env::var(name).ok()
     })?;
-    if let Some(warning) = exposed_secrets_warning(&src.path, &text) {
-        crate::report::note(&warning);
-    }
-    Ok(Some(cfg))
+    Ok(Loaded {
+        config: Some(cfg),
+        warnings: exposed_secrets_warning(&src.path, &text)
+            .into_iter()
+            .collect(),
+    })
 }
 
 /// A warning when the file holds a secret written out (not only `${VAR}` references) and
@@ -1133,6 +1150,7 @@ mod tests {
                 explicit: false
             })
             .expect("default may be absent")
+            .config
             .is_none()
         );
     }
@@ -1206,6 +1224,30 @@ mod tests {
             Origin::default().locate("filter.groups", "filter.groups"),
             "`filter.groups`"
         );
+    }
+
+    #[test]
+    fn load_returns_warnings_for_the_caller_to_print() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("kmigrate-cfgwarn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("migrate.toml");
+        std::fs::write(
+            &path,
+            "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+             \"sasl.password\" = \"hunter2-literal\"\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let loaded = load(&ConfigSource {
+            path: path.clone(),
+            explicit: true,
+        })
+        .expect("valid");
+        assert!(loaded.config.is_some());
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("chmod 600"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
