@@ -6,10 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
 
 use crate::error::usage;
 
@@ -31,43 +33,23 @@ pub struct Origin {
     /// The configuration file, when one was read.
     pub file: Option<String>,
     /// Dotted key (`source.properties.sasl.mechanism`, quotes removed) -> (line, column)
-    /// of its `key = value` line.
+    /// of its name, or of its `[header]` for a table opened by one.
     pub keys: BTreeMap<String, (usize, usize)>,
 }
 
 impl Origin {
-    /// Reads where every `key = value` of a TOML text stands (tables by their headers;
-    /// keys inside inline tables are not found and fall back to the enclosing key).
-    pub fn scan(file: &str, text: &str) -> Origin {
+    /// Reads where every key of a TOML text is written, from the TOML parser's own spans:
+    /// keys of tables, of arrays of tables and of inline tables alike. A key stands at its
+    /// name, a table opened by a `[header]` at that header. Text that does not parse gives
+    /// the keys that could be read.
+    pub fn from_toml(file: &str, text: &str) -> Origin {
+        let lines = Lines::new(text);
         let mut keys = BTreeMap::new();
-        let mut table = String::new();
-        let mut in_array = false;
-        for (i, line) in text.lines().enumerate() {
-            let t = line.trim();
-            if in_array {
-                // Inside a multi-line array: its elements are no keys.
-                in_array = !t.trim_end_matches(',').ends_with(']');
-                continue;
-            }
-            if t.starts_with('[') {
-                table = unquote_path(t.trim_matches(|c| c == '[' || c == ']'));
-                keys.entry(table.clone()).or_insert((i + 1, 1));
-                continue;
-            }
-            if t.starts_with('#') {
-                continue;
-            }
-            let Some(eq) = t.find('=') else { continue };
-            let key = unquote_path(&t[..eq]);
-            let col = line.len() - line.trim_start().len() + 1;
-            let full = if table.is_empty() {
-                key
-            } else {
-                format!("{table}.{key}")
-            };
-            keys.entry(full).or_insert((i + 1, col));
-            let value = t[eq + 1..].trim();
-            in_array = value.starts_with('[') && !value.contains(']');
+        for k in written_keys(text) {
+            let at = lines.position(k.name.start.min(k.value.start));
+            keys.entry(k.path.join("."))
+                .and_modify(|first: &mut (usize, usize)| *first = (*first).min(at))
+                .or_insert(at);
         }
         Origin {
             file: Some(file.to_string()),
@@ -101,15 +83,6 @@ impl Origin {
             &format!("{role}.properties.\"{key}\""),
         )
     }
-}
-
-/// `"source" . properties` -> `source.properties`: a dotted TOML key without quotes or
-/// spaces around the dots (good enough to look keys up; dots inside quotes stay).
-fn unquote_path(key: &str) -> String {
-    key.trim()
-        .replace(['"', '\''], "")
-        .replace(" .", ".")
-        .replace(". ", ".")
 }
 
 /// How to reach one cluster.
@@ -483,7 +456,7 @@ pub fn parse(
         target,
         filter: raw.filter,
         migration,
-        origin: Origin::scan(file, text),
+        origin: Origin::from_toml(file, text),
     })
 }
 
@@ -653,7 +626,7 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
     let msg = e.message().trim().replace('\n', " ");
     let loc = match e.span() {
         Some(span) => {
-            let (line, col) = line_col(text, span.start);
+            let (line, col) = Lines::new(text).position(span.start);
             match key_at(text, span.start) {
                 Some(key) => format!("{file}:{line}:{col} (`{key}`)"),
                 None => format!("{file}:{line}:{col}"),
@@ -685,36 +658,86 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
     format!("invalid configuration at {loc}: {hint}")
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+/// Byte offsets of a text as 1-based (line, column), the column counted in characters.
+struct Lines<'t> {
+    text: &'t str,
+    /// Where each line starts.
+    starts: Vec<usize>,
 }
 
-/// The dotted key whose value stands at `offset` (`migration.create_topics`), when the
-/// offset is on a `key = value` line; `None` for table headers and multi-line values.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = &text[line_start..line_end];
-    let eq = line.find('=')?;
-    if line_start + eq >= offset {
-        return None;
+impl<'t> Lines<'t> {
+    fn new(text: &'t str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
     }
-    let key = line[..eq].trim().trim_matches('"');
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
-    })
+
+    /// Never fails: an offset past the end, or inside a character, counts the characters
+    /// that start before it.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|s| *s <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let col = self.text.get(start..).map_or(0, |rest| {
+            rest.char_indices()
+                .take_while(|(i, _)| start + i < offset)
+                .count()
+        });
+        (line, col + 1)
+    }
+}
+
+/// A key as the TOML parser read it: its dotted path (quotes removed) and the byte spans of
+/// its name and of its value (a table opened by a header: the header).
+struct WrittenKey {
+    path: Vec<String>,
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// Every key of the text, nested ones included. Text that does not parse gives what the
+/// parser could recover, so that syntax errors still name the key they are in.
+fn written_keys(text: &str) -> Vec<WrittenKey> {
+    let (root, _errors) = DeTable::parse_recoverable(text);
+    let mut out = Vec::new();
+    collect_table(root.get_ref(), &[], &mut out);
+    out
+}
+
+fn collect_table(table: &DeTable<'_>, parent: &[String], out: &mut Vec<WrittenKey>) {
+    for (name, value) in table.iter() {
+        let mut path = parent.to_vec();
+        path.push(name.get_ref().to_string());
+        collect_value(value.get_ref(), &path, out);
+        out.push(WrittenKey {
+            path,
+            name: name.span(),
+            value: value.span(),
+        });
+    }
+}
+
+fn collect_value(value: &DeValue<'_>, path: &[String], out: &mut Vec<WrittenKey>) {
+    match value {
+        DeValue::Table(table) => collect_table(table, path, out),
+        // The tables of an array (`[[name]]` or `[{..}, {..}]`) share the array's path.
+        DeValue::Array(items) => {
+            for item in items.iter() {
+                collect_value(item.get_ref(), path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dotted key an error at `offset` is about (`migration.create_topics`): the deepest
+/// key whose name or value covers the offset.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    written_keys(text)
+        .into_iter()
+        .filter(|k| k.name.contains(&offset) || k.value.contains(&offset))
+        .max_by_key(|k| k.path.len())
+        .map(|k| k.path.join("."))
 }
 
 /// Reads serde's "unknown field `x`, expected `a`, `b` or `c`" (also "expected one of ...").
@@ -1202,7 +1225,7 @@ mod tests {
     fn origin_finds_keys_of_tables_and_arrays() {
         let text = "# c\n[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n  \"ssl.ca.location\" = \"x\"\n\
                     [filter]\ngroups = [\n  \"a\",\n  \"b = c\",\n]\ntopics = [\"t\"]\n";
-        let o = Origin::scan("m.toml", text);
+        let o = Origin::from_toml("m.toml", text);
         assert_eq!(
             o.locate_property("source", "ssl.ca.location"),
             "m.toml:5:3 (`source.properties.\"ssl.ca.location\"`)"
@@ -1224,6 +1247,72 @@ mod tests {
             Origin::default().locate("filter.groups", "filter.groups"),
             "`filter.groups`"
         );
+    }
+
+    #[test]
+    fn origin_finds_keys_inside_inline_tables() {
+        let text = "[source]\nbootstrap_servers = \"a:1\"\n\
+                    properties = { \"ssl.ca.location\" = \"x\", \"linger.ms\" = 5 }\n\
+                    [migration]\ncreate_topics = true\n";
+        let o = Origin::from_toml("m.toml", text);
+        assert_eq!(
+            o.locate_property("source", "linger.ms"),
+            "m.toml:3:41 (`source.properties.\"linger.ms\"`)"
+        );
+        assert_eq!(
+            o.locate_property("source", "ssl.ca.location"),
+            "m.toml:3:16 (`source.properties.\"ssl.ca.location\"`)"
+        );
+        assert_eq!(
+            o.locate("migration.create_topics", "migration.create_topics"),
+            "m.toml:5:1 (`migration.create_topics`)"
+        );
+    }
+
+    #[test]
+    fn error_inside_an_inline_table_names_the_inner_key() {
+        let s =
+            err("[source]\nbootstrap_servers = \"a:1\"\nproperties = { \"linger.ms\" = [1] }\n");
+        assert!(
+            s.contains("migrate.toml:3:30 (`source.properties.linger.ms`)"),
+            "{s}"
+        );
+        let s = err("migration.create_topics = \"yes\"\n");
+        assert!(
+            s.contains("migrate.toml:1:27 (`migration.create_topics`)"),
+            "{s}"
+        );
+    }
+
+    proptest::proptest! {
+        /// Spans from a damaged file (multi-byte characters, unclosed tables) never make a
+        /// position lookup panic: every text is a config or a usage error.
+        #[test]
+        fn edited_example_parses_or_is_a_usage_error(
+            edits in proptest::collection::vec(
+                (0usize..5000, "[\\[\\]{}=\"'., \n#a-zé*]{0,3}", 0usize..4),
+                1..6,
+            ),
+        ) {
+            let mut chars: Vec<char> = include_str!("../migrate.example.toml").chars().collect();
+            for (at, insert, delete) in edits {
+                let at = at % (chars.len() + 1);
+                let end = (at + delete).min(chars.len());
+                chars.splice(at..end, insert.chars());
+            }
+            let text: String = chars.into_iter().collect();
+            if let Err(e) = parse(&text, "f.toml", &|_| Some("pw".into())) {
+                proptest::prop_assert_eq!(exit_kind(&e), ExitKind::Usage, "{:#}", e);
+            }
+        }
+
+        #[test]
+        fn positions_of_any_offset(text in "(?s).{0,60}", offset in 0usize..200) {
+            let (line, col) = Lines::new(&text).position(offset);
+            proptest::prop_assert!(line >= 1 && col >= 1);
+            let _ = key_at(&text, offset);
+            let _ = Origin::from_toml("f.toml", &text);
+        }
     }
 
     #[test]
