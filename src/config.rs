@@ -439,25 +439,39 @@ pub fn parse(
         max_bytes_per_second: (m.max_bytes_per_second > 0).then_some(m.max_bytes_per_second),
         buffer_mb: m.buffer_mb,
     };
-    for (key, patterns) in [
-        ("filter.groups", &raw.filter.groups),
-        ("filter.exclude_groups", &raw.filter.exclude_groups),
-        ("filter.topics", &raw.filter.topics),
-        ("filter.exclude_topics", &raw.filter.exclude_topics),
-    ] {
-        if let Some(p) = patterns.iter().find(|p| p.trim().is_empty()) {
-            return Err(usage(format!(
-                "{file}: `{key}` contains an empty pattern {p:?}; remove it or write \"*\" for all."
-            )));
-        }
-    }
+    let origin = Origin::from_toml(file, text);
+    check_patterns(&raw.filter, &origin, text)?;
     Ok(Config {
         source,
         target,
         filter: raw.filter,
         migration,
-        origin: Origin::from_toml(file, text),
+        origin,
     })
+}
+
+/// Refuses empty filter patterns, naming where each is written. Every other text is a valid
+/// pattern.
+fn check_patterns(filter: &FilterConfig, origin: &Origin, text: &str) -> anyhow::Result<()> {
+    for (key, patterns) in [
+        ("filter.groups", &filter.groups),
+        ("filter.exclude_groups", &filter.exclude_groups),
+        ("filter.topics", &filter.topics),
+        ("filter.exclude_topics", &filter.exclude_topics),
+    ] {
+        if let Some((i, p)) = patterns
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.trim().is_empty())
+        {
+            return Err(usage(format!(
+                "invalid configuration at {}: the empty pattern {p:?} selects nothing; remove \
+                 it or write \"*\" for all.",
+                item_place(origin, text, key, i)
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -738,6 +752,28 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         .filter(|k| k.name.contains(&offset) || k.value.contains(&offset))
         .max_by_key(|k| k.path.len())
         .map(|k| k.path.join("."))
+}
+
+/// Where the `index`-th element of the array at the dotted `key` is written, as
+/// `file:line:column (`key`)`; the key's own place when the element is not found.
+fn item_place(origin: &Origin, text: &str, key: &str, index: usize) -> String {
+    match (item_offset(text, key, index), &origin.file) {
+        (Some(offset), Some(file)) => {
+            let (line, col) = Lines::new(text).position(offset);
+            format!("{file}:{line}:{col} (`{key}`)")
+        }
+        _ => origin.locate(key, key),
+    }
+}
+
+fn item_offset(text: &str, key: &str, index: usize) -> Option<usize> {
+    let (root, _errors) = DeTable::parse_recoverable(text);
+    let mut parts = key.split('.');
+    let mut value = root.get_ref().get(parts.next()?)?;
+    for part in parts {
+        value = value.get_ref().get(part)?;
+    }
+    Some(value.get_ref().get(index)?.span().start)
 }
 
 /// Reads serde's "unknown field `x`, expected `a`, `b` or `c`" (also "expected one of ...").
@@ -1282,6 +1318,13 @@ mod tests {
             s.contains("migrate.toml:1:27 (`migration.create_topics`)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn bad_pattern_names_its_place() {
+        let s = err("[filter]\ngroups = [\"a*\",\n  \" \"]\n");
+        assert!(s.contains("migrate.toml:3:3 (`filter.groups`)"), "{s}");
+        assert!(s.contains("empty pattern"), "{s}");
     }
 
     proptest::proptest! {
