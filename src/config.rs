@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
+use wildmatch::WildMatch;
 
 use crate::error::usage;
 
@@ -813,28 +814,11 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Glob match with `*` (any run) and `?` (one character); everything else is literal.
+/// Whether `name` matches the filter pattern: `*` matches any run of characters, dots and
+/// slashes included, `?` exactly one character, and every other character only itself (no
+/// classes, braces or escapes: consumer group names may contain `[`, `{` or `\`).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    WildMatch::new(pattern).matches(name)
 }
 
 /// The include patterns (other than "*") that match none of `names`, each with up to five
@@ -1283,6 +1267,21 @@ mod tests {
             Origin::default().locate("filter.groups", "filter.groups"),
             "`filter.groups`"
         );
+    }
+
+    #[test]
+    fn glob_special_characters_other_than_star_and_question_mark_are_literal() {
+        assert!(glob_match("grp[1]", "grp[1]"));
+        assert!(!glob_match("grp[1]", "grp1"));
+        assert!(glob_match("{a,b}*", "{a,b}-x"));
+        assert!(!glob_match("{a,b}*", "a-x"));
+        assert!(glob_match("dom\\*", "dom\\user"));
+        assert!(glob_match("a/**/b", "a/x/y/b"));
+        assert!(glob_match("a**", "a"));
+        assert!(glob_match("*", "a/b.c\nd"));
+        assert!(glob_match("caf?", "café"));
+        assert!(glob_match("?", "é"));
+        assert!(!glob_match("??", "é"));
     }
 
     #[test]
