@@ -794,24 +794,10 @@ fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
 pub fn nearest(word: &str, candidates: &[String]) -> Option<String> {
     candidates
         .iter()
-        .map(|c| (levenshtein(word, c), c))
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 2).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.clone())
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Whether `name` matches the filter pattern: `*` matches any run of characters, dots and
@@ -841,7 +827,7 @@ pub fn unmatched_patterns(patterns: &[String], names: &[&str]) -> Vec<(String, V
             };
             let mut scored: Vec<(usize, &str)> = names
                 .iter()
-                .map(|n| (levenshtein(&literal, &part(n)), *n))
+                .map(|n| (strsim::damerau_levenshtein(&literal, &part(n)), *n))
                 .collect();
             scored.sort();
             let near = scored.iter().take(5).map(|(_, n)| n.to_string()).collect();
@@ -1317,6 +1303,32 @@ mod tests {
             s.contains("migrate.toml:1:27 (`migration.create_topics`)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn nearest_key_suggestions() {
+        let keys: Vec<String> = ["bootstrap_servers", "properties"].map(String::from).into();
+        assert_eq!(
+            nearest("bootstrap_server", &keys).as_deref(),
+            Some("bootstrap_servers")
+        );
+        assert_eq!(nearest("proprety", &keys).as_deref(), Some("properties"));
+        assert_eq!(nearest("prpoerties", &keys).as_deref(), Some("properties"));
+        assert_eq!(nearest("zzzzzzzzzzzz", &keys), None);
+        // Two swapped pairs in a short word: Levenshtein counts 4 edits, too many for a typo.
+        let filter_keys: Vec<String> = ["groups", "topics"].map(String::from).into();
+        assert_eq!(nearest("tpoisc", &filter_keys).as_deref(), Some("topics"));
+        let s = err("[migration]\ncompresion = \"lz4\"\n");
+        assert!(s.contains("migrate.toml:2:1"), "{s}");
+        assert!(s.contains("did you mean `compression`"), "{s}");
+        let s = err(
+            "[source]\nbootstrap_servers = \"a:1\"\nproperties = {}\nbootstrap_sevrers = \"b\"\n",
+        );
+        assert!(
+            s.contains("migrate.toml:4:1 (`source.bootstrap_sevrers`)"),
+            "{s}"
+        );
+        assert!(s.contains("did you mean `bootstrap_servers`"), "{s}");
     }
 
     #[test]
