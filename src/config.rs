@@ -6,10 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use wildmatch::WildMatch;
 
 use crate::error::usage;
 
@@ -31,43 +34,23 @@ pub struct Origin {
     /// The configuration file, when one was read.
     pub file: Option<String>,
     /// Dotted key (`source.properties.sasl.mechanism`, quotes removed) -> (line, column)
-    /// of its `key = value` line.
+    /// of its name, or of its `[header]` for a table opened by one.
     pub keys: BTreeMap<String, (usize, usize)>,
 }
 
 impl Origin {
-    /// Reads where every `key = value` of a TOML text stands (tables by their headers;
-    /// keys inside inline tables are not found and fall back to the enclosing key).
-    pub fn scan(file: &str, text: &str) -> Origin {
+    /// Reads where every key of a TOML text is written, from the TOML parser's own spans:
+    /// keys of tables, of arrays of tables and of inline tables alike. A key stands at its
+    /// name, a table opened by a `[header]` at that header. Text that does not parse gives
+    /// the keys that could be read.
+    pub fn from_toml(file: &str, text: &str) -> Origin {
+        let lines = Lines::new(text);
         let mut keys = BTreeMap::new();
-        let mut table = String::new();
-        let mut in_array = false;
-        for (i, line) in text.lines().enumerate() {
-            let t = line.trim();
-            if in_array {
-                // Inside a multi-line array: its elements are no keys.
-                in_array = !t.trim_end_matches(',').ends_with(']');
-                continue;
-            }
-            if t.starts_with('[') {
-                table = unquote_path(t.trim_matches(|c| c == '[' || c == ']'));
-                keys.entry(table.clone()).or_insert((i + 1, 1));
-                continue;
-            }
-            if t.starts_with('#') {
-                continue;
-            }
-            let Some(eq) = t.find('=') else { continue };
-            let key = unquote_path(&t[..eq]);
-            let col = line.len() - line.trim_start().len() + 1;
-            let full = if table.is_empty() {
-                key
-            } else {
-                format!("{table}.{key}")
-            };
-            keys.entry(full).or_insert((i + 1, col));
-            let value = t[eq + 1..].trim();
-            in_array = value.starts_with('[') && !value.contains(']');
+        for k in written_keys(text) {
+            let at = lines.position(k.name.start.min(k.value.start));
+            keys.entry(k.path.join("."))
+                .and_modify(|first: &mut (usize, usize)| *first = (*first).min(at))
+                .or_insert(at);
         }
         Origin {
             file: Some(file.to_string()),
@@ -101,15 +84,6 @@ impl Origin {
             &format!("{role}.properties.\"{key}\""),
         )
     }
-}
-
-/// `"source" . properties` -> `source.properties`: a dotted TOML key without quotes or
-/// spaces around the dots (good enough to look keys up; dots inside quotes stay).
-fn unquote_path(key: &str) -> String {
-    key.trim()
-        .replace(['"', '\''], "")
-        .replace(" .", ".")
-        .replace(". ", ".")
 }
 
 /// How to reach one cluster.
@@ -323,12 +297,27 @@ pub struct ConfigSource {
     pub explicit: bool,
 }
 
+/// What [`load`] read.
+#[derive(Debug)]
+pub struct Loaded {
+    /// `None` when the default file does not exist.
+    pub config: Option<Config>,
+    /// Warnings for the user (e.g. a secret in a file others may read), for the caller to
+    /// print: this module only reads.
+    pub warnings: Vec<String>,
+}
+
 /// Reads and validates the configuration file. A missing default file is not an error
 /// (`--source`/`--target` may be enough); a missing named file is.
-pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
+pub fn load(src: &ConfigSource) -> anyhow::Result<Loaded> {
     let text = match std::fs::read_to_string(&src.path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.explicit => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.explicit => {
+            return Ok(Loaded {
+                config: None,
+                warnings: Vec::new(),
+            });
+        }
         Err(e) => {
             return Err(usage(format!(
                 "cannot read the configuration file {}: {e}. Check the path given with --config \
@@ -340,10 +329,12 @@ pub fn load(src: &ConfigSource) -> anyhow::Result<Option<Config>> {
     let cfg = parse(&text, &src.path.display().to_string(), &|name| {
         std::env::var(name).ok()
     })?;
-    if let Some(warning) = exposed_secrets_warning(&src.path, &text) {
-        crate::report::note(&warning);
-    }
-    Ok(Some(cfg))
+    Ok(Loaded {
+        config: Some(cfg),
+        warnings: exposed_secrets_warning(&src.path, &text)
+            .into_iter()
+            .collect(),
+    })
 }
 
 /// A warning when the file holds a secret written out (not only `${VAR}` references) and
@@ -463,25 +454,39 @@ pub fn parse(
         buffer_mb: m.buffer_mb,
         pipelines: m.pipelines,
     };
-    for (key, patterns) in [
-        ("filter.groups", &raw.filter.groups),
-        ("filter.exclude_groups", &raw.filter.exclude_groups),
-        ("filter.topics", &raw.filter.topics),
-        ("filter.exclude_topics", &raw.filter.exclude_topics),
-    ] {
-        if let Some(p) = patterns.iter().find(|p| p.trim().is_empty()) {
-            return Err(usage(format!(
-                "{file}: `{key}` contains an empty pattern {p:?}; remove it or write \"*\" for all."
-            )));
-        }
-    }
+    let origin = Origin::from_toml(file, text);
+    check_patterns(&raw.filter, &origin, text)?;
     Ok(Config {
         source,
         target,
         filter: raw.filter,
         migration,
-        origin: Origin::scan(file, text),
+        origin,
     })
+}
+
+/// Refuses empty filter patterns, naming where each is written. Every other text is a valid
+/// pattern.
+fn check_patterns(filter: &FilterConfig, origin: &Origin, text: &str) -> anyhow::Result<()> {
+    for (key, patterns) in [
+        ("filter.groups", &filter.groups),
+        ("filter.exclude_groups", &filter.exclude_groups),
+        ("filter.topics", &filter.topics),
+        ("filter.exclude_topics", &filter.exclude_topics),
+    ] {
+        if let Some((i, p)) = patterns
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.trim().is_empty())
+        {
+            return Err(usage(format!(
+                "invalid configuration at {}: the empty pattern {p:?} selects nothing; remove \
+                 it or write \"*\" for all.",
+                item_place(origin, text, key, i)
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -650,7 +655,7 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
     let msg = e.message().trim().replace('\n', " ");
     let loc = match e.span() {
         Some(span) => {
-            let (line, col) = line_col(text, span.start);
+            let (line, col) = Lines::new(text).position(span.start);
             match key_at(text, span.start) {
                 Some(key) => format!("{file}:{line}:{col} (`{key}`)"),
                 None => format!("{file}:{line}:{col}"),
@@ -682,36 +687,108 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, file: &str) -> String {
     format!("invalid configuration at {loc}: {hint}")
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+/// Byte offsets of a text as 1-based (line, column), the column counted in characters.
+struct Lines<'t> {
+    text: &'t str,
+    /// Where each line starts.
+    starts: Vec<usize>,
 }
 
-/// The dotted key whose value stands at `offset` (`migration.create_topics`), when the
-/// offset is on a `key = value` line; `None` for table headers and multi-line values.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = &text[line_start..line_end];
-    let eq = line.find('=')?;
-    if line_start + eq >= offset {
-        return None;
+impl<'t> Lines<'t> {
+    fn new(text: &'t str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
     }
-    let key = line[..eq].trim().trim_matches('"');
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
-    })
+
+    /// Never fails: an offset past the end, or inside a character, counts the characters
+    /// that start before it.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|s| *s <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let col = self.text.get(start..).map_or(0, |rest| {
+            rest.char_indices()
+                .take_while(|(i, _)| start + i < offset)
+                .count()
+        });
+        (line, col + 1)
+    }
+}
+
+/// A key as the TOML parser read it: its dotted path (quotes removed) and the byte spans of
+/// its name and of its value (a table opened by a header: the header).
+struct WrittenKey {
+    path: Vec<String>,
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// Every key of the text, nested ones included. Text that does not parse gives what the
+/// parser could recover, so that syntax errors still name the key they are in.
+fn written_keys(text: &str) -> Vec<WrittenKey> {
+    let (root, _errors) = DeTable::parse_recoverable(text);
+    let mut out = Vec::new();
+    collect_table(root.get_ref(), &[], &mut out);
+    out
+}
+
+fn collect_table(table: &DeTable<'_>, parent: &[String], out: &mut Vec<WrittenKey>) {
+    for (name, value) in table.iter() {
+        let mut path = parent.to_vec();
+        path.push(name.get_ref().to_string());
+        collect_value(value.get_ref(), &path, out);
+        out.push(WrittenKey {
+            path,
+            name: name.span(),
+            value: value.span(),
+        });
+    }
+}
+
+fn collect_value(value: &DeValue<'_>, path: &[String], out: &mut Vec<WrittenKey>) {
+    match value {
+        DeValue::Table(table) => collect_table(table, path, out),
+        // The tables of an array (`[[name]]` or `[{..}, {..}]`) share the array's path.
+        DeValue::Array(items) => {
+            for item in items.iter() {
+                collect_value(item.get_ref(), path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dotted key an error at `offset` is about (`migration.create_topics`): the deepest
+/// key whose name or value covers the offset.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    written_keys(text)
+        .into_iter()
+        .filter(|k| k.name.contains(&offset) || k.value.contains(&offset))
+        .max_by_key(|k| k.path.len())
+        .map(|k| k.path.join("."))
+}
+
+/// Where the `index`-th element of the array at the dotted `key` is written, as
+/// `file:line:column (`key`)`; the key's own place when the element is not found.
+fn item_place(origin: &Origin, text: &str, key: &str, index: usize) -> String {
+    match (item_offset(text, key, index), &origin.file) {
+        (Some(offset), Some(file)) => {
+            let (line, col) = Lines::new(text).position(offset);
+            format!("{file}:{line}:{col} (`{key}`)")
+        }
+        _ => origin.locate(key, key),
+    }
+}
+
+fn item_offset(text: &str, key: &str, index: usize) -> Option<usize> {
+    let (root, _errors) = DeTable::parse_recoverable(text);
+    let mut parts = key.split('.');
+    let mut value = root.get_ref().get(parts.next()?)?;
+    for part in parts {
+        value = value.get_ref().get(part)?;
+    }
+    Some(value.get_ref().get(index)?.span().start)
 }
 
 /// Reads serde's "unknown field `x`, expected `a`, `b` or `c`" (also "expected one of ...").
@@ -731,48 +808,17 @@ fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
 pub fn nearest(word: &str, candidates: &[String]) -> Option<String> {
     candidates
         .iter()
-        .map(|c| (levenshtein(word, c), c))
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 2).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.clone())
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// Glob match with `*` (any run) and `?` (one character); everything else is literal.
+/// Whether `name` matches the filter pattern: `*` matches any run of characters, dots and
+/// slashes included, `?` exactly one character, and every other character only itself (no
+/// classes, braces or escapes: consumer group names may contain `[`, `{` or `\`).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    WildMatch::new(pattern).matches(name)
 }
 
 /// The include patterns (other than "*") that match none of `names`, each with up to five
@@ -795,7 +841,7 @@ pub fn unmatched_patterns(patterns: &[String], names: &[&str]) -> Vec<(String, V
             };
             let mut scored: Vec<(usize, &str)> = names
                 .iter()
-                .map(|n| (levenshtein(&literal, &part(n)), *n))
+                .map(|n| (strsim::damerau_levenshtein(&literal, &part(n)), *n))
                 .collect();
             scored.sort();
             let near = scored.iter().take(5).map(|(_, n)| n.to_string()).collect();
@@ -1152,6 +1198,7 @@ mod tests {
                 explicit: false
             })
             .expect("default may be absent")
+            .config
             .is_none()
         );
     }
@@ -1203,7 +1250,7 @@ mod tests {
     fn origin_finds_keys_of_tables_and_arrays() {
         let text = "# c\n[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n  \"ssl.ca.location\" = \"x\"\n\
                     [filter]\ngroups = [\n  \"a\",\n  \"b = c\",\n]\ntopics = [\"t\"]\n";
-        let o = Origin::scan("m.toml", text);
+        let o = Origin::from_toml("m.toml", text);
         assert_eq!(
             o.locate_property("source", "ssl.ca.location"),
             "m.toml:5:3 (`source.properties.\"ssl.ca.location\"`)"
@@ -1225,6 +1272,144 @@ mod tests {
             Origin::default().locate("filter.groups", "filter.groups"),
             "`filter.groups`"
         );
+    }
+
+    #[test]
+    fn glob_special_characters_other_than_star_and_question_mark_are_literal() {
+        assert!(glob_match("grp[1]", "grp[1]"));
+        assert!(!glob_match("grp[1]", "grp1"));
+        assert!(glob_match("{a,b}*", "{a,b}-x"));
+        assert!(!glob_match("{a,b}*", "a-x"));
+        assert!(glob_match("dom\\*", "dom\\user"));
+        assert!(glob_match("a/**/b", "a/x/y/b"));
+        assert!(glob_match("a**", "a"));
+        assert!(glob_match("*", "a/b.c\nd"));
+        assert!(glob_match("caf?", "café"));
+        assert!(glob_match("?", "é"));
+        assert!(!glob_match("??", "é"));
+    }
+
+    #[test]
+    fn origin_finds_keys_inside_inline_tables() {
+        let text = "[source]\nbootstrap_servers = \"a:1\"\n\
+                    properties = { \"ssl.ca.location\" = \"x\", \"linger.ms\" = 5 }\n\
+                    [migration]\ncreate_topics = true\n";
+        let o = Origin::from_toml("m.toml", text);
+        assert_eq!(
+            o.locate_property("source", "linger.ms"),
+            "m.toml:3:41 (`source.properties.\"linger.ms\"`)"
+        );
+        assert_eq!(
+            o.locate_property("source", "ssl.ca.location"),
+            "m.toml:3:16 (`source.properties.\"ssl.ca.location\"`)"
+        );
+        assert_eq!(
+            o.locate("migration.create_topics", "migration.create_topics"),
+            "m.toml:5:1 (`migration.create_topics`)"
+        );
+    }
+
+    #[test]
+    fn error_inside_an_inline_table_names_the_inner_key() {
+        let s =
+            err("[source]\nbootstrap_servers = \"a:1\"\nproperties = { \"linger.ms\" = [1] }\n");
+        assert!(
+            s.contains("migrate.toml:3:30 (`source.properties.linger.ms`)"),
+            "{s}"
+        );
+        let s = err("migration.create_topics = \"yes\"\n");
+        assert!(
+            s.contains("migrate.toml:1:27 (`migration.create_topics`)"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn nearest_key_suggestions() {
+        let keys: Vec<String> = ["bootstrap_servers", "properties"].map(String::from).into();
+        assert_eq!(
+            nearest("bootstrap_server", &keys).as_deref(),
+            Some("bootstrap_servers")
+        );
+        assert_eq!(nearest("proprety", &keys).as_deref(), Some("properties"));
+        assert_eq!(nearest("prpoerties", &keys).as_deref(), Some("properties"));
+        assert_eq!(nearest("zzzzzzzzzzzz", &keys), None);
+        // Two swapped pairs in a short word: Levenshtein counts 4 edits, too many for a typo.
+        let filter_keys: Vec<String> = ["groups", "topics"].map(String::from).into();
+        assert_eq!(nearest("tpoisc", &filter_keys).as_deref(), Some("topics"));
+        let s = err("[migration]\ncompresion = \"lz4\"\n");
+        assert!(s.contains("migrate.toml:2:1"), "{s}");
+        assert!(s.contains("did you mean `compression`"), "{s}");
+        let s = err(
+            "[source]\nbootstrap_servers = \"a:1\"\nproperties = {}\nbootstrap_sevrers = \"b\"\n",
+        );
+        assert!(
+            s.contains("migrate.toml:4:1 (`source.bootstrap_sevrers`)"),
+            "{s}"
+        );
+        assert!(s.contains("did you mean `bootstrap_servers`"), "{s}");
+    }
+
+    #[test]
+    fn bad_pattern_names_its_place() {
+        let s = err("[filter]\ngroups = [\"a*\",\n  \" \"]\n");
+        assert!(s.contains("migrate.toml:3:3 (`filter.groups`)"), "{s}");
+        assert!(s.contains("empty pattern"), "{s}");
+    }
+
+    proptest::proptest! {
+        /// Spans from a damaged file (multi-byte characters, unclosed tables) never make a
+        /// position lookup panic: every text is a config or a usage error.
+        #[test]
+        fn edited_example_parses_or_is_a_usage_error(
+            edits in proptest::collection::vec(
+                (0usize..5000, "[\\[\\]{}=\"'., \n#a-zé*]{0,3}", 0usize..4),
+                1..6,
+            ),
+        ) {
+            let mut chars: Vec<char> = include_str!("../migrate.example.toml").chars().collect();
+            for (at, insert, delete) in edits {
+                let at = at % (chars.len() + 1);
+                let end = (at + delete).min(chars.len());
+                chars.splice(at..end, insert.chars());
+            }
+            let text: String = chars.into_iter().collect();
+            if let Err(e) = parse(&text, "f.toml", &|_| Some("pw".into())) {
+                proptest::prop_assert_eq!(exit_kind(&e), ExitKind::Usage, "{:#}", e);
+            }
+        }
+
+        #[test]
+        fn positions_of_any_offset(text in "(?s).{0,60}", offset in 0usize..200) {
+            let (line, col) = Lines::new(&text).position(offset);
+            proptest::prop_assert!(line >= 1 && col >= 1);
+            let _ = key_at(&text, offset);
+            let _ = Origin::from_toml("f.toml", &text);
+        }
+    }
+
+    #[test]
+    fn load_returns_warnings_for_the_caller_to_print() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("kmigrate-cfgwarn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("migrate.toml");
+        std::fs::write(
+            &path,
+            "[source]\nbootstrap_servers = \"a:1\"\n[source.properties]\n\
+             \"sasl.password\" = \"hunter2-literal\"\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let loaded = load(&ConfigSource {
+            path: path.clone(),
+            explicit: true,
+        })
+        .expect("valid");
+        assert!(loaded.config.is_some());
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("chmod 600"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

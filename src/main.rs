@@ -53,8 +53,16 @@ fn init_logging(level: &str) {
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let src = config::config_source(cli.config.as_deref(), None);
-    let file = config::load(&src)?;
-    let cfg = Config::resolve(file, cli.source.as_deref(), cli.target.as_deref(), &src)?;
+    let loaded = config::load(&src)?;
+    for warning in &loaded.warnings {
+        kmigrate::report::note(warning);
+    }
+    let cfg = Config::resolve(
+        loaded.config,
+        cli.source.as_deref(),
+        cli.target.as_deref(),
+        &src,
+    )?;
     // librdkafka's refusal of a property is a configuration error: report it now, with its
     // place in the file, rather than in the middle of a command.
     for (role, c) in [(Role::Source, &cfg.source), (Role::Target, &cfg.target)] {
