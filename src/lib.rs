@@ -25,5 +25,6 @@ pub mod model;
 pub mod offsets;
 pub mod plan;
 pub mod report;
+pub mod text;
 pub mod translate;
 pub mod verify;

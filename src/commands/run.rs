@@ -18,7 +18,7 @@ use crate::error::{Outcome, usage};
 use crate::kafka::reader::Tuning;
 use crate::kafka::{Cluster, Role};
 use crate::ledger::{Ledger, Phase, plan_id};
-use crate::plan::{self, Plan, SkipReason, Status, TopicAction, Tp};
+use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
 use crate::report::{self, Align, Table, thousands};
 use crate::translate::{self, CommitOutcome, GroupOffsets};
 
@@ -80,11 +80,11 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                     check_clusters(&plan, cfg)?;
                     plan
                 }
-                None => plan::make(cfg, &source, &target)?,
+                None => super::plan::make(cfg, &source, &target)?,
             };
             if args.plan.is_some() && !check_source_unchanged(&source, &plan, args.replan)? {
                 report::note("the source changed since the plan: --replan, so planning again");
-                plan = plan::make(cfg, &source, &target)?;
+                plan = super::plan::make(cfg, &source, &target)?;
             }
             if !plan.problems.is_empty() {
                 return Err(usage(format!(

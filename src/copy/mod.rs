@@ -12,16 +12,18 @@
 pub mod assign;
 pub mod pipeline;
 pub mod prepare;
+mod progress;
 mod reconcile;
 pub mod resume;
 mod shared;
+mod slot;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+pub use self::progress::{ProgressSink, Snapshot};
 use self::shared::Shared;
 use crate::kafka::Cluster;
 use crate::kafka::reader::{DEFAULT_BATCH_BYTES, Tuning};
@@ -33,28 +35,6 @@ use crate::model::now_ms;
 pub enum Ended {
     Complete,
     Interrupted,
-}
-
-/// Counters shown while copying and in the summary.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub elapsed: Duration,
-    /// Offsets of the planned ranges read so far / in all.
-    pub offsets_done: i64,
-    pub offsets_total: i64,
-    /// Records on the target (acknowledged, or found there on resume), this run and before.
-    pub records: u64,
-    /// Records and key+value bytes written by this run.
-    pub records_this_run: u64,
-    pub bytes_this_run: u64,
-    /// Per topic: (offsets done, offsets total, records).
-    pub topics: BTreeMap<String, (i64, i64, u64)>,
-}
-
-/// Receives progress a few times a second.
-pub trait ProgressSink {
-    fn update(&mut self, s: &Snapshot);
-    fn finish(&mut self, s: &Snapshot);
 }
 
 #[derive(Debug, Clone)]

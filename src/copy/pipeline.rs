@@ -3,7 +3,6 @@
 //! progress; every guarantee (order, the gapless producer, the checkpoint arithmetic, the
 //! resume proof, translation) holds per partition, so pipelines need no coordination.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -11,12 +10,11 @@ use anyhow::bail;
 use super::prepare::Work;
 use super::reconcile;
 use super::shared::Shared;
+use super::slot::Slot;
 use crate::digest::record_hash;
 use crate::kafka::Cluster;
 use crate::kafka::reader::{Event, Range, RangeReader, SourceRecord, Tuning};
 use crate::kafka::writer::{SendError, TargetWriter};
-use crate::ledger::Progress;
-use crate::offsets::Tracker;
 
 /// Reading the clock and polling the producer cost as much as copying a small record
 /// (clock_gettime alone was 15% of the copy's CPU with 100-byte records): housekeeping
@@ -36,33 +34,6 @@ pub struct Job<'a> {
     /// This pipeline's share of `max_bytes_per_second`.
     pub max_bytes_per_second: Option<u64>,
     pub flush_timeout: Duration,
-}
-
-/// One partition being copied by a pipeline. Its index is also its range in the reader
-/// and its slot in the writer.
-pub(super) struct Slot {
-    /// Index of the partition in the state.
-    state: usize,
-    pub(super) topic: usize,
-    pub(super) partition: i32,
-    /// Records to drop before writing: already on the target (resume after a crash), and
-    /// those records as the target holds them.
-    skip: u64,
-    tail: VecDeque<(i64, u128)>,
-    /// Target offset of the next record written or skipped.
-    pub(super) next_target: i64,
-    /// Source offsets sent and not yet acknowledged, in order.
-    pub(super) sent: VecDeque<i64>,
-    /// The source offset after the last record read (names a failed record).
-    pub(super) last_read: i64,
-    /// Acknowledgements already reconciled.
-    pub(super) acks_seen: u64,
-    read_done: bool,
-    done: bool,
-    pub(super) progress: Progress,
-    pub(super) translation: Tracker,
-    /// Changed since last published.
-    pub(super) dirty: bool,
 }
 
 /// The copy of a set of partitions: reading, writing and bookkeeping. Apart from the
@@ -108,7 +79,7 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
     let slots: Vec<Slot> = job
         .work
         .iter()
-        .map(|w| shared.with_partition(w.state, |ps| slot(w, topic_of(&w.topic), ps)))
+        .map(|w| shared.with_partition(w.state, |ps| Slot::new(w, topic_of(&w.topic), ps)))
         .collect();
     let writer = TargetWriter::new(job.target, &topics, slots.len(), &job.tuning)?;
     let mut reader = RangeReader::new(job.source, &topics, ranges, &job.tuning)?;
@@ -129,25 +100,6 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
     let drained = copier.drain(job.flush_timeout);
     copier.publish(&reader);
     copied.and(drained)
-}
-
-fn slot(w: &Work, topic: usize, ps: &crate::ledger::PartitionState) -> Slot {
-    Slot {
-        state: w.state,
-        topic,
-        partition: w.partition,
-        skip: w.skip,
-        tail: w.tail.iter().copied().collect(),
-        next_target: w.next_target,
-        sent: VecDeque::new(),
-        last_read: w.from,
-        acks_seen: 0,
-        read_done: false,
-        done: false,
-        progress: ps.progress,
-        translation: ps.translation.clone(),
-        dirty: false,
-    }
 }
 
 impl Copier<'_, '_> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::pipeline::Slot;
+use super::slot::Slot;
 use crate::kafka::writer::{Failure, TargetWriter};
 
 /// Applies the writer's acknowledgements to the slots. Fails, before recording anything

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::Snapshot;
-use super::pipeline::Slot;
+use super::progress::Snapshot;
+use super::slot::Slot;
 use crate::ledger::{PartitionState, State};
 
 pub struct Shared<'a> {

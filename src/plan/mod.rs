@@ -15,8 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, UncommittedPolicy};
-use crate::kafka::Cluster;
+use crate::config::UncommittedPolicy;
 
 pub use crate::model::{GroupState, Member, Tp, Watermarks};
 
@@ -291,18 +290,4 @@ impl Plan {
         }
         Ok(())
     }
-}
-
-/// Reads both clusters and computes a fresh plan.
-pub fn make(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Result<Plan> {
-    let snap = gather::gather(cfg, source, target)?;
-    Ok(compute::compute(
-        &snap,
-        &cfg.filter,
-        cfg.migration.uncommitted_partitions,
-        cfg.migration.create_topics,
-        &cfg.source.bootstrap_servers,
-        &cfg.target.bootstrap_servers,
-        crate::model::now_ms(),
-    ))
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Plan, Status, TopicAction};
-use crate::report::{Align, Table, plural, thousands, time_ms};
+use crate::text::{Align, Table, plural, thousands, time_ms};
 
 /// Above this many partition rows, the table shows one row per topic unless `--verbose`.
 const MAX_PARTITION_ROWS: usize = 100;

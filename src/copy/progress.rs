@@ -1,0 +1,26 @@
+//! What the copy reports while it runs: counters and the sink that shows them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Counters shown while copying and in the summary.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub elapsed: Duration,
+    /// Offsets of the planned ranges read so far / in all.
+    pub offsets_done: i64,
+    pub offsets_total: i64,
+    /// Records on the target (acknowledged, or found there on resume), this run and before.
+    pub records: u64,
+    /// Records and key+value bytes written by this run.
+    pub records_this_run: u64,
+    pub bytes_this_run: u64,
+    /// Per topic: (offsets done, offsets total, records).
+    pub topics: BTreeMap<String, (i64, i64, u64)>,
+}
+
+/// Receives progress a few times a second.
+pub trait ProgressSink {
+    fn update(&mut self, s: &Snapshot);
+    fn finish(&mut self, s: &Snapshot);
+}
