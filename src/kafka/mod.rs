@@ -2,12 +2,14 @@
 //! needs and gets kmigrate's own types back.
 //!
 //! - `mod.rs`: building clients from the configuration, the client context, errors;
+//! - [`error`]: Kafka errors by code (retriable, refusal, other) and the typed error;
 //! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
 //! - [`reader`]: reading partition ranges (copy and verify);
 //! - [`writer`]: producing records to the target.
 
 pub mod admin;
+pub mod error;
 pub mod ffi;
 pub mod reader;
 pub mod writer;
