@@ -60,12 +60,22 @@ pub struct Admin {
     connected: AtomicBool,
 }
 
+/// The group id of the admin session's client, which never joins it. librdkafka (2.12,
+/// confluentinc/librdkafka#5040) dereferences the client's consumer group when a
+/// ListConsumerGroupOffsets answer carries NOT_COORDINATOR or another coordinator error:
+/// on a client without a group id that is a null pointer, and the process dies in the very
+/// failover the answer reports. With a group id the client has one, and the answer only
+/// makes it look up this group's coordinator again.
+pub const SESSION_GROUP: &str = "kmigrate-admin-session";
+
 impl Admin {
     pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Admin> {
         let config = cluster.client_config();
+        let mut session = config.clone();
+        session.set("group.id", SESSION_GROUP);
         Ok(Admin {
             cluster: cluster.detached(),
-            client: cluster.create(&config, "client")?,
+            client: cluster.create(&session, "client")?,
             admin: cluster.create(&config, "admin client")?,
             connected: AtomicBool::new(false),
         })
