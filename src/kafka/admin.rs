@@ -125,19 +125,32 @@ impl Admin {
         policy: Policy,
         mut attempt: impl FnMut(Duration) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
+        let mut told = false;
         retry::retry(policy, |left| {
             attempt(left).map_err(|e| {
                 // A refused login shows as a request without an answer; the client's error
                 // events carry its code. A broker's answer means the login went through.
                 self.drain_events();
-                let answered = error::find(&e).is_some_and(|k| k.code.is_answer());
-                match self.client.context().auth_error() {
-                    Some((code, why)) if !answered => {
-                        tracing::debug!("{doing}: {e:#}");
-                        KafkaError::new(code, doing, &why).into()
-                    }
-                    _ => e,
+                let code = error::find(&e).map(|k| k.code);
+                if let Some((refused, why)) = self.client.context().auth_error()
+                    && !code.is_some_and(Code::is_answer)
+                {
+                    tracing::debug!("{doing}: {e:#}");
+                    return KafkaError::new(refused, doing, &why).into();
                 }
+                // A failover can hold a step for up to timeout_secs: say why it waits.
+                if let Some(c) = code.filter(|c| error::is_retriable(*c))
+                    && !told
+                    && self.connected.load(Ordering::Relaxed)
+                {
+                    told = true;
+                    tracing::info!(
+                        "{doing} on the {}: {c}; retrying for up to {} s",
+                        self.cluster.describe(),
+                        self.cluster.timeout.as_secs()
+                    );
+                }
+                e
             })
         })
         .map_err(|g| self.give_up(g, doing))

@@ -143,10 +143,10 @@ pub fn advice(
                 .map(|e| format!(" (last client error: {e})"))
                 .unwrap_or_default();
             match g.last_answer {
-                Some(Code::UNKNOWN_TOPIC_OR_PARTITION) => format!(
-                    "The cluster answered UNKNOWN_TOPIC_OR_PARTITION for {waited} s: the topic or \
-                     partition is not there (deleted or recreated since it was listed?). Check \
-                     the topic on the {role} cluster, then run the command again."
+                Some(answer @ Code::UNKNOWN_TOPIC_OR_PARTITION) => format!(
+                    "The cluster answered {answer} for {waited} s: the topic or partition is \
+                     not there (deleted or recreated since it was listed?). Check the topic on \
+                     the {role} cluster, then run the command again."
                 ),
                 Some(answer) => format!(
                     "The cluster answered {answer} for {waited} s: {}; run the command again \
@@ -329,6 +329,16 @@ mod tests {
         let a = advice(&g, "source", T, true, None);
         assert!(a.contains("leaders did not settle"), "{a}");
         assert!(!a.contains("bootstrap_servers"), "{a}");
+
+        let g = gave_up(
+            Code::UNKNOWN_TOPIC_OR_PARTITION,
+            Some(Code::UNKNOWN_TOPIC_OR_PARTITION),
+        );
+        let a = advice(&g, "target", T, true, None);
+        assert!(
+            a.contains("not there") && a.contains("Check the topic on the target cluster"),
+            "{a}"
+        );
 
         // No answer in this step, but the session answered before it.
         let g = gave_up(Code::TRANSPORT, None);
