@@ -1,10 +1,12 @@
 //! Cluster-level reads and changes: groups, committed offsets, watermarks, topics.
 //! Every call is bounded by the cluster's timeout and batched: one request per group for
-//! commits, one ListOffsets per broker for any number of partitions.
+//! commits, one ListOffsets per broker for any number of partitions. Every call is one
+//! step of [`Admin::step`]: failover codes (a coordinator or leader moving) are retried
+//! within the timeout, refusals and other codes fail at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use rdkafka::admin::{
@@ -13,8 +15,10 @@ use rdkafka::admin::{
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use super::error::{self, Code, KafkaError, representative};
 use super::ffi::{self, OffsetSpec};
-use super::{Cluster, Ctx, auth_failed, explain};
+use super::retry::{self, GaveUp, Policy};
+use super::{Cluster, Ctx};
 use crate::model::{GroupState, Member, Tp, Watermarks};
 
 /// A consumer group as listed by the cluster.
@@ -56,12 +60,22 @@ pub struct Admin {
     connected: AtomicBool,
 }
 
+/// The group id of the admin session's client, which never joins it. librdkafka (2.12,
+/// confluentinc/librdkafka#5040) dereferences the client's consumer group when a
+/// ListConsumerGroupOffsets answer carries NOT_COORDINATOR or another coordinator error:
+/// on a client without a group id that is a null pointer, and the process dies in the very
+/// failover the answer reports. With a group id the client has one, and the answer only
+/// makes it look up this group's coordinator again.
+pub const SESSION_GROUP: &str = "kmigrate-admin-session";
+
 impl Admin {
     pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Admin> {
         let config = cluster.client_config();
+        let mut session = config.clone();
+        session.set("group.id", SESSION_GROUP);
         Ok(Admin {
             cluster: cluster.detached(),
-            client: cluster.create(&config, "client")?,
+            client: cluster.create(&session, "client")?,
             admin: cluster.create(&config, "admin client")?,
             connected: AtomicBool::new(false),
         })
@@ -71,39 +85,91 @@ impl Admin {
     /// librdkafka keeps retrying a refused login until the request's timeout, so a wrong
     /// password would otherwise look like an unreachable cluster after `timeout_secs`.
     /// The wait is cut into short Metadata requests (brokers only, no topics) and the
-    /// client's log is checked for an authentication failure between them.
+    /// client's error events are checked for an authentication code between them.
     fn connect(&self, doing: &str) -> anyhow::Result<()> {
         if self.connected.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let deadline = Instant::now() + self.cluster.timeout;
+        // The growing slices pace the attempts; a pause between them would only delay
+        // noticing a refused login.
+        let pace = Policy {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(50),
+            ..Policy::within(self.cluster.timeout)
+        };
         let mut slice = Duration::from_millis(200);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ffi::broker_metadata(self.client.client(), slice.min(left)) {
-                Ok(()) => {
-                    self.connected.store(true, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.drain_events();
-                    if let Some(why) = self.client.context().auth_error() {
-                        return Err(auth_failed(&self.cluster, &why));
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(self.fail(e, doing));
-                    }
-                }
-            }
+        self.attempts(doing, pace, |left| {
+            let got = ffi::broker_metadata(self.client.client(), slice.min(left));
             slice = (slice * 2).min(Duration::from_secs(2));
-        }
+            got
+        })?;
+        self.connected.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Delivers queued log and error events to the context.
+    /// One admin step: connects first, then runs `attempt` (given the time left, its
+    /// request timeout) until it succeeds, fails with a code a retry cannot fix, or the
+    /// cluster's timeout is spent; then says what failed where, why, and what to do.
+    fn step<T>(
+        &self,
+        doing: &str,
+        attempt: impl FnMut(Duration) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.connect(doing)?;
+        self.attempts(doing, Policy::within(self.cluster.timeout), attempt)
+    }
+
+    fn attempts<T>(
+        &self,
+        doing: &str,
+        policy: Policy,
+        mut attempt: impl FnMut(Duration) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut told = false;
+        retry::retry(policy, |left| {
+            attempt(left).map_err(|e| {
+                // A refused login shows as a request without an answer; the client's error
+                // events carry its code. A broker's answer means the login went through.
+                self.drain_events();
+                let code = error::find(&e).map(|k| k.code);
+                if let Some((refused, why)) = self.client.context().auth_error()
+                    && !code.is_some_and(Code::is_answer)
+                {
+                    tracing::debug!("{doing}: {e:#}");
+                    return KafkaError::new(refused, doing, &why).into();
+                }
+                // A failover can hold a step for up to timeout_secs: say why it waits.
+                if let Some(c) = code.filter(|c| error::is_retriable(*c))
+                    && !told
+                    && self.connected.load(Ordering::Relaxed)
+                {
+                    told = true;
+                    tracing::info!(
+                        "{doing} on the {}: {c}; retrying for up to {} s",
+                        self.cluster.describe(),
+                        self.cluster.timeout.as_secs()
+                    );
+                }
+                e
+            })
+        })
+        .map_err(|g| self.give_up(g, doing))
+    }
+
+    /// Delivers queued log and error events to the context. A group-less consumer hands
+    /// librdkafka's error events back from `poll` (their codes are passed on here), and a
+    /// `poll` that only delivered a log line reports nothing: the queue's length says when
+    /// it is empty.
     fn drain_events(&self) {
-        for _ in 0..100 {
-            if self.client.poll(Duration::ZERO).is_none() {
+        let ctx = self.client.context();
+        for _ in 0..1000 {
+            if ffi::queued_events(self.client.client()) == 0 {
                 break;
+            }
+            if let Some(Err(e)) = self.client.poll(Duration::ZERO)
+                && let Some(code) = error::code_of(&e)
+            {
+                ctx.observe(code, "");
             }
         }
     }
@@ -112,20 +178,41 @@ impl Admin {
         &self.cluster
     }
 
-    fn fail(&self, e: impl Into<anyhow::Error>, doing: &str) -> anyhow::Error {
-        // Deliver queued log and error events to the context before asking it why.
-        self.drain_events();
-        explain(&self.cluster, self.client.context(), e.into(), doing)
+    /// The error of a step that stopped: the cluster and step named, the last broker error,
+    /// and advice that fits what happened (an answer, no answer, a refusal).
+    fn give_up(&self, g: GaveUp, doing: &str) -> anyhow::Error {
+        let cluster = self.cluster.describe();
+        let Some(last) = error::find(&g.error) else {
+            return anyhow!("{doing} on the {cluster} failed: {:#}", g.error);
+        };
+        tracing::debug!("{doing} on the {cluster}: {:#}", g.error);
+        let connected = self.connected.load(Ordering::Relaxed);
+        let ctx = self.client.context();
+        let hint = retry::advice(
+            &g,
+            self.cluster.role.name(),
+            self.cluster.timeout,
+            connected,
+            ctx.last_error().as_deref(),
+        );
+        anyhow::Error::new(KafkaError {
+            code: last.code,
+            step: doing.to_string(),
+            cluster,
+            message: last.message.clone(),
+            hint,
+        })
     }
 
     /// Every topic with its partition count (internal topics included).
     pub fn topics(&self) -> anyhow::Result<BTreeMap<String, i32>> {
-        self.connect("reading topic metadata")?;
-        let md = self
-            .client
-            .client()
-            .fetch_metadata(None, self.cluster.timeout)
-            .map_err(|e| self.fail(e, "reading topic metadata"))?;
+        let doing = "reading topic metadata";
+        let md = self.step(doing, |left| {
+            self.client
+                .client()
+                .fetch_metadata(None, left)
+                .map_err(|e| rd_error(e, "Metadata"))
+        })?;
         Ok(md
             .topics()
             .iter()
@@ -138,12 +225,12 @@ impl Admin {
     /// come from the classic DescribeGroups, which does not see groups of the new consumer
     /// protocol (KIP-848): use [`Admin::group_members`] for anything that depends on them.
     pub fn groups(&self) -> anyhow::Result<Vec<GroupListing>> {
-        self.connect("listing consumer groups")?;
-        let list = self
-            .client
-            .client()
-            .fetch_group_list(None, self.cluster.timeout)
-            .map_err(|e| self.fail(e, "listing consumer groups"))?;
+        let list = self.step("listing consumer groups", |left| {
+            self.client
+                .client()
+                .fetch_group_list(None, left)
+                .map_err(|e| rd_error(e, "ListGroups"))
+        })?;
         let mut out: Vec<GroupListing> = list
             .groups()
             .iter()
@@ -167,50 +254,55 @@ impl Admin {
 
     /// State, members and assigned topics of the given groups, in one request; right for
     /// classic and new-protocol (KIP-848) groups alike. A group that does not exist is
-    /// "Dead" with no members.
+    /// "Dead" with no members. Groups whose coordinator is moving are asked again; those
+    /// already described are kept.
     pub fn group_members(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }
-        self.connect("describing consumer groups")?;
-        let descs = ffi::describe_groups(self.client.client(), groups, self.cluster.timeout)
-            .map_err(|e| self.fail(e, "describing consumer groups"))?;
+        let doing = match groups {
+            [one] => format!("describing consumer group {one}"),
+            _ => format!("describing {} consumer groups", groups.len()),
+        };
         let mut out = BTreeMap::new();
-        for d in descs {
-            if let Some(err) = &d.error {
-                return Err(self.fail(
-                    anyhow!("{err}"),
-                    &format!("describing consumer group {}", d.group),
-                ));
+        let mut pending: Vec<&str> = groups.to_vec();
+        self.step(&doing, |left| {
+            let descs = ffi::describe_groups(self.client.client(), &pending, left)?;
+            let mut failed = Vec::new();
+            for d in descs {
+                match &d.error {
+                    Some(e) => failed.push((d.group.clone(), e.clone())),
+                    None => {
+                        out.insert(d.group.clone(), members_of(&d));
+                    }
+                }
             }
-            out.insert(
-                d.group.clone(),
-                GroupMembers {
-                    state: GroupState::from(d.state),
-                    members: d
-                        .members
-                        .iter()
-                        .map(|m| Member {
-                            client_id: m.client_id.clone(),
-                            host: m.host.clone(),
-                        })
-                        .collect(),
-                    assigned_topics: d
-                        .members
-                        .iter()
-                        .flat_map(|m| m.assignment.iter().map(|(t, _)| t.clone()))
-                        .collect(),
-                },
-            );
-        }
+            pending.retain(|g| !out.contains_key(*g));
+            match representative(failed.iter().map(|(_, e)| e.code)) {
+                None => Ok(()),
+                Some(code) => {
+                    let (group, e) = failed
+                        .into_iter()
+                        .find(|(_, e)| e.code == code)
+                        .ok_or_else(|| anyhow!("no group failed with {code}"))?;
+                    Err(KafkaError::with_message(
+                        code,
+                        e.step,
+                        format!("group {group}: {}", e.message),
+                    )
+                    .into())
+                }
+            }
+        })?;
         Ok(out)
     }
 
     /// Every committed offset of a group (all topics and partitions), in one request.
     pub fn committed(&self, group: &str) -> anyhow::Result<BTreeMap<Tp, i64>> {
-        self.connect(&format!("listing committed offsets of group {group}"))?;
-        let offsets = ffi::list_group_offsets(self.client.client(), group, self.cluster.timeout)
-            .map_err(|e| self.fail(e, &format!("listing committed offsets of group {group}")))?;
+        let offsets = self.step(
+            &format!("listing committed offsets of group {group}"),
+            |left| ffi::list_group_offsets(self.client.client(), group, left),
+        )?;
         Ok(offsets
             .into_iter()
             .map(|o| (Tp::new(o.topic, o.partition), o.offset))
@@ -218,22 +310,23 @@ impl Admin {
     }
 
     /// Commits offsets for a group without joining it (AlterConsumerGroupOffsets). The
-    /// broker refuses while the group has members.
+    /// broker refuses while the group has members. Setting the same offsets twice is
+    /// harmless, so a commit whose answer was lost in a failover is simply sent again.
     pub fn alter_group_offsets(
         &self,
         group: &str,
         offsets: &[(String, i32, i64)],
     ) -> anyhow::Result<()> {
-        self.connect(&format!("committing offsets of group {group}"))?;
-        ffi::alter_group_offsets(self.client.client(), group, offsets, self.cluster.timeout)
-            .map_err(|e| self.fail(e, &format!("committing offsets of group {group}")))
+        self.step(&format!("committing offsets of group {group}"), |left| {
+            ffi::alter_group_offsets(self.client.client(), group, offsets, left)
+        })
     }
 
     /// Offsets of many partitions. Sent in batches: librdkafka matches a ListOffsets
     /// response to its request with a nested loop, so one request for thousands of
     /// partitions costs quadratic time (450 ms at 5,000 partitions, 19 ms at 1,000).
-    /// A partition whose leader is not ready yet (a topic just created, a leader election)
-    /// is retried briefly.
+    /// A batch with a partition whose leader is moving (or not elected yet, for a topic
+    /// just created) is sent again.
     fn list_offsets(
         &self,
         tps: &[Tp],
@@ -241,48 +334,21 @@ impl Admin {
         read_committed: bool,
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
         const BATCH: usize = 1000;
-        // FENCED_LEADER_EPOCH: a session older than a leader's restart asked with the old
-        // epoch; the retry goes out with refreshed metadata.
-        const RETRYABLE: [&str; 5] = [
-            "NOT_LEADER",
-            "LEADER_NOT_AVAILABLE",
-            "UNKNOWN_TOPIC_OR_PART",
-            "FENCED_LEADER_EPOCH",
-            "UNKNOWN_LEADER_EPOCH",
-        ];
         let mut out = BTreeMap::new();
-        if !tps.is_empty() {
-            self.connect("listing partition offsets")?;
-        }
         for chunk in tps.chunks(BATCH) {
             let parts: Vec<(String, i32)> = chunk
                 .iter()
                 .map(|t| (t.topic.clone(), t.partition))
                 .collect();
-            let mut attempt = 0;
-            let got = loop {
-                match ffi::list_offsets(
-                    self.client.client(),
-                    &parts,
-                    spec,
-                    read_committed,
-                    self.cluster.timeout,
-                ) {
-                    Ok(got) => break got,
-                    Err(e)
-                        if attempt < 10
-                            && RETRYABLE.iter().any(|r| format!("{e:#}").contains(r)) =>
-                    {
-                        attempt += 1;
-                        tracing::debug!("listing offsets: {e:#} (retrying)");
-                        std::thread::sleep(Duration::from_millis(300));
-                        // The session's cached leaders (and their epochs) may predate a
-                        // leader's restart: ask for the partitions' metadata again.
-                        self.refresh_metadata(chunk);
-                    }
-                    Err(e) => return Err(self.fail(e, "listing partition offsets")),
+            let mut again = false;
+            let got = self.step("listing partition offsets", |left| {
+                // The session's cached leaders (and their epochs) may predate a leader's
+                // restart (FENCED_LEADER_EPOCH): a retry asks for the metadata again first.
+                if std::mem::replace(&mut again, true) {
+                    self.refresh_metadata(chunk);
                 }
-            };
+                ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
+            })?;
             out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
         }
         Ok(out)
@@ -314,9 +380,9 @@ impl Admin {
         let mut out = BTreeMap::new();
         for tp in tps {
             let (Some(l), Some(h), Some(s)) = (low.get(tp), high.get(tp), stable.get(tp)) else {
-                return Err(self.fail(
-                    anyhow!("the cluster returned no offsets for {tp}"),
-                    "listing partition offsets",
+                return Err(anyhow!(
+                    "listing partition offsets on the {} failed: it returned no offsets for {tp}",
+                    self.cluster.describe()
                 ));
             };
             out.insert(
@@ -385,25 +451,30 @@ impl Admin {
         if topics.is_empty() {
             return Ok(Vec::new());
         }
-        self.connect("describing topic configs")?;
         let specs: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-        let opts = AdminOptions::new().request_timeout(Some(self.cluster.timeout));
-        let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
-            .map_err(|e| self.fail(e, "describing topic configs"))?;
-        topics
-            .iter()
-            .zip(results)
-            .map(|(topic, r)| {
-                let res = r.map_err(|code| {
-                    self.fail(
-                        anyhow!("{code:?}"),
-                        &format!("describing the configs of topic {topic}"),
-                    )
-                })?;
-                Ok((topic.clone(), res))
-            })
-            .collect()
+        self.step("describing topic configs", |left| {
+            let opts = AdminOptions::new().request_timeout(Some(left));
+            let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
+                .map_err(|e| rd_error(e, "DescribeConfigs"))?;
+            let mut out = Vec::with_capacity(topics.len());
+            let mut failed = Vec::new();
+            for (topic, r) in topics.iter().zip(results) {
+                match r {
+                    Ok(res) => out.push((topic.clone(), res)),
+                    Err(code) => failed.push((topic.as_str(), Code::from(code))),
+                }
+            }
+            match representative(failed.iter().map(|(_, c)| *c)) {
+                None => Ok(out),
+                Some(code) => Err(KafkaError::with_message(
+                    code,
+                    "DescribeConfigs",
+                    format!("{code} for {}", per_topic(&failed)),
+                )
+                .into()),
+            }
+        })
     }
 
     /// Creates topics with the given partition counts and configs, with the cluster's
@@ -415,28 +486,116 @@ impl Admin {
         if topics.is_empty() {
             return Ok(());
         }
-        self.connect("creating topics")?;
-        let new: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|(name, partitions, configs)| {
-                configs.iter().fold(
-                    NewTopic::new(name, *partitions, TopicReplication::Fixed(-1)),
-                    |t, (k, v)| t.set(k, v),
-                )
-            })
-            .collect();
-        let opts = AdminOptions::new()
-            .request_timeout(Some(self.cluster.timeout))
-            .operation_timeout(Some(self.cluster.timeout));
-        let results = futures_executor::block_on(self.admin.create_topics(&new, &opts))
-            .map_err(|e| self.fail(e, "creating topics"))?;
-        let failed: Vec<String> = results
-            .into_iter()
-            .filter_map(|r| r.err().map(|(t, code)| format!("{t}: {code}")))
-            .collect();
-        if !failed.is_empty() {
-            return Err(self.fail(anyhow!("{}", failed.join("; ")), "creating topics"));
-        }
-        Ok(())
+        // Topics still to create, and those whose last attempt may have created them
+        // without kmigrate hearing back (a timeout, a broken connection).
+        let mut pending: BTreeSet<&str> = topics.iter().map(|(n, _, _)| n.as_str()).collect();
+        let mut maybe_created: BTreeSet<String> = BTreeSet::new();
+        self.step("creating topics", |left| {
+            let new: Vec<NewTopic<'_>> = topics
+                .iter()
+                .filter(|(name, _, _)| pending.contains(name.as_str()))
+                .map(|(name, partitions, configs)| {
+                    configs.iter().fold(
+                        NewTopic::new(name, *partitions, TopicReplication::Fixed(-1)),
+                        |t, (k, v)| t.set(k, v),
+                    )
+                })
+                .collect();
+            let opts = AdminOptions::new()
+                .request_timeout(Some(left))
+                .operation_timeout(Some(left));
+            let results = match futures_executor::block_on(self.admin.create_topics(&new, &opts)) {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = rd_error(e, "CreateTopics");
+                    if error::find(&e).is_some_and(|k| may_have_applied(k.code)) {
+                        maybe_created.extend(pending.iter().map(|t| t.to_string()));
+                    }
+                    return Err(e);
+                }
+            };
+            let mut failed = Vec::new();
+            for r in results {
+                match r {
+                    Ok(t) => {
+                        pending.remove(t.as_str());
+                    }
+                    // Created by the attempt whose answer was lost.
+                    Err((t, code))
+                        if Code::from(code) == Code::TOPIC_ALREADY_EXISTS
+                            && maybe_created.contains(&t) =>
+                    {
+                        pending.remove(t.as_str());
+                    }
+                    Err((t, code)) => {
+                        let code = Code::from(code);
+                        if may_have_applied(code) {
+                            maybe_created.insert(t.clone());
+                        }
+                        failed.push((t, code));
+                    }
+                }
+            }
+            match representative(failed.iter().map(|(_, c)| *c)) {
+                None => Ok(()),
+                Some(code) => {
+                    let failed: Vec<(&str, Code)> =
+                        failed.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+                    Err(KafkaError::with_message(
+                        code,
+                        "CreateTopics",
+                        format!("{code} for {}", per_topic(&failed)),
+                    )
+                    .into())
+                }
+            }
+        })
     }
+}
+
+/// The description of a group as kmigrate keeps it.
+fn members_of(d: &ffi::GroupDescription) -> GroupMembers {
+    GroupMembers {
+        state: GroupState::from(d.state.as_str()),
+        members: d
+            .members
+            .iter()
+            .map(|m| Member {
+                client_id: m.client_id.clone(),
+                host: m.host.clone(),
+            })
+            .collect(),
+        assigned_topics: d
+            .members
+            .iter()
+            .flat_map(|m| m.assignment.iter().map(|(t, _)| t.clone()))
+            .collect(),
+    }
+}
+
+/// rust-rdkafka's error as a [`KafkaError`] of librdkafka's request `api`, when it has a
+/// code.
+fn rd_error(e: rdkafka::error::KafkaError, api: &str) -> anyhow::Error {
+    match error::code_of(&e) {
+        Some(code) => KafkaError::new(code, api, "").into(),
+        None => anyhow::Error::new(e).context(api.to_string()),
+    }
+}
+
+/// "t1: NOT_CONTROLLER; t2: TOPIC_ALREADY_EXISTS".
+fn per_topic(failed: &[(&str, Code)]) -> String {
+    failed
+        .iter()
+        .map(|(t, c)| format!("{t}: {} ({})", c.name(), c.description()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The request may have been carried out though no answer said so: a retry of a creation
+/// can then find the topic already there.
+fn may_have_applied(code: Code) -> bool {
+    matches!(
+        code,
+        Code::TIMED_OUT | Code::TRANSPORT | Code::REQUEST_TIMED_OUT | Code::NETWORK_EXCEPTION
+    )
 }

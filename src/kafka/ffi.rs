@@ -32,6 +32,10 @@
 //! bindgen `rd_kafka_resp_err_t` Rust enum: librdkafka passes broker error codes
 //! through unchanged, and a newer broker may send a code that is not a variant
 //! of that enum, which would be undefined behaviour to materialise.
+//!
+//! Failures that carry a code (request-level, per group, per partition) are
+//! returned as [`KafkaError`] inside the `anyhow` error, so that the admin layer
+//! decides on the code (retry, refuse) and never on the text.
 
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{CStr, CString, c_char, c_int};
@@ -42,23 +46,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 
+use super::error::{Code, KafkaError, representative};
+
 /// librdkafka rejects admin request timeouts above one hour.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Extra time we wait on the result queue beyond the request timeout, so that
 /// librdkafka's own timeout error (with its context) normally wins the race.
 const POLL_GRACE: Duration = Duration::from_secs(2);
 
-/// Kafka `UNKNOWN_MEMBER_ID`: returned by the broker when offsets are committed
-/// with no member id / generation for a group that currently has members.
-const ERR_UNKNOWN_MEMBER_ID: c_int = 25;
-/// Kafka `ILLEGAL_GENERATION`.
-const ERR_ILLEGAL_GENERATION: c_int = 22;
-/// Kafka `REBALANCE_IN_PROGRESS`.
-const ERR_REBALANCE_IN_PROGRESS: c_int = 27;
-/// Kafka `STALE_MEMBER_EPOCH` (KIP-848 consumer groups).
-const ERR_STALE_MEMBER_EPOCH: c_int = 113;
-/// Kafka `FENCED_MEMBER_EPOCH` (KIP-848 consumer groups).
-const ERR_FENCED_MEMBER_EPOCH: c_int = 110;
+/// Why AlterConsumerGroupOffsets was refused, when it was for the group's members.
+const ACTIVE_MEMBERS_HINT: &str =
+    " (group has active members; stop its consumers before altering offsets)";
 
 /// A committed offset of a consumer group for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +76,10 @@ pub struct GroupDescription {
     /// "CompletingRebalance", "Stable", "Dead", "Empty".
     pub state: String,
     pub members: Vec<GroupMember>,
-    /// Per-group error (e.g. `GROUP_AUTHORIZATION_FAILED`), formatted as
-    /// `NAME: message`. Note: a group that does not exist is reported by Kafka
-    /// 4.x as state "Dead" with no members and *no* error.
-    pub error: Option<String>,
+    /// Per-group error with its code (e.g. `NOT_COORDINATOR`,
+    /// `GROUP_AUTHORIZATION_FAILED`). Note: a group that does not exist is
+    /// reported by Kafka 4.x as state "Dead" with no members and *no* error.
+    pub error: Option<KafkaError>,
 }
 
 /// One member of a consumer group.
@@ -192,7 +190,7 @@ pub fn list_group_offsets<C: ClientContext>(
     let groups = unsafe { raw_slice(groups.cast_const(), count) };
 
     let mut offsets = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors = PartitionErrors::default();
     for &group_result in groups {
         // SAFETY: element of the result array, valid while `event` lives.
         let (name, partitions) = unsafe { group_result_parts(group_result, &what, false)? };
@@ -203,12 +201,7 @@ pub fn list_group_offsets<C: ClientContext>(
             // SAFETY: `tp` points into a partition list owned by `event`.
             let entry = unsafe { read_partition(tp) };
             if entry.err != 0 {
-                errors.push(format!(
-                    "{}[{}]: {}",
-                    entry.topic,
-                    entry.partition,
-                    describe_err(entry.err)
-                ));
+                errors.push(&entry);
             } else if entry.offset >= 0 {
                 offsets.push(CommittedOffset {
                     topic: entry.topic,
@@ -219,13 +212,7 @@ pub fn list_group_offsets<C: ClientContext>(
             }
         }
     }
-    if !errors.is_empty() {
-        bail!(
-            "{what}: failed for {} partition(s): {}",
-            errors.len(),
-            summarize(&errors)
-        );
-    }
+    errors.into_result(&what, "")?;
     offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     Ok(offsets)
 }
@@ -294,7 +281,10 @@ pub fn describe_groups<C: ClientContext>(
         // accessors return data owned by it (or NULL, handled by the helpers).
         let description = unsafe {
             let group = cstr_to_string(rd::rd_kafka_ConsumerGroupDescription_group_id(desc));
-            let error = error_to_string(rd::rd_kafka_ConsumerGroupDescription_error(desc));
+            let error = error_of(
+                rd::rd_kafka_ConsumerGroupDescription_error(desc),
+                &format!("DescribeConsumerGroups for group '{group}'"),
+            );
             let state = cstr_to_string(rd::rd_kafka_consumer_group_state_name(
                 rd::rd_kafka_ConsumerGroupDescription_state(desc),
             ));
@@ -408,7 +398,7 @@ pub fn list_offsets<C: ClientContext>(
     let infos = unsafe { raw_slice(infos.cast_const(), count) };
 
     let mut out = Vec::with_capacity(infos.len());
-    let mut errors = Vec::new();
+    let mut errors = PartitionErrors::default();
     for &info in infos {
         if info.is_null() {
             continue;
@@ -421,23 +411,12 @@ pub fn list_offsets<C: ClientContext>(
         // SAFETY: `tp` is non-null and owned by `event`.
         let entry = unsafe { read_partition(tp) };
         if entry.err != 0 {
-            errors.push(format!(
-                "{}[{}]: {}",
-                entry.topic,
-                entry.partition,
-                describe_err(entry.err)
-            ));
+            errors.push(&entry);
         } else {
             out.push(((entry.topic, entry.partition), entry.offset));
         }
     }
-    if !errors.is_empty() {
-        bail!(
-            "{what}: failed for {} partition(s): {}",
-            errors.len(),
-            summarize(&errors)
-        );
-    }
+    errors.into_result(&what, "")?;
     out.sort();
     let missing: Vec<String> = unique
         .iter()
@@ -529,8 +508,7 @@ pub fn alter_group_offsets<C: ClientContext>(
         bail!("{what}: broker returned no group result");
     }
 
-    let mut errors = Vec::new();
-    let mut active_members = false;
+    let mut errors = PartitionErrors::default();
     for &group_result in groups {
         // SAFETY: element of the result array, valid while `event` lives.
         let (_, partitions) = unsafe { group_result_parts(group_result, &what, true)? };
@@ -538,29 +516,16 @@ pub fn alter_group_offsets<C: ClientContext>(
             // SAFETY: `tp` points into a partition list owned by `event`.
             let entry = unsafe { read_partition(tp) };
             if entry.err != 0 {
-                active_members |= is_active_member_error(entry.err);
-                errors.push(format!(
-                    "{}[{}]: {}",
-                    entry.topic,
-                    entry.partition,
-                    describe_err(entry.err)
-                ));
+                errors.push(&entry);
             }
         }
     }
-    if !errors.is_empty() {
-        let hint = if active_members {
-            " (group has active members; stop its consumers before altering offsets)"
-        } else {
-            ""
-        };
-        bail!(
-            "{what}: failed for {} partition(s){hint}: {}",
-            errors.len(),
-            summarize(&errors)
-        );
-    }
-    Ok(())
+    let hint = if errors.codes.iter().any(|c| is_active_member_error(*c)) {
+        ACTIVE_MEMBERS_HINT
+    } else {
+        ""
+    };
+    errors.into_result(&what, hint)
 }
 
 // ---------------------------------------------------------------------------
@@ -637,7 +602,12 @@ fn run_admin<C: ClientContext>(
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            bail!("{what}: no result within {wait:?}");
+            return Err(KafkaError::new(
+                Code::TIMED_OUT,
+                what,
+                &format!("no result within {wait:?}"),
+            )
+            .into());
         }
         // SAFETY: `queue` is live.
         let event = unsafe { rd::rd_kafka_queue_poll(queue.ptr, duration_ms(remaining)) };
@@ -657,7 +627,7 @@ fn run_admin<C: ClientContext>(
             // SAFETY: `event` is live; the string is owned by it (or static)
             // and copied before the event is dropped.
             let message = unsafe { cstr_to_string(rd::rd_kafka_event_error_string(event.ptr)) };
-            bail!("{what} failed: {}: {message}", err_name(code));
+            return Err(KafkaError::new(Code(code), what, &message).into());
         }
         return Ok(event);
     }
@@ -711,6 +681,45 @@ fn build_partition_list<'a>(
     Ok(list)
 }
 
+/// The failed partitions of one result: their codes decide whether the request is
+/// retried, the first few name them in the error.
+#[derive(Default)]
+struct PartitionErrors {
+    codes: Vec<Code>,
+    lines: Vec<String>,
+}
+
+impl PartitionErrors {
+    fn push(&mut self, entry: &PartitionEntry) {
+        self.codes.push(Code(entry.err));
+        self.lines.push(format!(
+            "{}[{}]: {}",
+            entry.topic,
+            entry.partition,
+            describe_err(entry.err)
+        ));
+    }
+
+    /// `Ok` when no partition failed; else one error whose code speaks for all of them
+    /// ([`representative`]).
+    fn into_result(self, what: &str, hint: &str) -> Result<()> {
+        let Some(code) = representative(self.codes.iter().copied()) else {
+            return Ok(());
+        };
+        Err(KafkaError::with_message(
+            code,
+            what,
+            format!(
+                "{} for {} partition(s){hint}: {}",
+                code.name(),
+                self.lines.len(),
+                summarize(&self.lines)
+            ),
+        )
+        .into())
+    }
+}
+
 /// Plain-Rust copy of one `rd_kafka_topic_partition_t`.
 struct PartitionEntry {
     topic: String,
@@ -762,28 +771,37 @@ unsafe fn group_result_parts(
     // SAFETY: `group_result` is non-null and valid per the caller.
     unsafe {
         let name = cstr_to_string(rd::rd_kafka_group_result_name(group_result));
-        if let Some(error) = error_to_string(rd::rd_kafka_group_result_error(group_result)) {
-            let code = raw::error_code(rd::rd_kafka_group_result_error(group_result));
+        let error = rd::rd_kafka_group_result_error(group_result);
+        if !error.is_null() {
+            let code = Code(raw::error_code(error));
             let hint = if altering && is_active_member_error(code) {
-                " (group has active members; stop its consumers before altering offsets)"
+                ACTIVE_MEMBERS_HINT
             } else {
                 ""
             };
-            bail!("{what}: group '{name}' failed{hint}: {error}");
+            let message = cstr_to_string(rd::rd_kafka_error_string(error));
+            return Err(KafkaError::with_message(
+                code,
+                what,
+                format!("group '{name}'{hint}: {}: {message}", code.name()),
+            )
+            .into());
         }
         let partitions = partition_ptrs(rd::rd_kafka_group_result_partitions(group_result));
         Ok((name, partitions))
     }
 }
 
-fn is_active_member_error(code: c_int) -> bool {
+/// The codes a broker refuses AlterConsumerGroupOffsets with when the group has members:
+/// `UNKNOWN_MEMBER_ID` on Kafka 4.x, the others on older brokers and for KIP-848 groups.
+fn is_active_member_error(code: Code) -> bool {
     matches!(
         code,
-        ERR_UNKNOWN_MEMBER_ID
-            | ERR_ILLEGAL_GENERATION
-            | ERR_REBALANCE_IN_PROGRESS
-            | ERR_STALE_MEMBER_EPOCH
-            | ERR_FENCED_MEMBER_EPOCH
+        Code::UNKNOWN_MEMBER_ID
+            | Code::ILLEGAL_GENERATION
+            | Code::REBALANCE_IN_PROGRESS
+            | Code::STALE_MEMBER_EPOCH
+            | Code::FENCED_MEMBER_EPOCH
     )
 }
 
@@ -833,6 +851,23 @@ pub(super) fn take_error(error: *mut rd::rd_kafka_error_t) -> Option<String> {
     }
 }
 
+/// A borrowed, possibly-NULL `rd_kafka_error_t` as a [`KafkaError`] of `step`.
+///
+/// # Safety
+/// `error` must be null or a valid error object.
+unsafe fn error_of(error: *const rd::rd_kafka_error_t, step: &str) -> Option<KafkaError> {
+    if error.is_null() {
+        return None;
+    }
+    // SAFETY: `error` is non-null and valid per the caller; the code is read as its C
+    // representation, the text copied.
+    unsafe {
+        let code = Code(raw::error_code(error));
+        let message = cstr_to_string(rd::rd_kafka_error_string(error));
+        Some(KafkaError::new(code, step, &message))
+    }
+}
+
 /// Formats a borrowed, possibly-NULL `rd_kafka_error_t` as `NAME: message`.
 ///
 /// # Safety
@@ -849,6 +884,12 @@ unsafe fn error_to_string(error: *const rd::rd_kafka_error_t) -> Option<String> 
     }
 }
 
+/// librdkafka's description of a code: "Broker: Not coordinator".
+pub(super) fn err_description(code: c_int) -> String {
+    // SAFETY: err2str accepts any int and returns a static string.
+    unsafe { cstr_to_string(raw::err2str(code)) }
+}
+
 /// `NAME (description)` for an error code, e.g.
 /// `UNKNOWN_MEMBER_ID (Broker: Unknown member)`.
 pub(super) fn describe_err(code: c_int) -> String {
@@ -857,7 +898,8 @@ pub(super) fn describe_err(code: c_int) -> String {
     format!("{} ({description})", err_name(code))
 }
 
-fn err_name(code: c_int) -> String {
+/// librdkafka's name of a code: `NOT_COORDINATOR`, `_TRANSPORT`.
+pub(super) fn err_name(code: c_int) -> String {
     // SAFETY: err2name accepts any int and returns a static or thread-local
     // string, copied immediately.
     unsafe { cstr_to_string(raw::err2name(code)) }
@@ -917,11 +959,28 @@ pub fn broker_metadata<C: ClientContext>(client: &Client<C>, timeout: Duration) 
         unsafe { rd::rd_kafka_metadata_destroy(md) };
     }
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        // SAFETY: rd_kafka_err2str returns a static string.
-        let message = unsafe { cstr_to_string(rd::rd_kafka_err2str(err)) };
-        bail!("reading cluster metadata: {message}");
+        return Err(KafkaError::new(Code(err as i32), "reading cluster metadata", "").into());
     }
     Ok(())
+}
+
+/// How many events wait on the client's main queue (log lines, errors).
+pub fn queued_events<C: ClientContext>(client: &Client<C>) -> usize {
+    let rk = client.native_ptr();
+    if rk.is_null() {
+        return 0;
+    }
+    // SAFETY: `rk` is the live handle owned by `client`; the queue handle is a new
+    // reference to its main queue, released right after reading its length.
+    unsafe {
+        let queue = rd::rd_kafka_queue_get_main(rk);
+        if queue.is_null() {
+            return 0;
+        }
+        let len = rd::rd_kafka_queue_length(queue);
+        rd::rd_kafka_queue_destroy(queue);
+        len
+    }
 }
 
 fn duration_ms(d: Duration) -> c_int {

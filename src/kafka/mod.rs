@@ -1,15 +1,19 @@
 //! The only place that talks to rdkafka. Every other module asks [`Cluster`] for what it
 //! needs and gets kmigrate's own types back.
 //!
-//! - `mod.rs`: building clients from the configuration, the client context, errors;
+//! - `mod.rs`: building clients from the configuration, the client context;
+//! - [`error`]: Kafka errors by code (retriable, refusal, other) and the typed error;
+//! - [`retry`]: retrying an admin step through a failover, within the timeout;
 //! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
 //! - [`reader`]: reading partition ranges (copy and verify);
 //! - [`writer`]: producing records to the target.
 
 pub mod admin;
+pub mod error;
 pub mod ffi;
 pub mod reader;
+pub mod retry;
 pub mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -19,10 +23,11 @@ use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::KafkaError as RdKafkaError;
 
 use crate::config::{ClusterConfig, Origin};
 use crate::error::usage;
+use error::{Class, Code};
 
 pub use admin::Admin;
 
@@ -146,10 +151,10 @@ impl Cluster {
     /// Reads librdkafka's refusal of a configuration: the property it names, if it is one of
     /// the user's, and why, on one line with every secret value replaced. Other errors are
     /// handed back.
-    fn refusal(&self, e: KafkaError) -> Result<(Option<String>, String), KafkaError> {
+    fn refusal(&self, e: RdKafkaError) -> Result<(Option<String>, String), RdKafkaError> {
         let props = &self.cfg.properties;
         let (key, why) = match e {
-            KafkaError::ClientConfig(_, desc, key, value) => {
+            RdKafkaError::ClientConfig(_, desc, key, value) => {
                 let value = if crate::config::is_secret_key(&key) {
                     crate::config::REDACTED.to_string()
                 } else {
@@ -157,7 +162,7 @@ impl Cluster {
                 };
                 (Some(key.clone()), format!("{desc} (`{key}` = {value:?})"))
             }
-            KafkaError::ClientCreation(msg) => {
+            RdKafkaError::ClientCreation(msg) => {
                 // "ssl.ca.location failed: ..." names the property in its text;
                 // "Unsupported SASL mechanism: FOO" only its value.
                 let named = props
@@ -229,46 +234,71 @@ impl Cluster {
 }
 
 /// Client context shared by all of kmigrate's clients: forwards librdkafka's log to
-/// `tracing` and remembers the last client-level error, so that a timeout can say why
-/// (connection refused, authentication failed, ...) instead of only "timed out".
+/// `tracing`, remembers the last connection failure, so that a timeout can say why
+/// (connection refused, ...) instead of only "timed out", and notes a refusal of kmigrate's
+/// credentials by its error code, so that it fails at once.
 #[derive(Default)]
 pub struct Ctx {
     last_error: Mutex<Option<String>>,
-    /// The last authentication failure: kept apart because the disconnects that follow it
-    /// would overwrite `last_error`.
-    auth_error: Mutex<Option<String>>,
+    /// The last authentication or TLS refusal and its code: kept apart because the
+    /// disconnects that follow it would overwrite `last_error`.
+    auth_error: Mutex<Option<(Code, String)>>,
 }
 
 impl Ctx {
+    /// librdkafka's last connection failure, for explanations only.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|g| g.clone())
     }
 
-    /// The last authentication or TLS failure, if any.
-    pub fn auth_error(&self) -> Option<String> {
+    /// The last authentication or TLS refusal, if any: its code and librdkafka's words.
+    pub fn auth_error(&self) -> Option<(Code, String)> {
         self.auth_error.lock().ok().and_then(|g| g.clone())
     }
 
     fn remember(&self, msg: &str) {
-        let msg = tidy(msg);
-        if is_auth_error(&msg)
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(tidy(msg));
+        }
+    }
+
+    /// An error event of the client, with its code and librdkafka's text (empty when the
+    /// event came without it: its FAIL log line, delivered just before, says it). The code
+    /// decides whether kmigrate's credentials or certificate were refused.
+    pub(crate) fn observe(&self, code: Code, reason: &str) {
+        // Only the client's own connection failures explain a timeout. "1/1 brokers are
+        // down" sums up the failures before it: keep their words.
+        if !reason.is_empty() && code.is_local() && code != Code::ALL_BROKERS_DOWN {
+            self.remember(reason);
+        }
+        let why = self.last_error().unwrap_or_else(|| code.description());
+        let refused = match error::classify(code) {
+            Class::Authentication => Some(code),
+            // A broker refuses a TLS 1.3 client certificate (or its absence) after the
+            // handshake: librdkafka reports a receive failure, and only OpenSSL's code in
+            // its text tells the alert.
+            _ if code == Code::TRANSPORT
+                && error::tls_alert(&why).is_some_and(error::is_refusing_alert) =>
+            {
+                Some(Code::SSL)
+            }
+            _ => None,
+        };
+        if let Some(code) = refused
             && let Ok(mut g) = self.auth_error.lock()
         {
-            *g = Some(msg.clone());
-        }
-        if let Ok(mut g) = self.last_error.lock() {
-            *g = Some(msg);
+            *g = Some((code, why));
         }
     }
 }
 
 /// librdkafka's failure text without what says nothing to an operator: the
-/// "[thrd:...]: " and "sasl_ssl://host:port/bootstrap: " prefixes and the
-/// "(after 356ms in state AUTH_REQ)" suffix.
+/// "[thrd:...]: " and "sasl_ssl://host:port/bootstrap: " (or "host:port/1: ") prefixes and
+/// the "(after 356ms in state AUTH_REQ)" suffix.
 fn tidy(msg: &str) -> String {
     let mut m = msg.rsplit_once("]: ").map_or(msg, |(_, m)| m).trim();
     if let Some((head, rest)) = m.split_once(": ")
-        && head.contains("://")
+        && head.contains('/')
         && !head.contains(' ')
     {
         m = rest;
@@ -289,78 +319,25 @@ impl ClientContext for Ctx {
             }
             _ => tracing::debug!(target: "librdkafka", "{fac}: {log_message}"),
         }
-        // Connection and authentication failures arrive here even on clients whose event
-        // queue nobody polls (the admin client): keep them to explain a later timeout.
-        if (level as i32) <= (RDKafkaLogLevel::Warning as i32)
-            && (fac == "FAIL" || is_auth_error(log_message))
-        {
+        // A connection failure is logged (as FAIL) just before its error event, and even
+        // on clients whose error events nobody reads: keep the words to explain a later
+        // timeout or refusal. What the failure means is decided by the event's code.
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && fac == "FAIL" {
             self.remember(log_message);
         }
     }
 
-    fn error(&self, error: KafkaError, reason: &str) {
+    fn error(&self, error: RdKafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", "client error: {error}: {reason}");
-        if reason.is_empty() {
-            self.remember(&error.to_string());
-        } else {
-            self.remember(reason);
+        match error::code_of(&error) {
+            Some(code) => self.observe(code, reason),
+            None if reason.is_empty() => self.remember(&error.to_string()),
+            None => self.remember(reason),
         }
     }
 }
 
 impl ConsumerContext for Ctx {}
-
-/// Turns a failed request into one sentence: what failed where, why, and what to check.
-pub(crate) fn explain(
-    cluster: &Cluster,
-    ctx: &Ctx,
-    e: anyhow::Error,
-    doing: &str,
-) -> anyhow::Error {
-    if let Some(why) = ctx.auth_error() {
-        tracing::debug!("{doing} on the {} failed: {e:#}", cluster.describe());
-        return auth_failed(cluster, &why);
-    }
-    let role = cluster.role.name();
-    let hint = match ctx.last_error() {
-        Some(last) => format!(
-            "Last client error: {last}. Check bootstrap_servers in [{role}] and that the cluster \
-             is reachable from here."
-        ),
-        None => format!(
-            "No usable answer within {} s: check bootstrap_servers in [{role}] and that the \
-             cluster is reachable from here (migration.timeout_secs sets the limit).",
-            cluster.timeout.as_secs()
-        ),
-    };
-    anyhow::anyhow!(
-        "{doing} on the {} failed: {e:#}. {hint}",
-        cluster.describe()
-    )
-}
-
-/// The cluster answered but refused kmigrate's credentials or certificate: say so, and
-/// where they are configured (exit 3, like any failure to talk to a cluster).
-pub(crate) fn auth_failed(cluster: &Cluster, why: &str) -> anyhow::Error {
-    let role = cluster.role.name();
-    anyhow::anyhow!(
-        "authentication to the {} failed: {why}. The cluster answers, but refuses kmigrate's \
-         credentials: check security.protocol, sasl.mechanism, sasl.username and sasl.password \
-         (or the ssl.* certificate, key and CA) in [{role}.properties], and the environment \
-         variables they name.",
-        cluster.describe()
-    )
-}
-
-/// Failures that retrying cannot fix: a refused login or a refused TLS handshake.
-fn is_auth_error(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("authenticat")
-        || m.contains("sasl")
-        || m.contains("ssl handshake")
-        || m.contains("certificate")
-        || m.contains("ssl alert")
-}
 
 #[cfg(test)]
 mod tests {
@@ -399,21 +376,57 @@ mod tests {
             tidy("Connect to ipv4#127.0.0.1:1 failed: Connection refused"),
             "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
         );
+        assert_eq!(
+            tidy("127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"),
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+        );
     }
 
     #[test]
-    fn auth_errors_are_recognised() {
-        assert!(is_auth_error(
-            "SASL authentication error: Authentication failed during authentication due to invalid credentials"
-        ));
-        assert!(is_auth_error(
-            "Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42"
-        ));
-        assert!(is_auth_error(
-            "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
-        ));
-        assert!(!is_auth_error(
-            "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
-        ));
+    fn refusals_are_recognised_by_code() {
+        let ctx = Ctx::default();
+        ctx.observe(
+            Code::TRANSPORT,
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused",
+        );
+        assert_eq!(ctx.auth_error(), None);
+        // A text that reads like a refusal decides nothing without a refusing code.
+        ctx.observe(Code::TIMED_OUT, "SASL authentication error: it looks bad");
+        assert_eq!(ctx.auth_error(), None);
+        assert_eq!(
+            ctx.last_error().as_deref(),
+            Some("SASL authentication error: it looks bad")
+        );
+
+        // The event without text: its FAIL log line, delivered before it, explains it.
+        ctx.log(
+            RDKafkaLogLevel::Error,
+            "FAIL",
+            "[thrd:sasl_plaintext://127.0.0.1:35094/bootstrap]: sasl_plaintext://127.0.0.1:35094/bootstrap: \
+             SASL authentication error: Authentication failed (after 356ms in state AUTH_REQ)",
+        );
+        ctx.observe(Code::AUTHENTICATION, "");
+        assert_eq!(
+            ctx.auth_error(),
+            Some((
+                Code::AUTHENTICATION,
+                "SASL authentication error: Authentication failed".to_string()
+            ))
+        );
+
+        let ctx = Ctx::default();
+        ctx.observe(
+            Code::SSL,
+            "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed",
+        );
+        assert_eq!(ctx.auth_error().map(|(c, _)| c), Some(Code::SSL));
+
+        // TLS 1.3: the broker's alert arrives as a receive failure.
+        let ctx = Ctx::default();
+        ctx.observe(
+            Code::TRANSPORT,
+            "Receive failed: error:0A000412:SSL routines::ssl/tls alert bad certificate: SSL alert number 42",
+        );
+        assert_eq!(ctx.auth_error().map(|(c, _)| c), Some(Code::SSL));
     }
 }
