@@ -394,8 +394,11 @@ struct Book {
     finished: VecDeque<usize>,
     /// A partition to pause before the next poll (its last record was still borrowed).
     to_pause: Option<usize>,
-    /// When a record last arrived or a range last finished.
-    last_activity: Instant,
+    /// Records and finished ranges so far, and (when last asked) that count and the time
+    /// it was seen to change: reading the clock per record would cost as much as copying
+    /// a small one.
+    events: u64,
+    seen: std::cell::Cell<(u64, Instant)>,
     /// The last transient problem since the last record, to explain a stall.
     trouble: Option<String>,
 }
@@ -449,7 +452,8 @@ impl RangeReader {
                 lookup,
                 finished,
                 to_pause: None,
-                last_activity: Instant::now(),
+                events: 0,
+                seen: std::cell::Cell::new((0, Instant::now())),
                 trouble: None,
             },
         })
@@ -469,9 +473,15 @@ impl RangeReader {
         &self.book.ranges[i]
     }
 
-    /// How long since a record arrived or a range finished.
+    /// How long since a record arrived or a range finished (to within the interval of the
+    /// calls to this).
     pub fn idle_for(&self) -> Duration {
-        self.book.last_activity.elapsed()
+        let (count, since) = self.book.seen.get();
+        if count != self.book.events {
+            self.book.seen.set((self.book.events, Instant::now()));
+            return Duration::ZERO;
+        }
+        since.elapsed()
     }
 
     /// The last transient problem since the last record.
@@ -507,7 +517,7 @@ impl RangeReader {
         }
         if let Some(i) = book.finished.pop_front() {
             book.remaining -= 1;
-            book.last_activity = Instant::now();
+            book.events += 1;
             return Ok(Event::Finished(i));
         }
         let Some(reader) = self.reader.as_mut() else {
@@ -518,7 +528,7 @@ impl RangeReader {
                 let i = range_of(&book.lookup, rec.topic(), rec.partition()).ok_or_else(|| {
                     anyhow::anyhow!("the cluster returned a record of a partition not being read")
                 })?;
-                book.last_activity = Instant::now();
+                book.events += 1;
                 book.trouble = None;
                 let offset = rec.offset();
                 let end = book.ranges[i].end;

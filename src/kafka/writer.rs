@@ -201,75 +201,8 @@ impl TargetWriter {
     /// Queues `rec` for the same partition of the same topic on the target, with its key,
     /// value, headers and timestamp. Its delivery is counted for `slot`.
     pub fn send(&self, slot: usize, rec: &SourceRecord<'_>) -> Result<(), SendError> {
-        let m = rec.raw();
-        let mut tstype = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-        // SAFETY: rec's message is valid while rec lives.
-        let ts = unsafe { rd::rd_kafka_message_timestamp(rec.msg.cast(), &mut tstype) };
-        let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
-        // SAFETY: valid message; on success hdrs points at headers owned by the message.
-        let herr = unsafe { rd::rd_kafka_message_headers(rec.msg.cast(), &mut hdrs) } as c_int;
-        let headers = if herr == 0 && !hdrs.is_null() {
-            // SAFETY: copy of borrowed headers; ownership passes to librdkafka on success.
-            unsafe { rd::rd_kafka_headers_copy(hdrs) }
-        } else if herr == 0 || herr == ERR_NOENT {
-            std::ptr::null_mut()
-        } else {
-            return Err(SendError::Fatal(format!(
-                "reading the headers of {}: {}",
-                rec.offset(),
-                describe_err(herr)
-            )));
-        };
-        let mut vus = [
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
-                rd::rd_kafka_vu_s__bindgen_ty_1 {
-                    rkt: self.rkts[rec.topic],
-                },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
-                rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: m.partition },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
-                rd::rd_kafka_vu_s__bindgen_ty_1 {
-                    i: rd::RD_KAFKA_MSG_F_COPY,
-                },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
-                rd::rd_kafka_vu_s__bindgen_ty_1 {
-                    mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                        ptr: m.payload,
-                        size: m.len,
-                    },
-                },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
-                rd::rd_kafka_vu_s__bindgen_ty_1 {
-                    mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                        ptr: m.key,
-                        size: m.key_len,
-                    },
-                },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
-                rd::rd_kafka_vu_s__bindgen_ty_1 {
-                    ptr: slot as *mut c_void,
-                },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
-                rd::rd_kafka_vu_s__bindgen_ty_1 { i64_: ts.max(0) },
-            ),
-            vu(
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
-                rd::rd_kafka_vu_s__bindgen_ty_1 { headers },
-            ),
-        ];
+        let headers = copy_headers(rec)?;
+        let mut vus = self.fields(slot, rec, headers);
         // Without headers the HEADERS entry is left out: a NULL headers list is not allowed.
         let count = if headers.is_null() {
             vus.len() - 1
@@ -292,16 +225,72 @@ impl TargetWriter {
             unsafe { rd::rd_kafka_headers_destroy(headers) };
         }
         if code == ERR_QUEUE_FULL {
-            Err(SendError::QueueFull)
-        } else {
-            Err(SendError::Fatal(format!(
-                "producing offset {} of {}/{} to the {}: {text}",
-                rec.offset(),
-                self.topic_name(rec.topic),
-                m.partition,
-                self.cluster.describe()
-            )))
+            return Err(SendError::QueueFull);
         }
+        Err(SendError::Fatal(format!(
+            "producing offset {} of {}/{} to the {}: {text}",
+            rec.offset(),
+            self.topic_name(rec.topic),
+            rec.partition(),
+            self.cluster.describe()
+        )))
+    }
+
+    /// The produce call's fields for `rec`: topic, partition, key, value, the slot as the
+    /// delivery opaque, the source timestamp and (last) the headers.
+    fn fields(
+        &self,
+        slot: usize,
+        rec: &SourceRecord<'_>,
+        headers: *mut rd::rd_kafka_headers_t,
+    ) -> [rd::rd_kafka_vu_t; 8] {
+        use rd::rd_kafka_vtype_t as T;
+        use rd::rd_kafka_vu_s__bindgen_ty_1 as U;
+        use rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 as Mem;
+        let m = rec.raw();
+        // The timestamp is passed explicitly: librdkafka reads 0 (and "none") as "now".
+        let ts = crate::digest::RecordView::timestamp(rec).max(0);
+        [
+            vu(
+                T::RD_KAFKA_VTYPE_RKT,
+                U {
+                    rkt: self.rkts[rec.topic],
+                },
+            ),
+            vu(T::RD_KAFKA_VTYPE_PARTITION, U { i32_: m.partition }),
+            vu(
+                T::RD_KAFKA_VTYPE_MSGFLAGS,
+                U {
+                    i: rd::RD_KAFKA_MSG_F_COPY,
+                },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_VALUE,
+                U {
+                    mem: Mem {
+                        ptr: m.payload,
+                        size: m.len,
+                    },
+                },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_KEY,
+                U {
+                    mem: Mem {
+                        ptr: m.key,
+                        size: m.key_len,
+                    },
+                },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_OPAQUE,
+                U {
+                    ptr: slot as *mut c_void,
+                },
+            ),
+            vu(T::RD_KAFKA_VTYPE_TIMESTAMP, U { i64_: ts }),
+            vu(T::RD_KAFKA_VTYPE_HEADERS, U { headers }),
+        ]
     }
 
     fn topic_name(&self, topic: usize) -> String {
@@ -386,4 +375,24 @@ impl Drop for TargetWriter {
 
 fn vu(vtype: rd::rd_kafka_vtype_t, u: rd::rd_kafka_vu_s__bindgen_ty_1) -> rd::rd_kafka_vu_t {
     rd::rd_kafka_vu_t { vtype, u }
+}
+
+/// A copy of the record's headers for the producer (which takes ownership on success), or
+/// NULL when it has none.
+fn copy_headers(rec: &SourceRecord<'_>) -> Result<*mut rd::rd_kafka_headers_t, SendError> {
+    let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: valid message; on success hdrs points at headers owned by the message.
+    let herr = unsafe { rd::rd_kafka_message_headers(rec.msg.cast(), &mut hdrs) } as c_int;
+    if herr == 0 && !hdrs.is_null() {
+        // SAFETY: copy of borrowed headers; ownership passes to librdkafka on success.
+        return Ok(unsafe { rd::rd_kafka_headers_copy(hdrs) });
+    }
+    if herr == 0 || herr == ERR_NOENT {
+        return Ok(std::ptr::null_mut());
+    }
+    Err(SendError::Fatal(format!(
+        "reading the headers of {}: {}",
+        rec.offset(),
+        describe_err(herr)
+    )))
 }
