@@ -187,10 +187,19 @@ impl Drop for SourceRecord<'_> {
 /// Reads assigned partition ranges from the source with read_committed isolation.
 pub struct SourceReader {
     consumer: BaseConsumer<Ctx>,
+    /// The consumer's queue, read a batch at a time: one lock and one wake-up per batch
+    /// instead of per record, which with small records is a tenth of the copy's CPU.
+    queue: *mut rd::rd_kafka_queue_t,
+    /// Messages taken from the queue and not handed out yet (owned: destroyed on drop).
+    batch: VecDeque<*mut RawMessage>,
+    scratch: Vec<*mut rd::rd_kafka_message_t>,
     topics: Vec<String>,
     /// librdkafka topic handle address → topic index, filled on first sight.
     by_rkt: HashMap<usize, usize>,
 }
+
+/// Messages taken from the queue at most at once.
+const BATCH: usize = 1024;
 
 impl SourceReader {
     pub fn new(
@@ -250,8 +259,19 @@ impl SourceReader {
                 cluster.describe()
             )
         })?;
+        // SAFETY: valid consumer handle; the queue reference is released in drop.
+        let queue = unsafe { rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+        if queue.is_null() {
+            anyhow::bail!(
+                "the reader of the {} has no consumer queue",
+                cluster.describe()
+            );
+        }
         Ok(SourceReader {
             consumer,
+            queue,
+            batch: VecDeque::with_capacity(BATCH),
+            scratch: vec![std::ptr::null_mut(); BATCH],
             topics: topics.to_vec(),
             by_rkt: HashMap::new(),
         })
@@ -271,15 +291,36 @@ impl SourceReader {
         Some(i)
     }
 
-    pub fn poll(&mut self, timeout: Duration) -> Polled<'_> {
-        let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
-        // SAFETY: the consumer handle is valid for self's lifetime; the returned message
-        // (if any) is owned by us and destroyed below or by SourceRecord's drop.
-        let msg = unsafe { rd::rd_kafka_consumer_poll(self.consumer.client().native_ptr(), ms) }
-            .cast::<RawMessage>();
-        if msg.is_null() {
-            return Polled::Idle;
+    /// Takes what the queue holds (up to a batch) when nothing is left; when it holds
+    /// nothing, waits up to `timeout` for one message. (Asked for a whole batch,
+    /// librdkafka waits until the batch is full or the timeout passes.)
+    fn fill(&mut self, timeout: Duration) {
+        if !self.batch.is_empty() {
+            return;
         }
+        let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+        if self.take(0, BATCH) == 0 {
+            self.take(ms, 1);
+        }
+    }
+
+    fn take(&mut self, ms: c_int, max: usize) -> usize {
+        // SAFETY: valid queue; scratch has room for BATCH >= max pointers, of which
+        // librdkafka fills the first n with messages we then own.
+        let n = unsafe {
+            rd::rd_kafka_consume_batch_queue(self.queue, ms, self.scratch.as_mut_ptr(), max)
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(max);
+        self.batch
+            .extend(self.scratch[..n].iter().map(|m| m.cast::<RawMessage>()));
+        n
+    }
+
+    pub fn poll(&mut self, timeout: Duration) -> Polled<'_> {
+        self.fill(timeout);
+        let Some(msg) = self.batch.pop_front() else {
+            return Polled::Idle;
+        };
         // SAFETY: non-null message just returned by librdkafka.
         let (err, rkt, partition, offset) =
             unsafe { ((*msg).err, (*msg).rkt, (*msg).partition, (*msg).offset) };
@@ -345,6 +386,17 @@ impl SourceReader {
 /// least 512 bytes, since librdkafka's per-record bookkeeping dwarfs small records.
 pub(super) fn max_records(bytes: usize) -> String {
     (bytes / 512).max(1000).to_string()
+}
+
+impl Drop for SourceReader {
+    fn drop(&mut self) {
+        for msg in self.batch.drain(..) {
+            // SAFETY: messages taken from the queue and never handed out are ours.
+            unsafe { rd::rd_kafka_message_destroy(msg.cast()) };
+        }
+        // SAFETY: the reference taken in new, released once, before the consumer.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue) };
+    }
 }
 
 /// One partition range to read: `[from, end)` of `partition` of topic `topic` (an index
