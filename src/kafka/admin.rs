@@ -15,10 +15,11 @@ use rdkafka::admin::{
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use super::context::Ctx;
+use super::endpoint::Endpoint;
 use super::error::{self, Code, KafkaError, representative};
 use super::ffi::{self, OffsetSpec};
 use super::retry::{self, GaveUp, Policy};
-use super::{Cluster, Ctx};
 use crate::model::{GroupState, Member, Tp, Watermarks};
 
 /// A consumer group as listed by the cluster.
@@ -53,7 +54,7 @@ pub struct GroupMembers {
 /// or "authentication failed". rdkafka's `AdminClient` is kept for the calls it wraps
 /// (configs, topic creation).
 pub struct Admin {
-    cluster: Cluster,
+    cluster: Endpoint,
     client: BaseConsumer<Ctx>,
     admin: AdminClient<Ctx>,
     /// Set once a request got an answer: the connection is up and authenticated.
@@ -69,12 +70,12 @@ pub struct Admin {
 pub const SESSION_GROUP: &str = "kmigrate-admin-session";
 
 impl Admin {
-    pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Admin> {
+    pub(super) fn new(cluster: &Endpoint) -> anyhow::Result<Admin> {
         let config = cluster.client_config();
         let mut session = config.clone();
         session.set("group.id", SESSION_GROUP);
         Ok(Admin {
-            cluster: cluster.detached(),
+            cluster: cluster.clone(),
             client: cluster.create(&session, "client")?,
             admin: cluster.create(&config, "admin client")?,
             connected: AtomicBool::new(false),
@@ -174,7 +175,7 @@ impl Admin {
         }
     }
 
-    pub fn cluster(&self) -> &Cluster {
+    pub fn cluster(&self) -> &Endpoint {
         &self.cluster
     }
 

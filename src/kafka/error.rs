@@ -67,12 +67,14 @@ impl Code {
 
     /// librdkafka's name of the code: `NOT_COORDINATOR`, `_TRANSPORT`.
     pub fn name(self) -> String {
-        super::ffi::err_name(self.0)
+        // SAFETY: err2name accepts any code and returns a static string.
+        static_str(unsafe { err2name(self.0) })
     }
 
     /// librdkafka's one-line description: "Broker: Not coordinator".
     pub fn description(self) -> String {
-        super::ffi::err_description(self.0)
+        // SAFETY: err2str accepts any code and returns a static string.
+        static_str(unsafe { err2str(self.0) })
     }
 
     /// One of librdkafka's own codes: the client gave up (timeout, broken connection)
@@ -299,6 +301,26 @@ pub fn code_of(e: &rdkafka::error::KafkaError) -> Option<Code> {
         rdkafka::error::KafkaError::AdminOp(c) => Some(Code::from(*c)),
         other => other.rdkafka_error_code().map(Code::from),
     }
+}
+
+// librdkafka's names and descriptions of error codes, declared with the code as a plain
+// int: a code this build does not know must not become an invalid Rust enum value.
+unsafe extern "C" {
+    #[link_name = "rd_kafka_err2name"]
+    fn err2name(err: std::ffi::c_int) -> *const std::ffi::c_char;
+    #[link_name = "rd_kafka_err2str"]
+    fn err2str(err: std::ffi::c_int) -> *const std::ffi::c_char;
+}
+
+/// A string librdkafka returns with static lifetime, copied.
+fn static_str(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null and NUL-terminated (librdkafka's static strings).
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -884,12 +884,6 @@ unsafe fn error_to_string(error: *const rd::rd_kafka_error_t) -> Option<String> 
     }
 }
 
-/// librdkafka's description of a code: "Broker: Not coordinator".
-pub(super) fn err_description(code: c_int) -> String {
-    // SAFETY: err2str accepts any int and returns a static string.
-    unsafe { cstr_to_string(raw::err2str(code)) }
-}
-
 /// `NAME (description)` for an error code, e.g.
 /// `UNKNOWN_MEMBER_ID (Broker: Unknown member)`.
 pub(super) fn describe_err(code: c_int) -> String {

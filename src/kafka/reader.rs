@@ -18,8 +18,9 @@ use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::context::Ctx;
+use super::endpoint::Endpoint;
 use super::ffi::{cstr_to_string, describe_err};
-use super::{Cluster, Ctx};
 use crate::digest::{HeaderFn, RecordView};
 
 /// librdkafka's `rd_kafka_message_t`, with the error code read as a plain integer: an
@@ -203,7 +204,7 @@ const BATCH: usize = 1024;
 
 impl SourceReader {
     pub fn new(
-        cluster: &Cluster,
+        cluster: &Endpoint,
         topics: &[String],
         assignments: &[Assignment],
         tuning: &Tuning,
@@ -459,7 +460,7 @@ impl RangeReader {
     /// A reader of `ranges` on `cluster`. Ranges with nothing to read are reported finished
     /// by the first polls; with no range to read, no client is created.
     pub fn new(
-        cluster: &Cluster,
+        cluster: &Endpoint,
         topics: &[String],
         ranges: Vec<Range>,
         tuning: &Tuning,
@@ -666,7 +667,7 @@ impl RangeReader {
 /// The (offset, hash) of each record of `topic`/`partition` on `cluster` in `[from, end)`,
 /// in order: what a resume compares the records it skips with.
 pub fn record_hashes(
-    cluster: &Cluster,
+    cluster: &Endpoint,
     topic: &str,
     partition: i32,
     from: i64,

@@ -19,9 +19,10 @@ use rdkafka::bindings as rd;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
+use super::context::Ctx;
+use super::endpoint::Endpoint;
 use super::ffi::{cstr_to_string, describe_err, raw, take_error, to_cstring};
 use super::reader::{DEFAULT_BATCH_BYTES, SourceRecord, Tuning, max_records};
-use super::{Cluster, Ctx};
 
 const ERR_QUEUE_FULL: c_int = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL as c_int;
 const ERR_NOENT: c_int = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT as c_int;
@@ -120,13 +121,13 @@ pub enum SendError {
 pub struct TargetWriter {
     producer: BaseProducer<WriterCtx>,
     rkts: Vec<*mut rd::rd_kafka_topic_t>,
-    cluster: Cluster,
+    cluster: Endpoint,
 }
 
 impl TargetWriter {
     /// `slots` is the number of partitions the copy writes; deliveries are counted per slot.
     pub fn new(
-        cluster: &Cluster,
+        cluster: &Endpoint,
         topics: &[String],
         slots: usize,
         tuning: &Tuning,
@@ -359,7 +360,7 @@ impl TargetWriter {
         })
     }
 
-    pub fn cluster(&self) -> &Cluster {
+    pub fn cluster(&self) -> &Endpoint {
         &self.cluster
     }
 }
