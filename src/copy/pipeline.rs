@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use super::prepare::Work;
 use super::reconcile;
@@ -112,7 +112,10 @@ impl Copier<'_, '_> {
                 self.tick(reader, source)?;
                 continue;
             }
-            let got_record = match reader.poll(Duration::from_millis(20))? {
+            let got_record = match reader
+                .poll(Duration::from_millis(20))
+                .with_context(|| format!("reading the {}", source.describe()))?
+            {
                 Event::Record { range, rec } => {
                     self.on_record(range, &rec)?;
                     true
