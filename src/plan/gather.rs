@@ -186,14 +186,23 @@ fn check_patterns(
             ));
         }
     }
-    found.extend(unmatched_keys(&cfg.topics, &topics, &cfg.origin));
-    if found.is_empty() {
+    // Each unmatched [topics.map] key carries its own fix.
+    let mut messages = Vec::new();
+    if !found.is_empty() {
+        messages.push(format!(
+            "{}. Correct the pattern or remove it; \"*\" selects everything.",
+            found.join("; ")
+        ));
+    }
+    messages.extend(
+        unmatched_keys(&cfg.topics, &topics, &cfg.origin)
+            .into_iter()
+            .map(|m| format!("{m}.")),
+    );
+    if messages.is_empty() {
         return Ok(());
     }
-    Err(usage(format!(
-        "{}. Correct the pattern or remove it; \"*\" selects everything.",
-        found.join("; ")
-    )))
+    Err(usage(messages.join(" ")))
 }
 
 /// Source topics that groups consume, with their configs when the target lacks them and
