@@ -38,6 +38,8 @@ struct Difference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionResult {
     pub topic: String,
+    /// The topic's name on the target (`[topics]` may rename it).
+    pub target_topic: String,
     pub partition: i32,
     pub source_records: u64,
     pub target_records: u64,
@@ -241,6 +243,7 @@ pub fn verify(
     for ((p, tp), target_tp) in state.partitions.iter().zip(&tps).zip(&target_tps) {
         let mut result = PartitionResult {
             topic: p.topic.clone(),
+            target_topic: target_tp.topic.clone(),
             partition: p.partition,
             source_records: 0,
             target_records: 0,

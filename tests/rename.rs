@@ -147,7 +147,25 @@ fn renamed_topics_are_copied_resumed_and_verified() {
         );
     }
 
-    verify_ok(&dir);
+    let verified = verify_ok(&dir);
+    assert!(
+        verified
+            .stdout
+            .contains(&format!("{orders} -> {orders_v2}")),
+        "{}",
+        verified.stdout
+    );
+
+    // The state file belongs to this mapping: a run under another one is refused.
+    let other = config.replace(&format!("= \"{orders_v2}\""), &format!("= \"{orders}.v3\""));
+    assert_ne!(other, config);
+    let rerun = kmigrate(&dir, &other, &["run", "--yes"]);
+    assert_eq!(rerun.code, 2, "{}\n{}", rerun.stdout, rerun.stderr);
+    assert!(
+        rerun.stderr.contains("state file") && rerun.stderr.contains(&orders_v2),
+        "{}",
+        rerun.stderr
+    );
 }
 
 #[test]

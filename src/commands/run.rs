@@ -57,7 +57,11 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                 }
             }
             check_clusters(&state.plan, cfg)?;
-            check_mapping_unchanged(&state.plan, cfg, state_path)?;
+            check_mapping_unchanged(
+                &state.plan,
+                cfg,
+                &format!("the migration in the state file {}", state_path.display()),
+            )?;
             if state.phase != Phase::Copying {
                 report::note(&format!(
                     "the migration recorded in {} has copied every planned record already",
@@ -79,6 +83,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                 Some(path) => {
                     let plan = read_plan(path)?;
                     check_clusters(&plan, cfg)?;
+                    check_mapping_unchanged(&plan, cfg, &format!("the plan {}", path.display()))?;
                     plan
                 }
                 None => super::plan::make(cfg, &source, &target)?,
@@ -254,9 +259,10 @@ fn check_clusters(plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A run resumed under a `[topics]` table that names other target topics would leave the
-/// copy split over two names: refused, naming the first difference.
-fn check_mapping_unchanged(plan: &Plan, cfg: &Config, state_path: &Path) -> anyhow::Result<()> {
+/// A plan run, or a run resumed, under a `[topics]` table that names other target topics
+/// would leave the copy split over two names: refused, naming the first difference. `what`
+/// names where the plan comes from.
+fn check_mapping_unchanged(plan: &Plan, cfg: &Config, what: &str) -> anyhow::Result<()> {
     let Some(p) = plan
         .partitions
         .iter()
@@ -266,10 +272,9 @@ fn check_mapping_unchanged(plan: &Plan, cfg: &Config, state_path: &Path) -> anyh
         return Ok(());
     };
     Err(usage(format!(
-        "the migration in the state file {} copies topic {} to {}, but [topics] in this \
-         configuration names {}: restore the [topics] table the migration started with, or \
-         finish it first",
-        state_path.display(),
+        "{what} copies topic {} to {}, but [topics] in this configuration names {}: restore \
+         the [topics] table it was made with, or plan again (a started migration must be \
+         finished under the table it started with)",
         p.topic,
         p.target(),
         crate::config::target_topic(&p.topic, &cfg.topics)
