@@ -29,10 +29,11 @@ pub fn group_targets(
         .map(|p| (Tp::new(&p.topic, p.partition), p))
         .collect();
     for p in &plan.partitions {
-        let tp = p.tp();
+        // Offsets are committed for the topic the records were copied to.
+        let tp = p.target_tp();
         match (p.status, p.reason) {
             (Status::Migrate, _) => {
-                if let Some(ps) = copied.get(&tp) {
+                if let Some(ps) = copied.get(&p.tp()) {
                     for (g, offset) in ps.translation.resolved() {
                         out.entry(g.clone())
                             .or_default()
@@ -65,7 +66,8 @@ pub fn group_targets(
     out
 }
 
-/// Partitions with nothing copied whose groups still need the target's end.
+/// Partitions with nothing copied whose groups still need the target's end (by their
+/// names on the target).
 pub fn skipped_partitions_to_commit(plan: &Plan) -> Vec<Tp> {
     plan.partitions
         .iter()
@@ -77,7 +79,7 @@ pub fn skipped_partitions_to_commit(plan: &Plan) -> Vec<Tp> {
                 )
                 && !p.committed.is_empty()
         })
-        .map(|p| p.tp())
+        .map(|p| p.target_tp())
         .collect()
 }
 
@@ -270,5 +272,100 @@ mod tests {
         let targets = group_targets(&plan, &state, &ends);
         assert_eq!(targets["a"][&Tp::new("t", 1)], 40);
         assert_eq!(targets["a"][&Tp::new("t", 0)], 100);
+    }
+
+    #[test]
+    fn renamed_topics_get_offsets_under_their_target_name() {
+        let mut snap = snapshot();
+        snap.renames.insert("t".into(), "t.v2".into());
+        snap.target_topics.clear();
+        snap.target_topics.insert(
+            "t.v2".into(),
+            TopicInfo {
+                partitions: 2,
+                configs: BTreeMap::new(),
+            },
+        );
+        let plan = compute(
+            &snap,
+            &FilterConfig::default(),
+            UncommittedPolicy::Skip,
+            false,
+            "s:1",
+            "t:1",
+            0,
+        );
+        let mut state = State::new(&plan, 0);
+        assert_eq!(state.partitions[0].target_tp(), Tp::new("t.v2", 0));
+        let ps = &mut state.partitions[0];
+        for (i, src) in (5..10).enumerate() {
+            ps.translation.observe(src, i as i64);
+        }
+        ps.translation.finish(5);
+        assert_eq!(
+            skipped_partitions_to_commit(&plan),
+            vec![Tp::new("t.v2", 1)]
+        );
+        let ends: BTreeMap<Tp, i64> = [(Tp::new("t.v2", 1), 40)].into_iter().collect();
+        let targets = group_targets(&plan, &state, &ends);
+        assert_eq!(targets["a"][&Tp::new("t.v2", 0)], 0);
+        assert_eq!(targets["b"][&Tp::new("t.v2", 0)], 2);
+        assert_eq!(targets["a"][&Tp::new("t.v2", 1)], 40);
+        assert!(
+            targets
+                .values()
+                .all(|o| o.keys().all(|tp| tp.topic == "t.v2"))
+        );
+
+        // The fingerprint tells the mappings apart, and a state file of the other one is
+        // refused.
+        let plain = compute(
+            &snapshot(),
+            &FilterConfig::default(),
+            UncommittedPolicy::Skip,
+            false,
+            "s:1",
+            "t:1",
+            0,
+        );
+        assert_ne!(
+            crate::ledger::plan_id(&plan),
+            crate::ledger::plan_id(&plain)
+        );
+        let mut other = State::new(&plain, 0);
+        other.plan = plan.clone();
+        let bytes = serde_json::to_vec(&other).expect("json");
+        assert!(State::parse(&bytes, "s.json").is_err());
+    }
+
+    #[test]
+    fn state_files_written_before_renaming_still_load() {
+        let plan = compute(
+            &snapshot(),
+            &FilterConfig::default(),
+            UncommittedPolicy::Skip,
+            false,
+            "s:1",
+            "t:1",
+            0,
+        );
+        let state = State::new(&plan, 0);
+        let mut v = serde_json::to_value(&state).expect("value");
+        for p in v["partitions"].as_array_mut().expect("partitions") {
+            p.as_object_mut().expect("object").remove("target_topic");
+        }
+        for p in v["plan"]["partitions"]
+            .as_array_mut()
+            .expect("plan partitions")
+        {
+            p.as_object_mut().expect("object").remove("target_topic");
+        }
+        for t in v["plan"]["topics"].as_array_mut().expect("plan topics") {
+            t.as_object_mut().expect("object").remove("target_topic");
+        }
+        let bytes = serde_json::to_vec(&v).expect("json");
+        let back = State::parse(&bytes, "old.json").expect("an older state file loads");
+        assert_eq!(back.plan_id, state.plan_id);
+        assert_eq!(back.partitions[0].target_tp(), Tp::new("t", 0));
     }
 }

@@ -20,6 +20,8 @@ use crate::model::Tp;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ranges {
     pub tp: Tp,
+    /// The partition on the target (the topic may be renamed there).
+    pub target_tp: Tp,
     pub source: (i64, i64),
     pub target: (i64, i64),
 }
@@ -36,6 +38,8 @@ struct Difference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionResult {
     pub topic: String,
+    /// The topic's name on the target (`[topics]` may rename it).
+    pub target_topic: String,
     pub partition: i32,
     pub source_records: u64,
     pub target_records: u64,
@@ -190,7 +194,7 @@ fn first_difference(
     stall: Duration,
 ) -> anyhow::Result<Option<Difference>> {
     let mut s = one_range(source, &r.tp, r.source)?;
-    let mut t = one_range(target, &r.tp, r.target)?;
+    let mut t = one_range(target, &r.target_tp, r.target)?;
     let mut i = 0u64;
     loop {
         let a = s.next_hash(stall)?;
@@ -227,17 +231,19 @@ pub fn verify(
         .admin()?
         .low_high(&tps)
         .context("reading the source's offsets")?;
+    let target_tps: Vec<Tp> = state.partitions.iter().map(|p| p.target_tp()).collect();
     let tgt_marks = target
         .admin()?
-        .low_high(&tps)
+        .low_high(&target_tps)
         .context("reading the target's offsets")?;
 
     let mut results: Vec<PartitionResult> = Vec::new();
     // (index into results, ranges) of the partitions that can be read.
     let mut ranges: Vec<(usize, Ranges)> = Vec::new();
-    for (p, tp) in state.partitions.iter().zip(&tps) {
+    for ((p, tp), target_tp) in state.partitions.iter().zip(&tps).zip(&target_tps) {
         let mut result = PartitionResult {
             topic: p.topic.clone(),
+            target_topic: target_tp.topic.clone(),
             partition: p.partition,
             source_records: 0,
             target_records: 0,
@@ -246,7 +252,7 @@ pub fn verify(
         let (Some(base), Some((slow, _)), Some((tlow, thigh))) = (
             p.progress.base,
             src_marks.get(tp).copied(),
-            tgt_marks.get(tp).copied(),
+            tgt_marks.get(target_tp).copied(),
         ) else {
             result.mismatch = Some("not copied yet (run `kmigrate run` first) or missing".into());
             results.push(result);
@@ -268,6 +274,7 @@ pub fn verify(
                 results.len(),
                 Ranges {
                     tp: tp.clone(),
+                    target_tp: target_tp.clone(),
                     source: (p.start, p.end),
                     target: (base, thigh),
                 },
@@ -283,7 +290,7 @@ pub fn verify(
         .collect();
     let tgt_ranges: Vec<(Tp, i64, i64)> = ranges
         .iter()
-        .map(|(_, r)| (r.tp.clone(), r.target.0, r.target.1))
+        .map(|(_, r)| (r.target_tp.clone(), r.target.0, r.target.1))
         .collect();
     let (src, tgt) = std::thread::scope(|s| {
         let a = s.spawn(|| digest_side(source, &src_ranges, readers, stall));

@@ -57,6 +57,11 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                 }
             }
             check_clusters(&state.plan, cfg)?;
+            check_mapping_unchanged(
+                &state.plan,
+                cfg,
+                &format!("the migration in the state file {}", state_path.display()),
+            )?;
             if state.phase != Phase::Copying {
                 report::note(&format!(
                     "the migration recorded in {} has copied every planned record already",
@@ -78,6 +83,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                 Some(path) => {
                     let plan = read_plan(path)?;
                     check_clusters(&plan, cfg)?;
+                    check_mapping_unchanged(&plan, cfg, &format!("the plan {}", path.display()))?;
                     plan
                 }
                 None => super::plan::make(cfg, &source, &target)?,
@@ -253,6 +259,28 @@ fn check_clusters(plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A plan run, or a run resumed, under a `[topics]` table that names other target topics
+/// would leave the copy split over two names: refused, naming the first difference. `what`
+/// names where the plan comes from.
+fn check_mapping_unchanged(plan: &Plan, cfg: &Config, what: &str) -> anyhow::Result<()> {
+    let Some(p) = plan
+        .partitions
+        .iter()
+        .filter(|p| !p.left_out())
+        .find(|p| crate::config::target_topic(&p.topic, &cfg.topics) != p.target())
+    else {
+        return Ok(());
+    };
+    Err(usage(format!(
+        "{what} copies topic {} to {}, but [topics] in this configuration names {}: restore \
+         the [topics] table it was made with, or plan again (a started migration must be \
+         finished under the table it started with)",
+        p.topic,
+        p.target(),
+        crate::config::target_topic(&p.topic, &cfg.topics)
+    )))
+}
+
 /// The source must not have changed since the plan (production and consumption stopped).
 /// Returns false when it moved and `replan` allows planning again; an error otherwise.
 fn check_source_unchanged(source: &Cluster, plan: &Plan, replan: bool) -> anyhow::Result<bool> {
@@ -376,7 +404,7 @@ fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<
         .filter(|t| t.action == TopicAction::Create)
         .map(|t| {
             (
-                t.topic.clone(),
+                t.target().to_string(),
                 t.source_partitions,
                 t.create_configs.clone(),
             )
@@ -415,11 +443,12 @@ fn check_target_partitions(
             .iter()
             .filter(|t| t.action != TopicAction::None)
             .filter_map(|t| {
-                let have = counts.get(&t.topic).copied().unwrap_or(0);
+                let have = counts.get(t.target()).copied().unwrap_or(0);
                 (have < t.source_partitions).then(|| {
                     format!(
                         "{} has {have} of {} partitions",
-                        t.topic, t.source_partitions
+                        t.target(),
+                        t.source_partitions
                     )
                 })
             })
@@ -446,20 +475,18 @@ fn finish(
     state: &crate::ledger::State,
     snap: Option<&Snapshot>,
 ) -> anyhow::Result<Outcome> {
-    let tps: Vec<Tp> = state
-        .partitions
-        .iter()
-        .map(|p| Tp::new(&p.topic, p.partition))
-        .collect();
+    let tps: Vec<Tp> = state.partitions.iter().map(|p| p.target_tp()).collect();
     let highs = target
         .admin()?
         .low_high(&tps)
         .context("reading the target's offsets to check the copy")?;
-    // topic -> (planned offsets, written, target growth)
-    let mut per_topic: BTreeMap<&str, (i64, u64, i64)> = BTreeMap::new();
+    // (source topic, target topic) -> (planned offsets, written, target growth)
+    let mut per_topic: BTreeMap<(&str, &str), (i64, u64, i64)> = BTreeMap::new();
     let mut mismatches = Vec::new();
     for (p, tp) in state.partitions.iter().zip(&tps) {
-        let e = per_topic.entry(p.topic.as_str()).or_default();
+        let e = per_topic
+            .entry((p.topic.as_str(), tp.topic.as_str()))
+            .or_default();
         e.0 += p.end - p.start;
         e.1 += p.progress.written;
         let growth = highs
@@ -482,7 +509,7 @@ fn finish(
         ("ON TARGET", Align::Right),
         ("RESULT", Align::Left),
     ]);
-    for (topic, (planned, written, growth)) in &per_topic {
+    for ((topic, _), (planned, written, growth)) in &per_topic {
         let result = if *growth != *written as i64 {
             "MISMATCH".to_string()
         } else if *written as i64 == *planned {
@@ -502,10 +529,11 @@ fn finish(
         ]);
     }
     out.push_str(&t.render(2));
-    for (topic, (_, written, growth)) in &per_topic {
+    for ((topic, target_topic), (_, written, growth)) in &per_topic {
         if *growth == *written as i64 {
             out.push_str(&format!(
-                "  {topic}: {} unconsumed messages migrated, all written to {topic} on the target\n",
+                "  {topic}: {} unconsumed messages migrated, all written to {target_topic} on the \
+                 target\n",
                 thousands(*written as i64)
             ));
         }

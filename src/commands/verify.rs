@@ -56,8 +56,13 @@ fn render(rep: &Report, verbose: bool) -> String {
         .iter()
         .filter(|p| all || p.mismatch.is_some())
     {
+        let topic = if p.target_topic == p.topic {
+            p.topic.clone()
+        } else {
+            format!("{} -> {}", p.topic, p.target_topic)
+        };
         t.row(vec![
-            p.topic.clone(),
+            topic,
             p.partition.to_string(),
             thousands(p.source_records as i64),
             thousands(p.target_records as i64),

@@ -64,7 +64,7 @@ pub fn run(
     // The bases must be on disk before the first record is: they anchor the resume math.
     ledger.save()?;
 
-    let mut topics: Vec<String> = work.iter().map(|w| w.topic.clone()).collect();
+    let mut topics: Vec<String> = work.iter().map(|w| w.target_topic.clone()).collect();
     topics.sort();
     topics.dedup();
     let tuning = Tuning {

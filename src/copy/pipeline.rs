@@ -81,7 +81,18 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
         .iter()
         .map(|w| shared.with_partition(w.state, |ps| Slot::new(w, topic_of(&w.topic), ps)))
         .collect();
-    let writer = TargetWriter::new(job.target, &topics, slots.len(), &job.tuning)?;
+    // The writer's topic handles are indexed like the reader's: each source topic's
+    // handle is its target topic.
+    let target_topics: Vec<String> = topics
+        .iter()
+        .map(|t| {
+            job.work
+                .iter()
+                .find(|w| w.topic == *t)
+                .map_or_else(|| t.clone(), |w| w.target_topic.clone())
+        })
+        .collect();
+    let writer = TargetWriter::new(job.target, &target_topics, slots.len(), &job.tuning)?;
     let mut reader = RangeReader::new(job.source, &topics, ranges, &job.tuning)?;
     let mut copier = Copier {
         remaining: slots.len(),

@@ -15,6 +15,8 @@ pub struct Work {
     /// Index of the partition in the state.
     pub state: usize,
     pub topic: String,
+    /// The topic's name on the target.
+    pub target_topic: String,
     pub partition: i32,
     /// First source offset to read, and the range's end.
     pub from: i64,
@@ -38,7 +40,7 @@ pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::
         .collect();
     let tps: Vec<Tp> = open
         .iter()
-        .map(|i| Tp::new(&state.partitions[*i].topic, state.partitions[*i].partition))
+        .map(|i| state.partitions[*i].target_tp())
         .collect();
     let highs = target
         .admin()?
@@ -65,6 +67,7 @@ pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::
                 work.push(Work {
                     state: *i,
                     topic: ps.topic.clone(),
+                    target_topic: tp.topic.clone(),
                     partition: ps.partition,
                     from: r.from,
                     end: ps.end,
@@ -84,8 +87,15 @@ pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::
     }
     for w in work.iter_mut().filter(|w| w.skip > 0) {
         let end = w.next_target + w.skip as i64;
-        w.tail = record_hashes(target, &w.topic, w.partition, w.next_target, end, tuning)
-            .context("reading the records past the last checkpoint on the target")?;
+        w.tail = record_hashes(
+            target,
+            &w.target_topic,
+            w.partition,
+            w.next_target,
+            end,
+            tuning,
+        )
+        .context("reading the records past the last checkpoint on the target")?;
     }
     Ok(work)
 }

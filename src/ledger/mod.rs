@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::UncommittedPolicy;
 use crate::error::usage;
 use crate::fsutil;
+use crate::model::Tp;
 use crate::model::now_ms;
 use crate::offsets::Tracker;
 use crate::plan::{Plan, Status};
@@ -87,12 +88,26 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionState {
     pub topic: String,
+    /// The topic it is copied to on the target; empty (state files older than renaming)
+    /// means the same name as `topic`.
+    #[serde(default)]
+    pub target_topic: String,
     pub partition: i32,
     pub start: i64,
     pub end: i64,
     pub progress: Progress,
     /// Where each group that consumes this partition resumes on the target.
     pub translation: Tracker,
+}
+
+impl PartitionState {
+    /// The partition it is copied to on the target (same number, target topic's name).
+    pub fn target_tp(&self) -> Tp {
+        Tp::new(
+            crate::plan::target_or_same(&self.target_topic, &self.topic),
+            self.partition,
+        )
+    }
 }
 
 impl State {
@@ -104,6 +119,7 @@ impl State {
             .filter(|p| p.status == Status::Migrate)
             .map(|p| PartitionState {
                 topic: p.topic.clone(),
+                target_topic: p.target().to_string(),
                 partition: p.partition,
                 start: p.start,
                 end: p.end,
@@ -202,6 +218,7 @@ impl State {
             let name = format!("{}/{}", s.topic, s.partition);
             if (s.topic.as_str(), s.partition, s.start, s.end)
                 != (p.topic.as_str(), p.partition, p.start, p.end)
+                || s.target_tp() != p.target_tp()
             {
                 return Err(format!("{name} does not match the plan's {}", p.tp()));
             }
@@ -345,6 +362,12 @@ pub fn plan_id(plan: &Plan) -> String {
         .filter(|p| p.status == Status::Migrate)
     {
         h.add(p.topic.as_bytes());
+        // Only a renamed topic adds its target name, so that the fingerprints of state
+        // files written before topics could be renamed stay the same.
+        if p.target() != p.topic {
+            h.add(b"\0->");
+            h.add(p.target().as_bytes());
+        }
         h.add(&p.partition.to_le_bytes());
         h.add(&p.start.to_le_bytes());
         h.add(&p.end.to_le_bytes());

@@ -172,18 +172,26 @@ pub fn compute(
                     wm.stable, wm.high, wm.stable
                 ));
             }
-            let target = snap.target_offsets.get(&tp).copied();
+            let target_tp = Tp::new(snap.target_name(topic), partition);
+            let target = snap.target_offsets.get(&target_tp).copied();
             if let Some((tlow, thigh)) = target
                 && d.status == Status::Migrate
                 && thigh > tlow
             {
                 warnings.push(format!(
-                    "target {tp} already holds {} record(s) (offsets {tlow}..{thigh}); the \
+                    "target {target_tp} already holds {} record(s) (offsets {tlow}..{thigh}); the \
                      backlog will be appended after them",
                     thigh - tlow
                 ));
             }
-            partitions.push(partition_plan(&tp, wm, &positions, d, target));
+            partitions.push(partition_plan(
+                &tp,
+                &target_tp.topic,
+                wm,
+                &positions,
+                d,
+                target,
+            ));
         }
     }
 
@@ -208,6 +216,7 @@ pub fn compute(
 
 fn partition_plan(
     tp: &Tp,
+    target_topic: &str,
     wm: Watermarks,
     positions: &[(&str, Option<i64>)],
     d: Decision,
@@ -215,6 +224,7 @@ fn partition_plan(
 ) -> PartitionPlan {
     PartitionPlan {
         topic: tp.topic.clone(),
+        target_topic: target_topic.to_string(),
         partition: tp.partition,
         low: wm.low,
         high: wm.high,
@@ -259,8 +269,9 @@ fn topic_plans(
             }
             _ => out.push(TopicPlan {
                 topic: p.topic.clone(),
+                target_topic: p.target().to_string(),
                 source_partitions: snap.source_topics.get(&p.topic).map_or(0, |t| t.partitions),
-                target_partitions: snap.target_topics.get(&p.topic).map(|t| t.partitions),
+                target_partitions: snap.target_topics.get(p.target()).map(|t| t.partitions),
                 action: if needed {
                     TopicAction::Ready
                 } else {
@@ -283,7 +294,10 @@ fn topic_plans(
                     "target topic {} has {n} partition(s) but the source has {}: records must go \
                      to the same partition number. Add partitions on the target (kafka-topics.sh \
                      --alter --topic {} --partitions {}) or exclude the topic in [filter].",
-                    t.topic, t.source_partitions, t.topic, t.source_partitions
+                    t.target(),
+                    t.source_partitions,
+                    t.target(),
+                    t.source_partitions
                 ));
             }
             None if create_topics => {
@@ -299,7 +313,8 @@ fn topic_plans(
                 problems.push(format!(
                     "topic {} does not exist on the target: create it with {} partition(s), or \
                      set create_topics = true in [migration], or exclude it in [filter].",
-                    t.topic, t.source_partitions
+                    t.target(),
+                    t.source_partitions
                 ));
             }
         }
@@ -336,7 +351,7 @@ fn group_plans(
             if p.status == Status::Migrate || committed.is_some() {
                 let base = p.target_high.unwrap_or(0);
                 resume_at.push(ResumeAt {
-                    topic: p.topic.clone(),
+                    topic: p.target().to_string(),
                     partition: p.partition,
                     target_offset: base + (unread_from.max(p.start) - p.start),
                     provisional: true,
@@ -766,6 +781,7 @@ mod tests {
         let first = &v["partitions"][0];
         for key in [
             "topic",
+            "target_topic",
             "partition",
             "low",
             "high",
@@ -779,5 +795,67 @@ mod tests {
         }
         assert_eq!(first["status"], "skip");
         assert_eq!(first["reason"], "expired");
+    }
+
+    #[test]
+    fn renamed_topics_are_checked_and_resumed_by_their_target_names() {
+        let mut s = seed();
+        s.renames.insert("test3".into(), "test3.v2".into());
+        s.renames.insert("test4".into(), "legacy.test4".into());
+        // The target knows test3.v2 (with 5 records already) but not legacy.test4.
+        s.target_topics.insert("test3.v2".into(), topic(1));
+        s.target_offsets.insert(Tp::new("test3.v2", 0), (0, 5));
+        let p = plan(&s, &FilterConfig::default(), true);
+        assert_eq!(part(&p, "test3", 0).target_topic, "test3.v2");
+        assert_eq!(part(&p, "test3", 0).target_high, Some(5));
+        assert_eq!(part(&p, "test1", 0).target(), "test1");
+        let t4 = p.topics.iter().find(|t| t.topic == "test4").expect("test4");
+        assert_eq!(
+            (t4.target(), t4.action),
+            ("legacy.test4", TopicAction::Create)
+        );
+        let t3 = p.topics.iter().find(|t| t.topic == "test3").expect("test3");
+        assert_eq!((t3.target(), t3.action), ("test3.v2", TopicAction::Ready));
+        assert!(
+            p.warnings.iter().any(|w| w.contains("target test3.v2/0")),
+            "{:?}",
+            p.warnings
+        );
+        let g = p
+            .groups
+            .iter()
+            .find(|g| g.group == "test34-group")
+            .expect("group");
+        assert!(
+            g.resume_at
+                .iter()
+                .any(|r| r.topic == "test3.v2" && r.target_offset == 5)
+        );
+        assert!(p.check().is_ok());
+        let text = crate::plan::render::text(&p, false);
+        assert!(text.contains("test4 -> legacy.test4"), "{text}");
+
+        // An edited plan that sends two topics to one is refused.
+        let mut bad = p.clone();
+        for q in bad.partitions.iter_mut().filter(|q| q.topic == "test4") {
+            q.target_topic = "test3.v2".into();
+        }
+        assert!(bad.check().unwrap_err().contains("test3.v2"));
+    }
+
+    #[test]
+    fn plans_written_before_renaming_read_as_same_names() {
+        let p = plan(&seed(), &FilterConfig::default(), false);
+        let mut v = serde_json::to_value(&p).expect("value");
+        for list in ["partitions", "topics"] {
+            for item in v[list].as_array_mut().expect("array") {
+                item.as_object_mut().expect("object").remove("target_topic");
+            }
+        }
+        let back: Plan = serde_json::from_value(v).expect("older plan");
+        assert!(back.check().is_ok());
+        assert_eq!(back.partitions[0].target_topic, "");
+        assert_eq!(back.partitions[0].target(), back.partitions[0].topic);
+        assert_eq!(back.topics[0].target(), back.topics[0].topic);
     }
 }

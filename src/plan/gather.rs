@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use tracing::debug;
 
 use super::{GroupSnapshot, Snapshot, TopicInfo, Tp};
-use crate::config::{Config, is_internal_topic, unmatched_patterns};
+use crate::config::{
+    Config, check_mapping, is_internal_topic, target_topic, unmatched_keys, unmatched_patterns,
+};
 use crate::error::usage;
 use crate::kafka::admin::GroupListing;
 use crate::kafka::{Admin, Cluster};
@@ -76,6 +78,21 @@ pub fn gather(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Resul
         .filter_map(|t| source_topics.get(*t).map(|n| (*t, *n)))
         .flat_map(|(t, n)| (0..n).map(move |p| Tp::new(t, p)))
         .collect();
+    // The names on the target of the topics to copy, refused before the target is read
+    // when two would share one.
+    let copied: Vec<&str> = consumed
+        .iter()
+        .copied()
+        .filter(|t| source_topics.contains_key(*t) && cfg.filter.topic_selected(t))
+        .collect();
+    check_mapping(&cfg.topics, &copied, &cfg.origin)?;
+    let renames: BTreeMap<String, String> = copied
+        .iter()
+        .map(|t| (t.to_string(), target_topic(t, &cfg.topics)))
+        .filter(|(s, t)| s != t)
+        .collect();
+    let target_name = |t: &str| -> String { renames.get(t).cloned().unwrap_or_else(|| t.into()) };
+
     let source_offsets = source.watermarks(&tps)?;
     debug!(
         partitions = tps.len(),
@@ -86,19 +103,20 @@ pub fn gather(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Resul
     // Target: the partitions that exist there, and their current extent.
     let on_target: Vec<Tp> = tps
         .iter()
+        .map(|tp| Tp::new(target_name(&tp.topic), tp.partition))
         .filter(|tp| {
             target_topics
                 .get(&tp.topic)
                 .is_some_and(|n| tp.partition < *n)
         })
-        .cloned()
         .collect();
     let target_offsets = target.low_high(&on_target)?;
 
+    let wanted: BTreeSet<String> = consumed.iter().map(|t| target_name(t)).collect();
     let source_topics = topic_infos(&source, source_topics, &consumed, &target_topics, cfg)?;
     let target_topics = target_topics
         .into_iter()
-        .filter(|(t, _)| consumed.contains(t.as_str()))
+        .filter(|(t, _)| wanted.contains(t))
         .map(|(t, n)| {
             (
                 t,
@@ -117,6 +135,7 @@ pub fn gather(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Resul
         source_offsets,
         target_topics,
         target_offsets,
+        renames,
     })
 }
 
@@ -167,13 +186,23 @@ fn check_patterns(
             ));
         }
     }
-    if found.is_empty() {
+    // Each unmatched [topics.map] key carries its own fix.
+    let mut messages = Vec::new();
+    if !found.is_empty() {
+        messages.push(format!(
+            "{}. Correct the pattern or remove it; \"*\" selects everything.",
+            found.join("; ")
+        ));
+    }
+    messages.extend(
+        unmatched_keys(&cfg.topics, &topics, &cfg.origin)
+            .into_iter()
+            .map(|m| format!("{m}.")),
+    );
+    if messages.is_empty() {
         return Ok(());
     }
-    Err(usage(format!(
-        "{}. Correct the pattern or remove it; \"*\" selects everything.",
-        found.join("; ")
-    )))
+    Err(usage(messages.join(" ")))
 }
 
 /// Source topics that groups consume, with their configs when the target lacks them and
@@ -190,7 +219,7 @@ fn topic_infos(
             .iter()
             .filter(|t| {
                 counts.contains_key(**t)
-                    && !target_topics.contains_key(**t)
+                    && !target_topics.contains_key(&target_topic(t, &cfg.topics))
                     && cfg.filter.topic_selected(t)
             })
             .map(|t| t.to_string())

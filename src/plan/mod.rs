@@ -35,8 +35,19 @@ pub struct Snapshot {
     pub source_offsets: BTreeMap<Tp, Watermarks>,
     /// Target topics by name.
     pub target_topics: BTreeMap<String, TopicInfo>,
-    /// (low, high) of the target partitions matching planned source partitions.
+    /// (low, high) of the target partitions matching planned source partitions, by the
+    /// target topic's name.
     pub target_offsets: BTreeMap<Tp, (i64, i64)>,
+    /// Source topic -> target topic, for the topics `[topics]` renames; every other topic
+    /// keeps its name.
+    pub renames: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// The name `topic` has on the target.
+    pub fn target_name<'a>(&'a self, topic: &'a str) -> &'a str {
+        self.renames.get(topic).map_or(topic, String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,6 +102,10 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionPlan {
     pub topic: String,
+    /// The topic it is copied to on the target; empty (plans older than renaming) means
+    /// the same name as `topic`.
+    #[serde(default)]
+    pub target_topic: String,
     pub partition: i32,
     /// Source low watermark (oldest offset still on disk).
     pub low: i64,
@@ -123,6 +138,29 @@ impl PartitionPlan {
     pub fn tp(&self) -> Tp {
         Tp::new(&self.topic, self.partition)
     }
+
+    /// The name of the topic on the target.
+    pub fn target(&self) -> &str {
+        target_or_same(&self.target_topic, &self.topic)
+    }
+
+    /// Whether the partition's topic is left out of the migration (filtered or internal).
+    pub fn left_out(&self) -> bool {
+        matches!(
+            self.reason,
+            Some(SkipReason::Filtered | SkipReason::Internal)
+        )
+    }
+
+    /// The partition it is copied to on the target (same number, target topic's name).
+    pub fn target_tp(&self) -> Tp {
+        Tp::new(self.target(), self.partition)
+    }
+}
+
+/// `target`, or `topic` when `target` is empty (written before topics could be renamed).
+pub fn target_or_same<'a>(target: &'a str, topic: &'a str) -> &'a str {
+    if target.is_empty() { topic } else { target }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +226,9 @@ pub struct ResumeAt {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicPlan {
     pub topic: String,
+    /// The topic's name on the target; empty (plans older than renaming) means `topic`.
+    #[serde(default)]
+    pub target_topic: String,
     pub source_partitions: i32,
     /// Partition count on the target; `null` when the topic does not exist there.
     pub target_partitions: Option<i32>,
@@ -196,6 +237,13 @@ pub struct TopicPlan {
     pub create_configs: BTreeMap<String, String>,
     /// Offsets to copy for this topic.
     pub to_migrate: i64,
+}
+
+impl TopicPlan {
+    /// The name of the topic on the target.
+    pub fn target(&self) -> &str {
+        target_or_same(&self.target_topic, &self.topic)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +334,38 @@ impl Plan {
             }
             if p.committed.values().any(|c| *c < 0) {
                 return Err(format!("{tp} has a negative committed offset"));
+            }
+        }
+        // Each source topic goes to one target topic, and no two to the same one: their
+        // records would mix.
+        let mut target_of: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+        // Topics left out (filtered, internal) are never written, whatever their name.
+        let named = self
+            .partitions
+            .iter()
+            .filter(|p| !p.left_out())
+            .map(|p| (p.topic.as_str(), p.target()));
+        let named = named.chain(
+            self.topics
+                .iter()
+                .filter(|t| t.action != TopicAction::None)
+                .map(|t| (t.topic.as_str(), t.target())),
+        );
+        for (source, target) in named {
+            if let Some(other) = target_of.insert(source, target)
+                && other != target
+            {
+                return Err(format!(
+                    "topic {source} is copied to both {other} and {target}"
+                ));
+            }
+            if let Some(other) = source_of.insert(target, source)
+                && other != source
+            {
+                return Err(format!(
+                    "topics {other} and {source} are both copied to {target}"
+                ));
             }
         }
         Ok(())

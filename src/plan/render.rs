@@ -53,8 +53,14 @@ pub fn text(plan: &Plan, verbose: bool) -> String {
             .iter()
             .filter(|p| p.topic == tp.topic && p.status == Status::Migrate)
             .count();
+        // A renamed topic shows where it goes: `orders -> orders.v2`.
+        let name = if tp.target() == tp.topic || tp.action == TopicAction::None {
+            tp.topic.clone()
+        } else {
+            format!("{} -> {}", tp.topic, tp.target())
+        };
         t.row(vec![
-            tp.topic.clone(),
+            name,
             tp.source_partitions.to_string(),
             migrate.to_string(),
             tp.target_partitions
