@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::RunSummary;
+use super::summary::RunSummary;
 use crate::copy::{ProgressSink, Snapshot};
 
 /// Whether this process writes events instead of text on stderr: set once by the command

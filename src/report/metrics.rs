@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::{RunPhase, RunSummary};
+use super::summary::{RunPhase, RunSummary};
 use crate::copy::{ProgressSink, Snapshot};
 use crate::ledger::CommitOutcome;
 

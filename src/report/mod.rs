@@ -7,7 +7,7 @@ pub mod json;
 pub mod metrics;
 mod summary;
 
-pub use self::summary::{GroupResult, RunSummary, ThisRun, TopicResult};
+pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};
 pub use crate::text::{Align, Table, bytes, duration, plural, thousands, time_ms};
 
 use crate::cli::ProgressMode;
@@ -48,33 +48,6 @@ pub fn copy_progress(mode: ProgressMode) -> Box<dyn crate::copy::ProgressSink> {
         ProgressMode::Bar => Box::new(Bars::default()),
         ProgressMode::Auto if terminal => Box::new(Bars::default()),
         ProgressMode::Auto | ProgressMode::Lines => Box::new(Lines { last: None }),
-    }
-}
-
-/// Where a run is; each phase is shown as an event and as a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunPhase {
-    Planning,
-    Copying,
-    Committing,
-    Done,
-}
-
-impl RunPhase {
-    pub const ALL: [RunPhase; 4] = [
-        RunPhase::Planning,
-        RunPhase::Copying,
-        RunPhase::Committing,
-        RunPhase::Done,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RunPhase::Planning => "planning",
-            RunPhase::Copying => "copying",
-            RunPhase::Committing => "committing",
-            RunPhase::Done => "done",
-        }
     }
 }
 

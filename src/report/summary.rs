@@ -1,11 +1,39 @@
-//! A run's summary: what was planned, written and found on the target per topic, and each
-//! group's commit. One data type, rendered as the stdout tables here and as the `summary`
-//! event in [`super::json`], so that people and scripts read the same figures.
+//! A run's phases and summary: what was planned, written and found on the target per
+//! topic, and each group's commit. One data type, rendered as the stdout tables here and
+//! as the `summary` event in [`super::json`], so that people and scripts read the same
+//! figures.
 
 use serde::Serialize;
 
-use super::{Align, Table, thousands};
 use crate::ledger::{CommitOutcome, GroupOffsets};
+use crate::text::{Align, Table, thousands};
+
+/// Where a run is; each phase is shown as an event and as a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPhase {
+    Planning,
+    Copying,
+    Committing,
+    Done,
+}
+
+impl RunPhase {
+    pub const ALL: [RunPhase; 4] = [
+        RunPhase::Planning,
+        RunPhase::Copying,
+        RunPhase::Committing,
+        RunPhase::Done,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RunPhase::Planning => "planning",
+            RunPhase::Copying => "copying",
+            RunPhase::Committing => "committing",
+            RunPhase::Done => "done",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
@@ -109,8 +137,8 @@ impl RunSummary {
             out.push_str(&format!(
                 "  this run: {} records, {} in {} ({} rec/s, {:.1} MB/s)\n",
                 thousands(s.records as i64),
-                super::bytes(s.bytes),
-                super::duration(elapsed),
+                crate::text::bytes(s.bytes),
+                crate::text::duration(elapsed),
                 thousands((s.records as f64 / secs) as i64),
                 s.bytes as f64 / secs / 1e6
             ));
