@@ -25,17 +25,24 @@ use crate::translate::{self, CommitOutcome};
 pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
     let obs = report::Observer::start(args.progress, args.metrics.as_deref())?;
     obs.phase(RunPhase::Planning);
-    let result = observed(cfg, args, &obs);
+    let stop = install_signal_handlers()?;
+    let result = observed(cfg, args, &obs, &stop);
     match &result {
+        // An interrupted run is not done: the rerun continues it.
+        Ok(Outcome::Interrupted) => {}
         Ok(_) => obs.phase(RunPhase::Done),
         Err(e) => obs.failed(e),
     }
-    obs.close(args.metrics_linger);
+    obs.close(args.metrics_linger, &stop);
     result
 }
 
-fn observed(cfg: &Config, args: &RunArgs, obs: &report::Observer) -> anyhow::Result<Outcome> {
-    let stop = install_signal_handlers()?;
+fn observed(
+    cfg: &Config,
+    args: &RunArgs,
+    obs: &report::Observer,
+    stop: &AtomicBool,
+) -> anyhow::Result<Outcome> {
     let state_path = cfg.migration.state_file.as_path();
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
@@ -126,7 +133,7 @@ fn observed(cfg: &Config, args: &RunArgs, obs: &report::Observer) -> anyhow::Res
     };
     obs.phase(RunPhase::Copying);
     let mut sink = obs.sink();
-    let (ended, snap) = copy::run(&source, &target, &mut ledger, &opts, &stop, sink.as_mut())?;
+    let (ended, snap) = copy::run(&source, &target, &mut ledger, &opts, stop, sink.as_mut())?;
     match ended {
         Ended::Interrupted => {
             report::note(&format!(

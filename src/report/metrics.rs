@@ -208,10 +208,6 @@ impl Exporter {
                 .set(n);
         }
     }
-
-    pub fn linger(&self, d: Duration) {
-        std::thread::sleep(d);
-    }
 }
 
 impl Drop for Exporter {

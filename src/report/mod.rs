@@ -10,6 +10,8 @@ mod summary;
 pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};
 pub use crate::text::{Align, Table, bytes, duration, plural, thousands, time_ms};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::cli::ProgressMode;
 
 /// Writes a command's output to stdout. A closed pipe (`kmigrate plan | head`) is not an
@@ -107,10 +109,14 @@ impl Observer {
     }
 
     /// Keeps the metrics endpoint answering for `linger` after the run, so that a scraper
-    /// sees the final figures; then stops it.
-    pub fn close(self, linger: Option<std::time::Duration>) {
-        if let (Some(m), Some(d)) = (&self.metrics, linger) {
-            m.linger(d);
+    /// sees the final figures, unless `stop` (Ctrl-C, SIGTERM) says to end now; then
+    /// stops it.
+    pub fn close(self, linger: Option<std::time::Duration>, stop: &AtomicBool) {
+        if let (Some(_), Some(d)) = (&self.metrics, linger) {
+            let until = std::time::Instant::now() + d;
+            while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
     }
 }
