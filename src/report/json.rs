@@ -23,17 +23,27 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Writes one event line. `fields` must be an object; `event` and `ts_ms` are added.
+/// Writes one event line (see [`line`]).
 pub fn emit(event: &str, fields: Value) {
-    let mut line = json!({ "event": event, "ts_ms": crate::model::now_ms() });
-    if let (Some(out), Value::Object(fields)) = (line.as_object_mut(), fields) {
-        out.extend(fields);
-    }
+    let line = line(event, crate::model::now_ms(), fields);
     use std::io::Write as _;
     // One write per line under the lock, so that lines from other threads never interleave;
     // a closed stderr is not worth failing a migration for.
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
+}
+
+/// One event: `event` and `ts_ms` first (easy to read and to grep), then the fields of
+/// `fields`, an object.
+fn line(event: &str, ts_ms: i64, fields: Value) -> String {
+    let mut line = format!("{{\"event\":{},\"ts_ms\":{ts_ms}", Value::from(event));
+    if let Value::Object(fields) = fields {
+        for (k, v) in fields {
+            line.push_str(&format!(",{}:{v}", Value::from(k)));
+        }
+    }
+    line.push('}');
+    line
 }
 
 /// The figures of a snapshot, as the `progress` event carries them.
@@ -108,5 +118,29 @@ impl ProgressSink for Events {
     fn finish(&mut self, s: &Snapshot) {
         self.completed(s);
         emit("progress", progress_fields(s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_one_json_object_starting_with_its_name_and_time() {
+        let l = line(
+            "warning",
+            1_700_000_000_000,
+            json!({ "message": "a \"quoted\"\nline" }),
+        );
+        assert_eq!(
+            l,
+            r#"{"event":"warning","ts_ms":1700000000000,"message":"a \"quoted\"\nline"}"#
+        );
+        let v: Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["message"], "a \"quoted\"\nline");
+        assert_eq!(
+            line("phase", 5, json!({})),
+            r#"{"event":"phase","ts_ms":5}"#
+        );
     }
 }
