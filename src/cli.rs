@@ -86,6 +86,19 @@ pub enum Format {
     Json,
 }
 
+/// How `run` shows the copy's progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Bars on a terminal, else a line every 5 seconds.
+    Auto,
+    /// Live bars, per topic and overall.
+    Bar,
+    /// A status line every 5 seconds.
+    Lines,
+    /// One JSON event per line (schema in docs/observability.md).
+    Json,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// Output format.
@@ -131,6 +144,22 @@ pub struct RunArgs {
     /// number of cores). Memory stays within `buffer_mb` in all.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pipelines: Option<u16>,
+
+    /// How progress is shown on stderr: `json` prints one event per line (phases,
+    /// progress, finished partitions, warnings, the summary) for programs; stdout keeps
+    /// the tables.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    pub progress: ProgressMode,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics while the run lasts
+    /// (e.g. 127.0.0.1:9464): records and bytes copied, lag per partition, phase, errors.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// With --metrics: keep answering this long after the run ends (e.g. 30s), so that
+    /// the last scrape sees the final figures.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "metrics")]
+    pub metrics_linger: Option<std::time::Duration>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -19,11 +19,30 @@ use crate::kafka::reader::Tuning;
 use crate::kafka::{Cluster, Role};
 use crate::ledger::{Ledger, Phase, plan_id};
 use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
-use crate::report::{self, Align, Table, thousands};
-use crate::translate::{self, CommitOutcome, GroupOffsets};
+use crate::report::{self, GroupResult, RunPhase, RunSummary, ThisRun, TopicResult, thousands};
+use crate::translate::{self, CommitOutcome};
 
 pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
+    let obs = report::Observer::start(args.progress, args.metrics.as_deref())?;
+    obs.phase(RunPhase::Planning);
     let stop = install_signal_handlers()?;
+    let result = observed(cfg, args, &obs, &stop);
+    match &result {
+        // An interrupted run is not done: the rerun continues it.
+        Ok(Outcome::Interrupted) => {}
+        Ok(_) => obs.phase(RunPhase::Done),
+        Err(e) => obs.failed(e),
+    }
+    obs.close(args.metrics_linger, &stop);
+    result
+}
+
+fn observed(
+    cfg: &Config,
+    args: &RunArgs,
+    obs: &report::Observer,
+    stop: &AtomicBool,
+) -> anyhow::Result<Outcome> {
     let state_path = cfg.migration.state_file.as_path();
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
@@ -67,7 +86,7 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
                     "the migration recorded in {} has copied every planned record already",
                     state_path.display()
                 ));
-                return complete(cfg, &target, &mut ledger, None, args.force_offsets);
+                return complete(cfg, &target, &mut ledger, None, args.force_offsets, obs);
             }
             report::note(&format!(
                 "resuming the migration started at {} (state file {})",
@@ -118,8 +137,9 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
         checkpoint_every: Duration::from_secs(2),
         flush_timeout: cfg.migration.timeout,
     };
-    let mut sink = report::copy_progress();
-    let (ended, snap) = copy::run(&source, &target, &mut ledger, &opts, &stop, sink.as_mut())?;
+    obs.phase(RunPhase::Copying);
+    let mut sink = obs.sink();
+    let (ended, snap) = copy::run(&source, &target, &mut ledger, &opts, stop, sink.as_mut())?;
     match ended {
         Ended::Interrupted => {
             report::note(&format!(
@@ -130,7 +150,14 @@ pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
             ));
             Ok(Outcome::Interrupted)
         }
-        Ended::Complete => complete(cfg, &target, &mut ledger, Some(&snap), args.force_offsets),
+        Ended::Complete => complete(
+            cfg,
+            &target,
+            &mut ledger,
+            Some(&snap),
+            args.force_offsets,
+            obs,
+        ),
     }
 }
 
@@ -141,17 +168,21 @@ fn complete(
     ledger: &mut Ledger,
     snap: Option<&Snapshot>,
     force: bool,
+    obs: &report::Observer,
 ) -> anyhow::Result<Outcome> {
-    let copy_ok = finish(cfg, target, &ledger.state, snap)?;
-    if copy_ok != Outcome::Success {
+    let mut summary = finish(cfg, target, &ledger.state, snap)?;
+    if !summary.mismatches.is_empty() {
         report::note("the target does not match the plan: group offsets were not committed");
-        return Ok(copy_ok);
+        obs.summary(&summary);
+        return Ok(Outcome::ProblemsFound);
     }
     if !cfg.migration.translate_offsets {
         ledger.complete_without_offsets()?;
         report::note("translate_offsets = false: no group offsets were committed on the target");
+        obs.summary(&summary);
         return Ok(Outcome::Success);
     }
+    obs.phase(RunPhase::Committing);
     if ledger.phase() == Phase::Copied {
         let state = &ledger.state;
         let skipped = translate::skipped_partitions_to_commit(&state.plan);
@@ -175,56 +206,16 @@ fn complete(
         let results = translate::commit(target, &targets, force)?;
         ledger.record_offsets(results)?;
     }
-    let text = offsets_report(&ledger.state.offsets);
+    summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
+    let text = summary.offsets_text();
     report::print(&text);
     report::log(&cfg.migration.log_file, "run (offsets)", &text);
+    obs.summary(&summary);
     Ok(if ledger.phase() == Phase::Complete {
         Outcome::Success
     } else {
         Outcome::ProblemsFound
     })
-}
-
-/// Where each group resumes on the target, and whether it is committed.
-fn offsets_report(groups: &[GroupOffsets]) -> String {
-    const SHOWN: usize = 6;
-    let mut t = Table::new(&[
-        ("GROUP", Align::Left),
-        (
-            "RESUMES ON THE TARGET AT (topic/partition@offset)",
-            Align::Left,
-        ),
-        ("RESULT", Align::Left),
-    ]);
-    for g in groups {
-        let mut at: Vec<String> = g
-            .offsets
-            .iter()
-            .take(SHOWN)
-            .map(|(t, p, o)| format!("{t}/{p}@{}", thousands(*o)))
-            .collect();
-        if g.offsets.len() > SHOWN {
-            at.push(format!("... ({} partitions)", g.offsets.len()));
-        }
-        let result = match &g.outcome {
-            CommitOutcome::Committed => "committed".to_string(),
-            CommitOutcome::KeptAhead(kept) => format!("committed; kept ahead: {}", kept.join(", ")),
-            CommitOutcome::Refused(why) => format!("REFUSED: {why}"),
-            CommitOutcome::Pending => "pending".to_string(),
-        };
-        t.row(vec![g.group.clone(), at.join(" "), result]);
-    }
-    let mut out = String::from(
-        "
-CONSUMER GROUPS ON THE TARGET
-",
-    );
-    if t.is_empty() {
-        out.push_str("  (no group offsets to commit)\n");
-    } else {
-        out.push_str(&t.render(2));
-    }
-    out
 }
 
 /// SIGINT / SIGTERM ask the copy to stop cleanly (flush, checkpoint, exit 130); a second
@@ -340,10 +331,10 @@ fn check_groups_inactive(source: &Cluster, plan: &Plan, allow: bool) -> anyhow::
         return Ok(());
     }
     if allow {
-        tracing::warn!(
+        report::warning(&format!(
             "consumer groups still have members: {} (--allow-active-groups)",
             active.join("; ")
-        );
+        ));
         return Ok(());
     }
     Err(usage(format!(
@@ -372,7 +363,7 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     );
     report::note(&summary);
     for w in &plan.warnings {
-        report::note(&format!("  warning: {w}"));
+        report::warning(w);
     }
     if yes {
         return Ok(());
@@ -474,7 +465,7 @@ fn finish(
     target: &Cluster,
     state: &crate::ledger::State,
     snap: Option<&Snapshot>,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<RunSummary> {
     let tps: Vec<Tp> = state.partitions.iter().map(|p| p.target_tp()).collect();
     let highs = target
         .admin()?
@@ -500,66 +491,29 @@ fn finish(
             ));
         }
     }
-    let mut out = String::new();
-    out.push_str("\nSUMMARY\n");
-    let mut t = Table::new(&[
-        ("TOPIC", Align::Left),
-        ("PLANNED (offsets)", Align::Right),
-        ("WRITTEN (records)", Align::Right),
-        ("ON TARGET", Align::Right),
-        ("RESULT", Align::Left),
-    ]);
-    for ((topic, _), (planned, written, growth)) in &per_topic {
-        let result = if *growth != *written as i64 {
-            "MISMATCH".to_string()
-        } else if *written as i64 == *planned {
-            "all written".to_string()
-        } else {
-            format!(
-                "all written ({} offsets were gaps)",
-                thousands(planned - *written as i64)
+    let summary = RunSummary {
+        topics: per_topic
+            .into_iter()
+            .map(
+                |((topic, target_topic), (planned, written, growth))| TopicResult {
+                    topic: topic.to_string(),
+                    target_topic: target_topic.to_string(),
+                    planned_offsets: planned,
+                    written_records: written,
+                    target_growth: growth,
+                },
             )
-        };
-        t.row(vec![
-            topic.to_string(),
-            thousands(*planned),
-            thousands(*written as i64),
-            thousands(*growth),
-            result,
-        ]);
-    }
-    out.push_str(&t.render(2));
-    for ((topic, target_topic), (_, written, growth)) in &per_topic {
-        if *growth == *written as i64 {
-            out.push_str(&format!(
-                "  {topic}: {} unconsumed messages migrated, all written to {target_topic} on the \
-                 target\n",
-                thousands(*written as i64)
-            ));
-        }
-    }
-    if let Some(s) = snap {
-        let secs = s.elapsed.as_secs_f64().max(0.001);
-        out.push_str(&format!(
-            "  this run: {} records, {} in {} ({} rec/s, {:.1} MB/s)\n",
-            thousands(s.records_this_run as i64),
-            report::bytes(s.bytes_this_run),
-            report::duration(s.elapsed),
-            thousands((s.records_this_run as f64 / secs) as i64),
-            s.bytes_this_run as f64 / secs / 1e6
-        ));
-    }
-    if !mismatches.is_empty() {
-        out.push_str(&format!("\nMISMATCHES ({})\n", mismatches.len()));
-        for m in &mismatches {
-            out.push_str(&format!("  - {m}\n"));
-        }
-    }
+            .collect(),
+        mismatches,
+        this_run: snap.map(|s| ThisRun {
+            records: s.records_this_run,
+            bytes: s.bytes_this_run,
+            elapsed_ms: s.elapsed.as_millis() as u64,
+        }),
+        groups: Vec::new(),
+    };
+    let out = summary.copy_text();
     report::print(&out);
     report::log(&cfg.migration.log_file, "run", &out);
-    Ok(if mismatches.is_empty() {
-        Outcome::Success
-    } else {
-        Outcome::ProblemsFound
-    })
+    Ok(summary)
 }

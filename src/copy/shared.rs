@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::progress::Snapshot;
+use super::progress::{PartitionSnapshot, Snapshot};
 use super::slot::Slot;
 use crate::ledger::{PartitionState, State};
 
@@ -17,6 +17,7 @@ pub struct Shared<'a> {
     records_this_run: AtomicU64,
     bytes_this_run: AtomicU64,
     halt: AtomicBool,
+    failures: AtomicU64,
     failure: Mutex<Option<anyhow::Error>>,
 }
 
@@ -30,6 +31,7 @@ impl<'a> Shared<'a> {
             records_this_run: AtomicU64::new(0),
             bytes_this_run: AtomicU64::new(0),
             halt: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
             failure: Mutex::new(None),
         }
     }
@@ -51,6 +53,7 @@ impl<'a> Shared<'a> {
 
     /// Records a failure and halts the pipelines; the first failure explains the stop.
     pub fn fail(&self, e: anyhow::Error) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
         let mut first = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         match first.as_ref() {
             None => *first = Some(e),
@@ -105,6 +108,7 @@ impl<'a> Shared<'a> {
             elapsed,
             records_this_run: self.records_this_run.load(Ordering::Relaxed),
             bytes_this_run: self.bytes_this_run.load(Ordering::Relaxed),
+            errors: self.failures.load(Ordering::Relaxed),
             ..Snapshot::default()
         };
         for (p, pos) in state.partitions.iter().zip(&self.read_pos) {
@@ -117,6 +121,14 @@ impl<'a> Shared<'a> {
             e.0 += done;
             e.1 += total;
             e.2 += p.progress.written;
+            snap.partitions.push(PartitionSnapshot {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                offsets_done: done,
+                offsets_total: total,
+                records: p.progress.written,
+                done: p.progress.done,
+            });
         }
         snap
     }

@@ -1,8 +1,18 @@
-//! Output for people: where it goes (stdout, stderr, the log file) and the copy's live
-//! progress. Tables and number formatting are in [`crate::text`]; JSON comes from the same
-//! data types via serde.
+//! Output for people and machines: where it goes (stdout, stderr, the log file), the
+//! copy's live progress, and a run's summary. Tables and number formatting are in
+//! [`crate::text`]; JSON events ([`json`]) and Prometheus metrics ([`metrics`]) are made
+//! from the same data types as the tables.
 
+pub mod json;
+pub mod metrics;
+mod summary;
+
+pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};
 pub use crate::text::{Align, Table, bytes, duration, plural, thousands, time_ms};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cli::ProgressMode;
 
 /// Writes a command's output to stdout. A closed pipe (`kmigrate plan | head`) is not an
 /// error worth a message.
@@ -12,18 +22,119 @@ pub fn print(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// A line for the operator on stderr, apart from the command's output.
+/// A line for the operator on stderr, apart from the command's output. With
+/// `--progress json` it is a `note` event, so that every stderr line parses.
 pub fn note(text: &str) {
-    eprintln!("{text}");
+    if json::enabled() {
+        json::emit("note", serde_json::json!({ "message": text }));
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+/// A warning for the operator: a `warning` event with `--progress json`.
+pub fn warning(text: &str) {
+    if json::enabled() {
+        json::emit("warning", serde_json::json!({ "message": text }));
+    } else {
+        eprintln!("  warning: {text}");
+    }
 }
 
 /// Progress of a copy: a live bar per topic and overall on a terminal, a line every few
-/// seconds otherwise (logs, CI).
-pub fn copy_progress() -> Box<dyn crate::copy::ProgressSink> {
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        Box::new(Bars::default())
-    } else {
-        Box::new(Lines { last: None })
+/// seconds otherwise (logs, CI), or JSON events; `auto` picks bars or lines.
+pub fn copy_progress(mode: ProgressMode) -> Box<dyn crate::copy::ProgressSink> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match mode {
+        ProgressMode::Json => Box::new(json::Events::default()),
+        ProgressMode::Bar => Box::new(Bars::default()),
+        ProgressMode::Auto if terminal => Box::new(Bars::default()),
+        ProgressMode::Auto | ProgressMode::Lines => Box::new(Lines { last: None }),
+    }
+}
+
+/// What a run shows beyond its tables: the progress display, JSON events and the metrics
+/// endpoint, each fed from the same snapshots, phases and summary.
+pub struct Observer {
+    mode: ProgressMode,
+    metrics: Option<metrics::Exporter>,
+}
+
+impl Observer {
+    /// Starts the metrics endpoint when asked; an address that cannot be bound is a usage
+    /// error (exit 2) before anything is planned or copied.
+    pub fn start(mode: ProgressMode, metrics_addr: Option<&str>) -> anyhow::Result<Observer> {
+        json::enable(mode == ProgressMode::Json);
+        let metrics = metrics_addr.map(metrics::Exporter::start).transpose()?;
+        Ok(Observer { mode, metrics })
+    }
+
+    pub fn phase(&self, phase: RunPhase) {
+        if json::enabled() {
+            json::emit("phase", serde_json::json!({ "phase": phase.name() }));
+        }
+        if let Some(m) = &self.metrics {
+            m.phase(phase);
+        }
+    }
+
+    /// A failure that ends the run: counted as an error and shown as an event (the message
+    /// itself is printed by main, as for every command).
+    pub fn failed(&self, e: &anyhow::Error) {
+        if json::enabled() {
+            json::emit("error", serde_json::json!({ "message": format!("{e:#}") }));
+        }
+        if let Some(m) = &self.metrics {
+            m.error();
+        }
+    }
+
+    /// The copy's progress sink: the display chosen, and the metrics when served.
+    pub fn sink(&self) -> Box<dyn crate::copy::ProgressSink> {
+        let display = copy_progress(self.mode);
+        match &self.metrics {
+            Some(m) => Box::new(Tee(vec![display, Box::new(m.sink())])),
+            None => display,
+        }
+    }
+
+    /// The end of a run: the summary as an event and in the metrics.
+    pub fn summary(&self, s: &RunSummary) {
+        if json::enabled() {
+            json::summary(s);
+        }
+        if let Some(m) = &self.metrics {
+            m.summary(s);
+        }
+    }
+
+    /// Keeps the metrics endpoint answering for `linger` after the run, so that a scraper
+    /// sees the final figures, unless `stop` (Ctrl-C, SIGTERM) says to end now; then
+    /// stops it.
+    pub fn close(self, linger: Option<std::time::Duration>, stop: &AtomicBool) {
+        if let (Some(_), Some(d)) = (&self.metrics, linger) {
+            let until = std::time::Instant::now() + d;
+            while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Feeds several sinks the same snapshots.
+struct Tee(Vec<Box<dyn crate::copy::ProgressSink>>);
+
+impl crate::copy::ProgressSink for Tee {
+    fn update(&mut self, s: &crate::copy::Snapshot) {
+        for sink in &mut self.0 {
+            sink.update(s);
+        }
+    }
+
+    fn finish(&mut self, s: &crate::copy::Snapshot) {
+        for sink in &mut self.0 {
+            sink.finish(s);
+        }
     }
 }
 
