@@ -55,6 +55,12 @@ fn render_man() -> std::io::Result<Vec<u8>> {
         let man = clap_mangen::Man::new(sub.clone().bin_name(&full_name));
         let mut section = Vec::new();
         man.render_synopsis_section(&mut section)?;
+        // The synopsis above lists the command's own options only.
+        writeln!(
+            section,
+            ".PP\nThe options of \\fB{BIN}\\fR above (OPTIONS) are accepted too, before or after \\fB{}\\fR.",
+            sub.get_name()
+        )?;
         man.render_description_section(&mut section)?;
         man.render_options_section(&mut section)?;
         page.extend(edit_lines(&section, |line| {
