@@ -76,6 +76,19 @@ pub enum Command {
     /// they differ, names the first differing record. Then checks every group's committed
     /// offset on the target. Needs the run's state file. Exit code 1 on any mismatch.
     Verify(VerifyArgs),
+
+    /// Print a shell completion script to stdout (needs no configuration file).
+    ///
+    /// For example: `kmigrate completions bash > /etc/bash_completion.d/kmigrate`, or for zsh
+    /// into a directory on `$fpath` as `_kmigrate`, or for fish into
+    /// `~/.config/fish/completions/kmigrate.fish`.
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff) to stdout (needs no configuration file).
+    ///
+    /// One page covers every command. Read it with `kmigrate man | man -l -`, or install it
+    /// with `kmigrate man > /usr/local/share/man/man1/kmigrate.1`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,4 +188,11 @@ pub struct VerifyArgs {
     /// One row per partition even when there are many (default: only mismatches then).
     #[arg(long)]
     pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the completion script for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }

@@ -73,10 +73,21 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
+    // Documents about the program itself: they must work before any configuration exists
+    // (packaging, a fresh install), so they come before the file is looked for.
+    match &cli.command {
+        Command::Completions(args) => {
+            return commands::docs::completions(args.shell, &mut std::io::stdout().lock());
+        }
+        Command::Man => return commands::docs::man(&mut std::io::stdout().lock()),
+        Command::Plan(_) | Command::Run(_) | Command::Verify(_) => {}
+    }
     let cfg = load_config(cli)?;
     match &cli.command {
         Command::Plan(args) => commands::plan::execute(&cfg, args),
         Command::Run(args) => commands::run::execute(&cfg, args),
         Command::Verify(args) => commands::verify::execute(&cfg, args),
+        // Handled above, before the configuration is loaded.
+        Command::Completions(_) | Command::Man => Ok(Outcome::Success),
     }
 }

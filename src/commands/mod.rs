@@ -1,6 +1,7 @@
 //! One file per command: each reads the configuration it is given, runs its pipeline stages
 //! and returns how it ended (see `error::Outcome`).
 
+pub mod docs;
 pub mod plan;
 pub mod run;
 pub mod verify;
