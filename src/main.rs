@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use kmigrate::cli::{Cli, Command};
+use kmigrate::cli::{Cli, Command, ProgressMode};
 use kmigrate::commands;
 use kmigrate::config::{self, Config};
 use kmigrate::error::{ExitKind, Outcome, exit_kind};
@@ -17,7 +17,7 @@ use kmigrate::kafka::{Cluster, Role};
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    init_logging(&cli.log_level, json_events(&cli));
     match dispatch(&cli) {
         Ok(outcome) => ExitKind::from(outcome).into(),
         Err(e) => {
@@ -41,14 +41,28 @@ fn limit_malloc_arenas() {
     }
 }
 
-fn init_logging(level: &str) {
+/// `run --progress json`: stderr carries only JSON lines, log messages included.
+fn json_events(cli: &Cli) -> bool {
+    matches!(&cli.command, Command::Run(args) if args.progress == ProgressMode::Json)
+}
+
+fn init_logging(level: &str, json: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    if json {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(kmigrate::report::json::LogEvents)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+    }
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

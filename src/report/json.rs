@@ -121,6 +121,59 @@ impl ProgressSink for Events {
     }
 }
 
+/// Log messages as `log` events, for a stderr that carries only JSON lines: installed
+/// instead of the text formatter when the command runs with `--progress json`.
+pub struct LogEvents;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogEvents {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "level".into(),
+            Value::from(event.metadata().level().as_str().to_ascii_lowercase()),
+        );
+        out.insert("message".into(), Value::from(fields.message));
+        if !fields.other.is_empty() {
+            out.insert("fields".into(), Value::Object(fields.other));
+        }
+        emit("log", Value::Object(out));
+    }
+}
+
+/// A log event's message and its other fields, as text.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    other: serde_json::Map<String, Value>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = text;
+        } else {
+            self.other
+                .insert(field.name().to_string(), Value::from(text));
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.other
+                .insert(field.name().to_string(), Value::from(value));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
