@@ -248,6 +248,9 @@ fn three_workers_one_killed_and_restarted_copy_exactly_once() {
         other.stderr
     );
 
+    let status = kmigrate_raw(&dir, &["status", "--format", "json"]).json();
+    assert_eq!(status["shards"][1]["status"], "running", "{status:#}");
+    assert!(status["shards"][1]["pid"].is_u64(), "{status:#}");
     let killed = victim.kill9();
     assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
     assert_eq!(
