@@ -77,6 +77,14 @@ pub enum Command {
     /// offset on the target. Needs the run's state file. Exit code 1 on any mismatch.
     Verify(VerifyArgs),
 
+    /// Show how far a migration is, per shard when several workers run it (needs no cluster).
+    ///
+    /// Reads the state file, or the shards' state files (`STATE_FILE.shard-I-of-N`) when
+    /// `run --shard` wrote them, and shows per shard whether it is done, running (a worker
+    /// holds its lock), stopped or not started, the records written of those planned, the
+    /// offsets left to copy, and the phase.
+    Status(StatusArgs),
+
     /// Print a shell completion script to stdout (needs no configuration file).
     ///
     /// For example: `kmigrate completions bash > /etc/bash_completion.d/kmigrate`, or for zsh
@@ -173,6 +181,13 @@ pub struct RunArgs {
     /// the last scrape sees the final figures.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "metrics")]
     pub metrics_linger: Option<std::time::Duration>,
+
+    /// Run one share of the plan: shard INDEX (0-based) of COUNT workers that all run the
+    /// same `--plan FILE`, e.g. `--shard ${JOB_COMPLETION_INDEX}/4` in a Kubernetes Indexed
+    /// Job. Each shard keeps its own state file (STATE_FILE.shard-INDEX-of-COUNT), resumes
+    /// from it, and commits its own partitions' group offsets.
+    #[arg(long, env = "KMIGRATE_SHARD", value_name = "INDEX/COUNT")]
+    pub shard: Option<crate::model::Shard>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -188,6 +203,18 @@ pub struct VerifyArgs {
     /// One row per partition even when there are many (default: only mismatches then).
     #[arg(long)]
     pub verbose: bool,
+
+    /// Verify only this shard's share of a sharded run (default: every shard's, when the
+    /// shards' state files are there and no plain state file is).
+    #[arg(long, env = "KMIGRATE_SHARD", value_name = "INDEX/COUNT")]
+    pub shard: Option<crate::model::Shard>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, clap::Args)]

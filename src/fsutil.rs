@@ -76,6 +76,73 @@ pub fn append(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing the log file {}", path.display()))
 }
 
+/// An exclusive lock on a file (`flock`), held until dropped or the process ends, however
+/// it ends (the kernel releases it on SIGKILL too, so a stale lock never needs cleaning up).
+/// The file holds the holder's pid, for the message of whoever finds it taken.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the lock at `path` (creating the file) without waiting. `Ok(Err(pid))`: another
+/// process holds it; `pid` is the one it wrote, when readable.
+pub fn lock_exclusive(path: &Path) -> anyhow::Result<Result<Lock, Option<u32>>> {
+    use std::io::{Read as _, Seek as _};
+    use std::os::fd::AsRawFd as _;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; it changes no memory.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut text = String::new();
+            let _ = f.read_to_string(&mut text);
+            return Ok(Err(text.trim().parse().ok()));
+        }
+        return Err(e).with_context(|| format!("locking {}", path.display()));
+    }
+    let mut write_pid = || -> std::io::Result<()> {
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "{}", std::process::id())?;
+        f.flush()
+    };
+    write_pid().with_context(|| format!("writing the lock file {}", path.display()))?;
+    Ok(Ok(Lock { _file: f }))
+}
+
+/// Whether a process holds the lock at `path` now: `Some(pid)` (the pid it wrote, if
+/// readable), `None` when free or absent. Reading only; the probe holds a shared lock for
+/// an instant.
+pub fn lock_holder(path: &Path) -> anyhow::Result<Option<Option<u32>>> {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    // SAFETY: flock on a descriptor this function owns; closing it releases the probe.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(None);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        return Err(e).with_context(|| format!("probing the lock {}", path.display()));
+    }
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    Ok(Some(text.trim().parse().ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +203,20 @@ mod tests {
         let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_names_its_holder_and_ends_with_its_holder() {
+        let dir = tmpdir("lock");
+        let path = dir.join("s.json.lock");
+        assert_eq!(lock_holder(&path).expect("probe"), None);
+        let held = lock_exclusive(&path).expect("lock").expect("free");
+        let me = Some(std::process::id());
+        assert_eq!(lock_exclusive(&path).expect("lock").err(), Some(me));
+        assert_eq!(lock_holder(&path).expect("probe"), Some(me));
+        drop(held);
+        assert_eq!(lock_holder(&path).expect("probe"), None);
+        assert!(lock_exclusive(&path).expect("lock").is_ok());
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -128,6 +128,69 @@ impl fmt::Display for GroupState {
     }
 }
 
+/// One worker's share of a plan: shard `index` (0-based, as Kubernetes numbers an Indexed
+/// Job's pods) of `count`. Written `INDEX/COUNT` on the command line and `{"index", "count"}`
+/// in a state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// The state file of this shard beside the migration's `state_file`: the name gets
+    /// `.shard-INDEX-of-COUNT`, so that every shard resumes from its own file and a file
+    /// names the split it belongs to.
+    pub fn state_file(&self, state_file: &std::path::Path) -> std::path::PathBuf {
+        let mut name = state_file.as_os_str().to_owned();
+        name.push(format!(".shard-{}-of-{}", self.index, self.count));
+        std::path::PathBuf::from(name)
+    }
+
+    /// The shard a state file name (without its directory) belongs to, given the plain
+    /// state file's name: `kmigrate-state.json.shard-2-of-8` gives 2/8. Anything else
+    /// (temporary files, locks) gives `None`.
+    pub fn of_file_name(name: &str, state_name: &str) -> Option<Shard> {
+        let rest = name.strip_prefix(state_name)?.strip_prefix(".shard-")?;
+        let (index, count) = rest.split_once("-of-")?;
+        let shard = Shard {
+            index: index.parse().ok()?,
+            count: count.parse().ok()?,
+        };
+        (shard.index < shard.count && shard.to_suffix() == rest).then_some(shard)
+    }
+
+    fn to_suffix(self) -> String {
+        format!("{}-of-{}", self.index, self.count)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || {
+            format!(
+                "expected INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/3, or \
+                 ${{JOB_COMPLETION_INDEX}}/3 in a Kubernetes Indexed Job), not {s:?}"
+            )
+        };
+        let (index, count) = s.trim().split_once('/').ok_or_else(bad)?;
+        let index: u32 = index.trim().parse().map_err(|_| bad())?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count || count > 10_000 {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -163,5 +226,27 @@ mod tests {
         assert!(!GroupState::from("Stable").is_inactive());
         assert!(!GroupState::from("Reconciling").is_inactive());
         assert!(!GroupState::from("SomethingNew").is_inactive());
+    }
+
+    #[test]
+    fn shards_parse_and_name_their_state_files() {
+        let s: Shard = "2/8".parse().expect("2/8");
+        assert_eq!(s, Shard { index: 2, count: 8 });
+        assert_eq!(s.to_string(), "2/8");
+        for bad in ["8/8", "1/0", "-1/3", "a/3", "3", "", "1/3/4"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let p = s.state_file(std::path::Path::new("/d/kmigrate-state.json"));
+        assert_eq!(
+            p,
+            std::path::Path::new("/d/kmigrate-state.json.shard-2-of-8")
+        );
+        let of = |n: &str| Shard::of_file_name(n, "kmigrate-state.json");
+        assert_eq!(of("kmigrate-state.json.shard-2-of-8"), Some(s));
+        assert_eq!(of("kmigrate-state.json.shard-2-of-8.lock"), None);
+        assert_eq!(of("kmigrate-state.json.shard-02-of-8"), None);
+        assert_eq!(of("kmigrate-state.json.shard-9-of-8"), None);
+        assert_eq!(of("kmigrate-state.json"), None);
+        assert_eq!(of("other.json.shard-2-of-8"), None);
     }
 }

@@ -16,11 +16,14 @@ use crate::plan::{Plan, SkipReason, Status, Tp};
 /// the translation tracked during the copy; partitions with nothing to copy, but which the
 /// group committed on the source, resume at the target's end (`target_ends`), so the group
 /// does not fall back to its `auto.offset.reset`; a group already in `state.offsets` (refused
-/// before) keeps the end recorded then.
+/// before) keeps the end recorded then. A shard's worker (`owned`: its indexes into
+/// `plan.partitions`) commits only its own partitions: a group spread over shards gets each
+/// part from the worker that owns it.
 pub fn group_targets(
     plan: &Plan,
     state: &State,
     target_ends: &BTreeMap<Tp, i64>,
+    owned: Option<&[usize]>,
 ) -> BTreeMap<String, BTreeMap<Tp, i64>> {
     let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
     let copied: BTreeMap<Tp, &PartitionState> = state
@@ -28,7 +31,10 @@ pub fn group_targets(
         .iter()
         .map(|p| (Tp::new(&p.topic, p.partition), p))
         .collect();
-    for p in &plan.partitions {
+    for (i, p) in plan.partitions.iter().enumerate() {
+        if owned.is_some_and(|o| !o.contains(&i)) {
+            continue;
+        }
         // Offsets are committed for the topic the records were copied to.
         let tp = p.target_tp();
         match (p.status, p.reason) {
@@ -67,10 +73,13 @@ pub fn group_targets(
 }
 
 /// Partitions with nothing copied whose groups still need the target's end (by their
-/// names on the target).
-pub fn skipped_partitions_to_commit(plan: &Plan) -> Vec<Tp> {
+/// names on the target); of a shard's worker, only its own (`owned`, as in [`group_targets`]).
+pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&[usize]>) -> Vec<Tp> {
     plan.partitions
         .iter()
+        .enumerate()
+        .filter(|(i, _)| owned.is_none_or(|o| o.contains(i)))
+        .map(|(_, p)| p)
         .filter(|p| {
             p.status == Status::Skip
                 && matches!(
@@ -254,8 +263,11 @@ mod tests {
         // t/1 was fully consumed by a: nothing copied, a resumes at the target's end. b never
         // committed t/1 and the policy is `skip`, so b gets no offset there.
         let ends: BTreeMap<Tp, i64> = [(Tp::new("t", 1), 40)].into_iter().collect();
-        assert_eq!(skipped_partitions_to_commit(&plan), vec![Tp::new("t", 1)]);
-        let targets = group_targets(&plan, &state, &ends);
+        assert_eq!(
+            skipped_partitions_to_commit(&plan, None),
+            vec![Tp::new("t", 1)]
+        );
+        let targets = group_targets(&plan, &state, &ends, None);
         assert_eq!(targets["a"][&Tp::new("t", 0)], 100);
         assert_eq!(targets["b"][&Tp::new("t", 0)], 102);
         assert_eq!(targets["a"][&Tp::new("t", 1)], 40);
@@ -269,7 +281,7 @@ mod tests {
             outcome: CommitOutcome::Refused("active".into()),
         });
         let ends: BTreeMap<Tp, i64> = [(Tp::new("t", 1), 45)].into_iter().collect();
-        let targets = group_targets(&plan, &state, &ends);
+        let targets = group_targets(&plan, &state, &ends, None);
         assert_eq!(targets["a"][&Tp::new("t", 1)], 40);
         assert_eq!(targets["a"][&Tp::new("t", 0)], 100);
     }
@@ -303,11 +315,11 @@ mod tests {
         }
         ps.translation.finish(5);
         assert_eq!(
-            skipped_partitions_to_commit(&plan),
+            skipped_partitions_to_commit(&plan, None),
             vec![Tp::new("t.v2", 1)]
         );
         let ends: BTreeMap<Tp, i64> = [(Tp::new("t.v2", 1), 40)].into_iter().collect();
-        let targets = group_targets(&plan, &state, &ends);
+        let targets = group_targets(&plan, &state, &ends, None);
         assert_eq!(targets["a"][&Tp::new("t.v2", 0)], 0);
         assert_eq!(targets["b"][&Tp::new("t.v2", 0)], 2);
         assert_eq!(targets["a"][&Tp::new("t.v2", 1)], 40);
@@ -367,5 +379,69 @@ mod tests {
         let back = State::parse(&bytes, "old.json").expect("an older state file loads");
         assert_eq!(back.plan_id, state.plan_id);
         assert_eq!(back.partitions[0].target_tp(), Tp::new("t", 0));
+    }
+
+    #[test]
+    fn each_shard_commits_only_its_own_part_of_a_group() {
+        let plan = compute(
+            &snapshot(),
+            &FilterConfig::default(),
+            UncommittedPolicy::Skip,
+            false,
+            "s:1",
+            "t:1",
+            0,
+        );
+        // t/0 is copied, t/1 skipped with a's commit: two shards, one partition each.
+        let split = crate::copy::shard::shard_of(&plan, 2);
+        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+        let ends: BTreeMap<Tp, i64> = [(Tp::new("t", 1), 40)].into_iter().collect();
+        let mut all: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+        for (index, owned) in split.iter().enumerate() {
+            let shard = crate::model::Shard {
+                index: index as u32,
+                count: 2,
+            };
+            let mut state = State::new_part(&plan, 0, Some((shard, owned.as_slice())));
+            for ps in &mut state.partitions {
+                for (i, src) in (5..10).enumerate() {
+                    ps.translation.observe(src, 100 + i as i64);
+                }
+                ps.translation.finish(105);
+            }
+            let skipped = skipped_partitions_to_commit(&plan, Some(owned.as_slice()));
+            let mine: BTreeMap<Tp, i64> = ends
+                .iter()
+                .filter(|(tp, _)| skipped.contains(tp))
+                .map(|(tp, e)| (tp.clone(), *e))
+                .collect();
+            for (g, offsets) in group_targets(&plan, &state, &ends, Some(owned.as_slice())) {
+                for (tp, o) in offsets {
+                    assert!(all.entry(g.clone()).or_default().insert(tp, o).is_none());
+                }
+            }
+            assert!(mine.len() <= 1);
+            // Another shard's file is refused: the fingerprint names the shard.
+            let mut other = state.clone();
+            other.shard = Some(crate::model::Shard {
+                index: 1 - index as u32,
+                count: 2,
+            });
+            let bytes = serde_json::to_vec(&other).expect("json");
+            assert!(State::parse(&bytes, "s.json").is_err());
+            let bytes = serde_json::to_vec(&state).expect("json");
+            assert_eq!(
+                State::parse(&bytes, "s.json").expect("own file loads"),
+                state
+            );
+        }
+        // Together the shards commit exactly what one worker would.
+        let mut whole = State::new(&plan, 0);
+        let ps = &mut whole.partitions[0];
+        for (i, src) in (5..10).enumerate() {
+            ps.translation.observe(src, 100 + i as i64);
+        }
+        ps.translation.finish(105);
+        assert_eq!(all, group_targets(&plan, &whole, &ends, None));
     }
 }

@@ -4,4 +4,6 @@
 pub mod docs;
 pub mod plan;
 pub mod run;
+pub mod shards;
+pub mod status;
 pub mod verify;

@@ -13,11 +13,12 @@ use anyhow::Context as _;
 
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::copy::shard::partitions_of;
 use crate::copy::{self, Ended, Options, Snapshot};
 use crate::error::{Outcome, usage};
 use crate::kafka::reader::Tuning;
 use crate::kafka::{Cluster, Role};
-use crate::ledger::{Ledger, Phase, plan_id};
+use crate::ledger::{Ledger, Phase, state_id};
 use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
 use crate::report::{self, GroupResult, RunPhase, RunSummary, ThisRun, TopicResult, thousands};
 use crate::translate::{self, CommitOutcome};
@@ -43,7 +44,10 @@ fn observed(
     obs: &report::Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<Outcome> {
-    let state_path = cfg.migration.state_file.as_path();
+    let plain_path = cfg.migration.state_file.as_path();
+    let shard = args.shard;
+    let shard_path = shard.map(|s| s.state_file(plain_path));
+    let state_path = shard_path.as_deref().unwrap_or(plain_path);
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
 
@@ -59,13 +63,60 @@ fn observed(
             state_path.display()
         ))
     })?;
+    // Held until the command ends: a second worker on the same shard would copy its
+    // records twice.
+    let _lock = match shard {
+        Some(s) => {
+            if plain_path.exists() {
+                return Err(usage(format!(
+                    "the state file {} of an unsharded run exists: that migration is not run \
+                     in shards. Finish it with `kmigrate run` (without --shard), or move the \
+                     file away to start over on an empty target.",
+                    plain_path.display()
+                )));
+            }
+            super::shards::check_count(plain_path, s)?;
+            if args.replan {
+                return Err(usage(
+                    "--replan cannot be used with --shard: every worker must run the same \
+                     plan. Plan again once (`kmigrate plan --out FILE`) and start every worker \
+                     with that file.",
+                ));
+            }
+            Some(super::shards::lock(state_path, &format!("shard {s}"))?)
+        }
+        None => None,
+    };
     let existing = Ledger::open(state_path)?;
+    if existing.is_none() && shard.is_none() {
+        let found = super::shards::find(plain_path)?;
+        if let Some((s, path)) = found.first() {
+            return Err(usage(format!(
+                "this migration is run in {} shards (state file {} and others): run each \
+                 worker with --shard INDEX/{}; `kmigrate status` shows how far they are",
+                s.count,
+                path.display(),
+                s.count
+            )));
+        }
+    }
     let mut ledger = match existing {
         Some(mut ledger) => {
             let state = &ledger.state;
+            if state.shard != shard {
+                return Err(usage(format!(
+                    "the state file {} is {}, but this worker was started {}: start it with \
+                     the --shard its file names",
+                    state_path.display(),
+                    state
+                        .shard
+                        .map_or("of an unsharded run".to_string(), |s| format!("shard {s}")),
+                    shard.map_or("without --shard".to_string(), |s| format!("as shard {s}"))
+                )));
+            }
             if let Some(path) = &args.plan {
                 let plan = read_plan(path)?;
-                if plan_id(&plan) != state.plan_id {
+                if state_id(&plan, shard) != state.plan_id {
                     return Err(usage(format!(
                         "the state file {} belongs to another plan (a run started at {}). Finish \
                          that migration first (`kmigrate run` without --plan resumes it), or move \
@@ -98,6 +149,14 @@ fn observed(
             ledger
         }
         None => {
+            if let (Some(s), None) = (shard, &args.plan) {
+                return Err(usage(format!(
+                    "--shard {s} needs --plan FILE: every worker must run the same saved plan \
+                     (`kmigrate plan --out plan.json` once, then `kmigrate run --plan plan.json \
+                     --shard INDEX/{}` on each worker)",
+                    s.count
+                )));
+            }
             let mut plan = match &args.plan {
                 Some(path) => {
                     let plan = read_plan(path)?;
@@ -120,9 +179,19 @@ fn observed(
             }
             check_groups_inactive(&source, &plan, args.allow_active_groups)?;
             confirm(&plan, args.yes)?;
-            let created = create_topics(&target, &plan, cfg)?;
+            let created = create_topics(&target, &plan, cfg, shard.is_some())?;
             check_target_partitions(&target, &plan, created)?;
-            Ledger::create(state_path, &plan)?
+            match shard {
+                None => Ledger::create(state_path, &plan, None)?,
+                Some(s) => {
+                    let owned = partitions_of(&plan, s);
+                    report::note(&format!(
+                        "shard {s}: {} of the plan's partitions",
+                        owned.len()
+                    ));
+                    Ledger::create(state_path, &plan, Some((s, owned.as_slice())))?
+                }
+            }
         }
     };
 
@@ -185,7 +254,10 @@ fn complete(
     obs.phase(RunPhase::Committing);
     if ledger.phase() == Phase::Copied {
         let state = &ledger.state;
-        let skipped = translate::skipped_partitions_to_commit(&state.plan);
+        // A shard's worker commits its own partitions' offsets only; the other shards'
+        // workers commit theirs.
+        let owned = state.shard.map(|s| partitions_of(&state.plan, s));
+        let skipped = translate::skipped_partitions_to_commit(&state.plan, owned.as_deref());
         let ends: BTreeMap<Tp, i64> = target
             .admin()?
             .low_high(&skipped)
@@ -193,7 +265,7 @@ fn complete(
             .into_iter()
             .map(|(tp, (_, high))| (tp, high))
             .collect();
-        let mut targets = translate::group_targets(&state.plan, state, &ends);
+        let mut targets = translate::group_targets(&state.plan, state, &ends, owned.as_deref());
         // A rerun only retries the groups that were refused before.
         for done in state.offsets.iter().filter(|g| {
             matches!(
@@ -387,12 +459,25 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Creates the topics the plan says to create; returns whether it created any.
-fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<bool> {
+/// Creates the topics the plan says to create; returns whether it created any. `shared`:
+/// other workers of a sharded run create the same topics at the same time, so a topic one
+/// of them created already is not a failure.
+fn create_topics(
+    target: &Cluster,
+    plan: &Plan,
+    cfg: &Config,
+    shared: bool,
+) -> anyhow::Result<bool> {
+    let existing = if shared {
+        target.admin()?.topics()?
+    } else {
+        BTreeMap::new()
+    };
     let to_create: Vec<(String, i32, BTreeMap<String, String>)> = plan
         .topics
         .iter()
         .filter(|t| t.action == TopicAction::Create)
+        .filter(|t| !existing.contains_key(t.target()))
         .map(|t| {
             (
                 t.target().to_string(),
@@ -414,7 +499,13 @@ fn create_topics(target: &Cluster, plan: &Plan, cfg: &Config) -> anyhow::Result<
         "creating topic(s) on the target: {}",
         names.join(", ")
     ));
-    target.admin()?.create_topics(&to_create)?;
+    if let Err(e) = target.admin()?.create_topics(&to_create) {
+        // Another worker won the race: fine once every topic is there.
+        let now = target.admin()?.topics()?;
+        if !shared || !names.iter().all(|n| now.contains_key(*n)) {
+            return Err(e);
+        }
+    }
     Ok(true)
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`prepare`]: where each unfinished partition continues ([`resume`]: the arithmetic);
 //! - [`assign`]: which pipeline copies which partition (pure);
+//! - [`shard`]: which worker of a sharded run copies which partition (pure);
 //! - [`pipeline`]: one reader, one writer and the copy loop over a set of partitions;
 //! - [`reconcile`]: pairing acknowledgements with source offsets;
 //! - [`shared`]: the board where pipelines publish progress for checkpoints;
@@ -15,6 +16,7 @@ pub mod prepare;
 mod progress;
 mod reconcile;
 pub mod resume;
+pub mod shard;
 mod shared;
 mod slot;
 

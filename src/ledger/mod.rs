@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::UncommittedPolicy;
 use crate::error::usage;
 use crate::fsutil;
-use crate::model::Tp;
 use crate::model::now_ms;
+use crate::model::{Shard, Tp};
 use crate::offsets::Tracker;
 use crate::plan::{Plan, Status};
 
@@ -71,8 +71,12 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
-    /// Fingerprint of the plan's ranges: a state file only resumes the plan it was made for.
+    /// Fingerprint of the plan's ranges (and of the shard): a state file only resumes the
+    /// plan, and the share of it, it was made for.
     pub plan_id: String,
+    /// The share of the plan this file's worker copies (`run --shard`); `None`: all of it.
+    #[serde(default)]
+    pub shard: Option<Shard>,
     pub started_at_ms: i64,
     pub updated_at_ms: i64,
     pub phase: Phase,
@@ -113,9 +117,18 @@ impl PartitionState {
 impl State {
     /// A fresh state for a plan: nothing copied yet.
     pub fn new(plan: &Plan, now_ms: i64) -> State {
+        State::new_part(plan, now_ms, None)
+    }
+
+    /// A fresh state for one shard of a plan: `owned` are the shard's indexes into
+    /// `plan.partitions` (see `copy::shard`); only its copied partitions get progress.
+    pub fn new_part(plan: &Plan, now_ms: i64, shard: Option<(Shard, &[usize])>) -> State {
         let partitions = plan
             .partitions
             .iter()
+            .enumerate()
+            .filter(|(i, _)| shard.is_none_or(|(_, owned)| owned.contains(i)))
+            .map(|(_, p)| p)
             .filter(|p| p.status == Status::Migrate)
             .map(|p| PartitionState {
                 topic: p.topic.clone(),
@@ -137,9 +150,11 @@ impl State {
                 ),
             })
             .collect();
+        let shard = shard.map(|(s, _)| s);
         State {
             version: STATE_VERSION,
-            plan_id: plan_id(plan),
+            plan_id: state_id(plan, shard),
+            shard,
             started_at_ms: now_ms,
             updated_at_ms: now_ms,
             phase: Phase::Copying,
@@ -184,7 +199,7 @@ impl State {
                 state.version
             )));
         }
-        if state.plan_id != plan_id(&state.plan) {
+        if state.plan_id != state_id(&state.plan, state.shard) {
             return Err(usage(format!(
                 "the state file {name} does not match the plan it contains (edited by hand?): \
                  restore it, or, to start over, empty the target topics and move the file away."
@@ -198,15 +213,27 @@ impl State {
         Ok(state)
     }
 
-    /// The partitions are exactly the plan's migrated ones, and each one's progress lies
-    /// within its range.
+    /// The partitions are exactly the plan's migrated ones (a shard's: some of them, in the
+    /// plan's order; which ones is checked against the split by the command that knows it),
+    /// and each one's progress lies within its range.
     fn check(&self) -> Result<(), String> {
-        let planned: Vec<_> = self
+        let mut planned: Vec<_> = self
             .plan
             .partitions
             .iter()
             .filter(|p| p.status == Status::Migrate)
             .collect();
+        if let Some(shard) = self.shard {
+            if shard.index >= shard.count {
+                return Err(format!("shard {shard} does not exist"));
+            }
+            let mine: std::collections::BTreeSet<(&str, i32)> = self
+                .partitions
+                .iter()
+                .map(|s| (s.topic.as_str(), s.partition))
+                .collect();
+            planned.retain(|p| mine.contains(&(p.topic.as_str(), p.partition)));
+        }
         if planned.len() != self.partitions.len() {
             return Err(format!(
                 "{} partitions in progress, but the plan migrates {}",
@@ -288,11 +315,15 @@ impl Ledger {
         }))
     }
 
-    /// Starts the state file of a new migration of `plan`, and saves it.
-    pub fn create(path: &Path, plan: &Plan) -> anyhow::Result<Ledger> {
+    /// Starts the state file of a new migration of `plan` (of one shard of it), and saves it.
+    pub fn create(
+        path: &Path,
+        plan: &Plan,
+        shard: Option<(Shard, &[usize])>,
+    ) -> anyhow::Result<Ledger> {
         let mut ledger = Ledger {
             path: path.to_path_buf(),
-            state: State::new(plan, now_ms()),
+            state: State::new_part(plan, now_ms(), shard),
         };
         ledger
             .state
@@ -377,6 +408,15 @@ pub fn plan_id(plan: &Plan) -> String {
         }
     }
     format!("{:016x}", h.0)
+}
+
+/// The fingerprint a state file records: the plan's, and for a shard also which shard of
+/// how many, so that one shard's file never resumes another's share.
+pub fn state_id(plan: &Plan, shard: Option<Shard>) -> String {
+    match shard {
+        None => plan_id(plan),
+        Some(s) => format!("{}-shard-{}-of-{}", plan_id(plan), s.index, s.count),
+    }
 }
 
 /// FNV-1a: a small, stable hash for fingerprints (not for security).
