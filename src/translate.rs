@@ -196,6 +196,19 @@ mod tests {
         assert!(should_commit(10, Some(11), true));
     }
 
+    /// The plan of [`snapshot`], groups' uncommitted partitions skipped.
+    fn test_plan() -> Plan {
+        compute(
+            &snapshot(),
+            &FilterConfig::default(),
+            UncommittedPolicy::Skip,
+            false,
+            "s:1",
+            "t:1",
+            0,
+        )
+    }
+
     fn snapshot() -> Snapshot {
         let mut s = Snapshot {
             all_groups: vec!["a".into(), "b".into()],
@@ -244,15 +257,7 @@ mod tests {
 
     #[test]
     fn copied_and_skipped_partitions_get_target_offsets() {
-        let plan = compute(
-            &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
-            0,
-        );
+        let plan = test_plan();
         let mut state = State::new(&plan, 0);
         // t/0 copies source 5..10 to target 100..105; b (committed 7) resumes at 102.
         let ps = &mut state.partitions[0];
@@ -331,15 +336,7 @@ mod tests {
 
         // The fingerprint tells the mappings apart, and a state file of the other one is
         // refused.
-        let plain = compute(
-            &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
-            0,
-        );
+        let plain = test_plan();
         assert_ne!(
             crate::ledger::plan_id(&plan),
             crate::ledger::plan_id(&plain)
@@ -352,15 +349,7 @@ mod tests {
 
     #[test]
     fn state_files_written_before_renaming_still_load() {
-        let plan = compute(
-            &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
-            0,
-        );
+        let plan = test_plan();
         let state = State::new(&plan, 0);
         let mut v = serde_json::to_value(&state).expect("value");
         for p in v["partitions"].as_array_mut().expect("partitions") {
@@ -383,15 +372,7 @@ mod tests {
 
     #[test]
     fn each_shard_commits_only_its_own_part_of_a_group() {
-        let plan = compute(
-            &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
-            0,
-        );
+        let plan = test_plan();
         // t/0 is copied, t/1 skipped with a's commit: two shards, one partition each.
         let split = crate::copy::shard::shard_of(&plan, 2);
         assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
