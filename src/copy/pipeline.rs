@@ -39,7 +39,9 @@ pub struct Job<'a> {
 /// The copy of a set of partitions: reading, writing and bookkeeping. Apart from the
 /// reader, so that a record borrowed from the reader can be handed to it.
 struct Copier<'a, 's> {
+    /// Each topic index's name on the source and on the target.
     topics: Vec<String>,
+    target_topics: Vec<String>,
     slots: Vec<Slot>,
     writer: TargetWriter,
     shared: &'a Shared<'s>,
@@ -97,6 +99,7 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
     let mut copier = Copier {
         remaining: slots.len(),
         topics,
+        target_topics,
         slots,
         writer,
         shared,
@@ -241,7 +244,12 @@ impl Copier<'_, '_> {
             return Ok(());
         }
         self.last_tick = Instant::now();
-        reconcile::reconcile(&self.writer, &mut self.slots, &self.topics)?;
+        reconcile::reconcile(
+            &self.writer,
+            &mut self.slots,
+            &self.topics,
+            &self.target_topics,
+        )?;
         self.finish_ready();
         self.publish(reader);
         if reader.remaining() > 0 && reader.idle_for() > STALL && self.writer.in_flight() == 0 {
@@ -286,7 +294,12 @@ impl Copier<'_, '_> {
             flush_timeout
         };
         let flushed = self.writer.flush(flush_for);
-        let reconciled = reconcile::reconcile(&self.writer, &mut self.slots, &self.topics);
+        let reconciled = reconcile::reconcile(
+            &self.writer,
+            &mut self.slots,
+            &self.topics,
+            &self.target_topics,
+        );
         self.finish_ready();
         reconciled.and(flushed)
     }

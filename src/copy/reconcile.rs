@@ -12,10 +12,12 @@ use crate::kafka::writer::{Failure, TargetWriter};
 /// Applies the writer's acknowledgements to the slots. Fails, before recording anything
 /// wrong, when the target's offsets do not follow on (the partition holds records kmigrate
 /// did not write there in this order) or when the target refused a record.
+/// `topics` and `targets` name each topic index on the source and on the target.
 pub(super) fn reconcile(
     writer: &TargetWriter,
     slots: &mut [Slot],
     topics: &[String],
+    targets: &[String],
 ) -> anyhow::Result<()> {
     // A producer that stopped (a record refused, gapless) reports its failed records a
     // moment later: serve those reports first, so the error names the record.
@@ -25,14 +27,20 @@ pub(super) fn reconcile(
     }
     for (si, s) in slots.iter_mut().enumerate() {
         if !s.sent.is_empty() {
-            apply_acks(writer, si, s, topics)?;
+            apply_acks(writer, si, s, targets)?;
         }
     }
     // Failures after the acknowledgements: those are counted first, so the records still
     // in `sent` are the failed ones, in order.
     let failures = writer.take_failures();
     if let Some(first) = failures.first() {
-        return Err(refused(writer, slots, topics, &failures, first.slot));
+        return Err(refused(
+            writer,
+            slots,
+            (topics, targets),
+            &failures,
+            first.slot,
+        ));
     }
     if let Some(fatal) = fatal {
         bail!(
@@ -43,11 +51,12 @@ pub(super) fn reconcile(
     Ok(())
 }
 
+/// `targets` names each topic index on the target.
 fn apply_acks(
     writer: &TargetWriter,
     si: usize,
     s: &mut Slot,
-    topics: &[String],
+    targets: &[String],
 ) -> anyhow::Result<()> {
     let acks = writer.acks(si);
     let new = acks.count - s.acks_seen;
@@ -64,7 +73,7 @@ fn apply_acks(
              this order, from another producer or written twice by a producer retry after a \
              broker outage. Stop any other producer; `kmigrate run` then checks the records \
              past the last checkpoint before continuing",
-            topics[s.topic],
+            targets[s.topic],
             s.partition,
             acks.last_offset
         );
@@ -72,7 +81,7 @@ fn apply_acks(
     if new > s.sent.len() as u64 {
         bail!(
             "{}/{}: more acknowledgements than records sent",
-            topics[s.topic],
+            targets[s.topic],
             s.partition
         );
     }
@@ -91,7 +100,7 @@ fn apply_acks(
 fn refused(
     writer: &TargetWriter,
     slots: &[Slot],
-    topics: &[String],
+    (topics, targets): (&[String], &[String]),
     failures: &[Failure],
     si: usize,
 ) -> anyhow::Error {
@@ -106,13 +115,13 @@ fn refused(
     let f = mine[i];
     let at = s.sent.get(i).copied().unwrap_or(s.last_read);
     let target = writer.cluster().describe();
-    let (topic, p) = (&topics[s.topic], s.partition);
+    let (topic, to, p) = (&topics[s.topic], &targets[s.topic], s.partition);
     if f.too_large {
         return anyhow::anyhow!(
-            "writing offset {at} of {topic}/{p} to the {target} failed: the record ({size} \
-             bytes of key, value and headers) is larger than the target accepts ({why}). \
-             Raise max.message.bytes on the target topic {topic} (and, if the record is larger \
-             than them, message.max.bytes and replica.fetch.max.bytes on the target's \
+            "writing offset {at} of {topic}/{p} to {to}/{p} on the {target} failed: the record \
+             ({size} bytes of key, value and headers) is larger than the target accepts \
+             ({why}). Raise max.message.bytes on the target topic {to} (and, if the record is \
+             larger than them, message.max.bytes and replica.fetch.max.bytes on the target's \
              brokers), then run `kmigrate run` again: it resumes at this record. No record of \
              {topic}/{p} after it was written",
             size = f.size,
@@ -120,8 +129,8 @@ fn refused(
         );
     }
     anyhow::anyhow!(
-        "writing offset {at} of {topic}/{p} to the {target} failed: {}. No record of that \
-         partition after it was written",
+        "writing offset {at} of {topic}/{p} to {to}/{p} on the {target} failed: {}. No record \
+         of that partition after it was written",
         f.reason
     )
 }
