@@ -328,6 +328,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kafka_failures_of_any_code_are_exit_3() {
+        use crate::error::{ExitKind, exit_kind};
+        for code in [
+            Code::AUTHENTICATION,
+            Code::GROUP_AUTHORIZATION_FAILED,
+            Code::NOT_COORDINATOR,
+            Code::TRANSPORT,
+            Code::UNKNOWN_MEMBER_ID,
+        ] {
+            let e = anyhow::Error::new(KafkaError::new(code, "committing offsets", ""))
+                .context("translating offsets");
+            assert_eq!(exit_kind(&e), ExitKind::Failure, "{code:?}");
+        }
+    }
+
+    #[test]
     fn failovers_are_retriable() {
         for c in [
             Code::NOT_COORDINATOR,
