@@ -78,10 +78,22 @@ pub fn read_parallel(reads: &[(&Cluster, &str, i32)]) -> Vec<Vec<ReadRec>> {
 /// Asserts each target partition `p` holds exactly the source's records from offset
 /// `from[p]` on, in order, and nothing else; returns the target's records per partition.
 pub fn assert_copied(src: &Cluster, tgt: &Cluster, topic: &str, from: &[i64]) -> Vec<Vec<Rec>> {
+    assert_copied_to(src, tgt, topic, topic, from)
+}
+
+/// [`assert_copied`] for a topic copied under another name: partition `p` of
+/// `target_topic` on the target holds exactly the records of `topic` from `from[p]` on.
+pub fn assert_copied_to(
+    src: &Cluster,
+    tgt: &Cluster,
+    topic: &str,
+    target_topic: &str,
+    from: &[i64],
+) -> Vec<Vec<Rec>> {
     let mut reads = Vec::new();
     for p in 0..from.len() as i32 {
         reads.push((src, topic, p));
-        reads.push((tgt, topic, p));
+        reads.push((tgt, target_topic, p));
     }
     let mut read = read_parallel(&reads).into_iter();
     let mut out = Vec::new();
@@ -93,7 +105,7 @@ pub fn assert_copied(src: &Cluster, tgt: &Cluster, topic: &str, from: &[i64]) ->
             .map(|r| r.rec)
             .collect();
         let got: Vec<Rec> = target.into_iter().map(|r| r.rec).collect();
-        assert_records(&format!("{topic}/{p} on the target"), &got, &want);
+        assert_records(&format!("{target_topic}/{p} on the target"), &got, &want);
         out.push(got);
     }
     out
