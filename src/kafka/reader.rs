@@ -522,10 +522,6 @@ impl RangeReader {
         self.book.pos[i]
     }
 
-    pub fn range(&self, i: usize) -> &Range {
-        &self.book.ranges[i]
-    }
-
     /// How long since a record arrived or a range finished (to within the interval of the
     /// calls to this).
     pub fn idle_for(&self) -> Duration {
