@@ -4,10 +4,18 @@
 use anyhow::{Context as _, bail};
 
 use super::resume;
-use crate::kafka::Cluster;
+use crate::kafka::{Cluster, settle};
 use crate::kafka::reader::{Tuning, record_hashes};
 use crate::ledger::State;
 use crate::model::Tp;
+
+/// How long a resume waits for a replicated target's followers to confirm what the leader
+/// holds: longer than a follower needs to be dropped from the in-sync replicas with Kafka's
+/// defaults (`replica.lag.time.max.ms` 30 s, checked every 15 s; in KRaft a stopped broker
+/// is fenced after `broker.session.timeout.ms`, 9 s), and never less than `timeout_secs`.
+fn settle_wait(timeout: std::time::Duration) -> std::time::Duration {
+    timeout.max(std::time::Duration::from_secs(60))
+}
 
 /// One partition to copy in this run.
 #[derive(Debug, Clone)]
@@ -42,6 +50,15 @@ pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::
         .iter()
         .map(|i| state.partitions[*i].target_tp())
         .collect();
+    // Partitions kmigrate wrote to before: records it sent before an interruption may
+    // still be on their leader only. The count below must come after they settle.
+    let started: Vec<Tp> = open
+        .iter()
+        .zip(&tps)
+        .filter(|(i, _)| state.partitions[**i].progress.base.is_some())
+        .map(|(_, tp)| tp.clone())
+        .collect();
+    settle::wait_until_committed(target, &started, settle_wait(target.timeout))?;
     let highs = target
         .admin()?
         .low_high(&tps)

@@ -8,6 +8,7 @@
 //! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
 //! - [`reader`]: reading partition ranges (copy and verify);
+//! - [`settle`]: waiting until a replicated target partition holds only committed records;
 //! - [`writer`]: producing records to the target.
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod ffi;
 pub mod reader;
 pub mod retry;
+pub mod settle;
 pub mod writer;
 
 use std::sync::{Arc, Mutex};

@@ -39,6 +39,9 @@ pub(super) struct RawMessage {
 }
 
 const ERR_PARTITION_EOF: c_int = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF as c_int;
+/// The broker answered OFFSET_OUT_OF_RANGE and `auto.offset.reset` is `error`.
+const ERR_OUT_OF_RANGE: c_int =
+    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET as c_int;
 /// Client-level conditions librdkafka recovers from by itself (reconnects, leader moves).
 const TRANSIENT: &[rd::rd_kafka_resp_err_t] = &[
     rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TRANSPORT,
@@ -89,6 +92,13 @@ pub enum Polled<'a> {
     Idle,
     /// librdkafka reported a condition it recovers from (reconnecting, ...).
     Transient(String),
+    /// The partition's leader has no record at the offset asked for: it lies past the
+    /// leader's log end (or below its start).
+    OutOfRange {
+        topic: usize,
+        partition: i32,
+        what: String,
+    },
     /// The copy cannot go on (offset out of range, authorization, ...).
     Fatal(String),
 }
@@ -209,7 +219,35 @@ impl SourceReader {
         assignments: &[Assignment],
         tuning: &Tuning,
     ) -> anyhow::Result<SourceReader> {
+        SourceReader::with_config(
+            cluster,
+            cluster.client_config(),
+            topics,
+            assignments,
+            tuning,
+        )
+    }
+
+    /// A reader that fetches from each partition's leader only, whatever `client.rack`
+    /// says: what the leader holds is the question, not what a follower copied of it.
+    pub fn on_leaders(
+        cluster: &Endpoint,
+        topics: &[String],
+        assignments: &[Assignment],
+        tuning: &Tuning,
+    ) -> anyhow::Result<SourceReader> {
         let mut config = cluster.client_config();
+        config.remove("client.rack");
+        SourceReader::with_config(cluster, config, topics, assignments, tuning)
+    }
+
+    fn with_config(
+        cluster: &Endpoint,
+        mut config: rdkafka::config::ClientConfig,
+        topics: &[String],
+        assignments: &[Assignment],
+        tuning: &Tuning,
+    ) -> anyhow::Result<SourceReader> {
         let queue_bytes = tuning.buffer_bytes / 4;
         let fetch_max = (tuning.buffer_bytes / 8).clamp(1 << 20, 50 << 20);
         config
@@ -366,7 +404,13 @@ impl SourceReader {
             ),
             None => format!("{} {text}", describe_err(err)),
         };
-        if TRANSIENT.iter().any(|e| *e as c_int == err) {
+        if let (ERR_OUT_OF_RANGE, Some(topic)) = (err, topic) {
+            Polled::OutOfRange {
+                topic,
+                partition,
+                what,
+            }
+        } else if TRANSIENT.iter().any(|e| *e as c_int == err) {
             Polled::Transient(what)
         } else {
             Polled::Fatal(what)
@@ -612,7 +656,7 @@ impl RangeReader {
                 book.trouble = Some(msg.clone());
                 Ok(Event::Transient(msg))
             }
-            Polled::Fatal(msg) => Err(anyhow::anyhow!(msg)),
+            Polled::Fatal(msg) | Polled::OutOfRange { what: msg, .. } => Err(anyhow::anyhow!(msg)),
         }
     }
 }

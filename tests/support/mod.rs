@@ -146,7 +146,29 @@ impl Cluster {
     /// otherwise, the topic keeps records forever: tests use old timestamps on purpose, and
     /// time-based retention would delete them in the middle of a test.
     pub fn create_topic(&self, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-        let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        self.create_topic_with(topic, partitions, TopicReplication::Fixed(1), configs);
+    }
+
+    /// [`Cluster::create_topic`] with each partition's replicas given (broker ids, the
+    /// preferred leader first): every partition gets the replica list `replicas`.
+    pub fn create_replicated_topic(&self, topic: &str, partitions: i32, replicas: &[i32]) {
+        let assignment: Vec<&[i32]> = (0..partitions).map(|_| replicas).collect();
+        self.create_topic_with(
+            topic,
+            partitions,
+            TopicReplication::Variable(&assignment),
+            &[],
+        );
+    }
+
+    fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: TopicReplication<'_>,
+        configs: &[(&str, &str)],
+    ) {
+        let mut t = NewTopic::new(topic, partitions, replication);
         if !configs.iter().any(|(k, _)| *k == "retention.ms") {
             t = t.set("retention.ms", "-1");
         }
