@@ -4,8 +4,8 @@
 use anyhow::{Context as _, bail};
 
 use super::resume;
-use crate::kafka::{Cluster, settle};
 use crate::kafka::reader::{Tuning, record_hashes};
+use crate::kafka::{Cluster, settle};
 use crate::ledger::State;
 use crate::model::Tp;
 

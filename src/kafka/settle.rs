@@ -10,8 +10,8 @@
 //!
 //! The broker answers the question through an ordinary fetch: a fetch at an offset past the
 //! high watermark but not past the leader's log end returns nothing, a fetch past the log end
-//! is refused with OFFSET_OUT_OF_RANGE (Kafka's `LocalLog.read`, the same in every release
-//! since 0.10). So a fetch at `high watermark + 1` refused as out of range proves that the
+//! is refused with OFFSET_OUT_OF_RANGE (Kafka's `Log.read`, later `LocalLog.read`: the same
+//! check in 1.1.1, 2.8.2 and 4.x). So a fetch at `high watermark + 1` refused as out of range proves that the
 //! leader's log ends at the high watermark: everything on it is committed and will stay
 //! (elections are clean), and nothing more will appear. Until then kmigrate waits, and
 //! refuses after `wait`, never guessing.
