@@ -487,6 +487,76 @@ impl Admin {
         if topics.is_empty() {
             return Ok(());
         }
+        match self.create_topics_replicated(topics, -1) {
+            // "The broker's default" (-1, KIP-464) needs CreateTopics v4, Kafka 2.4+:
+            // librdkafka refuses the request to an older cluster before sending it, so
+            // nothing was created. Read the default from a broker and pass it instead.
+            Err(e) if error::find(&e).is_some_and(|k| k.code == Code::UNSUPPORTED_FEATURE) => {
+                let factor = self.default_replication_factor()?;
+                tracing::info!(
+                    "the {} predates Kafka 2.4: creating topics with its \
+                     default.replication.factor, {factor}, given explicitly",
+                    self.cluster.describe()
+                );
+                self.create_topics_replicated(topics, factor)
+            }
+            done => done,
+        }
+    }
+
+    /// The cluster's `default.replication.factor`, from one of its brokers' configs.
+    fn default_replication_factor(&self) -> anyhow::Result<i32> {
+        let doing = "reading the default replication factor";
+        let broker = self.step(doing, |left| {
+            let md = self
+                .client
+                .client()
+                .fetch_metadata(None, left)
+                .map_err(|e| rd_error(e, "Metadata"))?;
+            md.brokers()
+                .first()
+                .map(|b| b.id())
+                .ok_or_else(|| anyhow!("the cluster's metadata lists no broker"))
+        })?;
+        let spec = [ResourceSpecifier::Broker(broker)];
+        let config = self.step(doing, |left| {
+            let opts = AdminOptions::new().request_timeout(Some(left));
+            let answer = futures_executor::block_on(self.admin.describe_configs(&spec, &opts))
+                .map_err(|e| rd_error(e, "DescribeConfigs"))?;
+            match answer.into_iter().next() {
+                Some(Ok(config)) => Ok(config),
+                Some(Err(code)) => {
+                    let code = Code::from(code);
+                    Err(KafkaError::with_message(
+                        code,
+                        "DescribeConfigs",
+                        format!("{code} for broker {broker}"),
+                    )
+                    .into())
+                }
+                None => Err(anyhow!(
+                    "DescribeConfigs of broker {broker} answered nothing"
+                )),
+            }
+        })?;
+        config
+            .get("default.replication.factor")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "broker {broker} of the {} does not show its default.replication.factor",
+                    self.cluster.describe()
+                )
+            })
+    }
+
+    /// [`Admin::create_topics`] with this replication factor (-1: the broker's default).
+    fn create_topics_replicated(
+        &self,
+        topics: &[(String, i32, BTreeMap<String, String>)],
+        replication: i32,
+    ) -> anyhow::Result<()> {
         // Topics still to create, and those whose last attempt may have created them
         // without kmigrate hearing back (a timeout, a broken connection).
         let mut pending: BTreeSet<&str> = topics.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -497,7 +567,7 @@ impl Admin {
                 .filter(|(name, _, _)| pending.contains(name.as_str()))
                 .map(|(name, partitions, configs)| {
                     configs.iter().fold(
-                        NewTopic::new(name, *partitions, TopicReplication::Fixed(-1)),
+                        NewTopic::new(name, *partitions, TopicReplication::Fixed(replication)),
                         |t, (k, v)| t.set(k, v),
                     )
                 })

@@ -58,6 +58,9 @@ impl Code {
     pub const AUTHENTICATION: Code = Code::of(Rd::Authentication);
     /// `_PARTIAL`: only some brokers answered (listing groups).
     pub const PARTIAL: Code = Code::of(Rd::Partial);
+    /// `_UNSUPPORTED_FEATURE`: the broker is too old for the request (librdkafka checks
+    /// the versions it announced before sending).
+    pub const UNSUPPORTED_FEATURE: Code = Code::of(Rd::UnsupportedFeature);
     /// `_TIMED_OUT_QUEUE`.
     pub const TIMED_OUT_QUEUE: Code = Code::of(Rd::TimedOutQueue);
 
