@@ -85,6 +85,14 @@ pub enum Command {
     /// offsets left to copy, and the phase.
     Status(StatusArgs),
 
+    /// The offset map: where each copied source record is on the target (needs no cluster).
+    ///
+    /// For consumers that keep their positions outside Kafka (Flink and Spark checkpoints,
+    /// Kafka Connect sinks, `assign()` users): `export` writes the map of every copied
+    /// partition, `translate` prints the target offset of one source offset. Reads the state
+    /// file `run` writes (or its shards' files), so it also answers during a copy.
+    Offsets(OffsetsArgs),
+
     /// Print a shell completion script to stdout (needs no configuration file).
     ///
     /// For example: `kmigrate completions bash > /etc/bash_completion.d/kmigrate`, or for zsh
@@ -215,6 +223,46 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OffsetsArgs {
+    #[command(subcommand)]
+    pub command: OffsetsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// Write the offset map of every copied partition to stdout.
+    ///
+    /// Per partition, runs of consecutive offsets: source offsets SOURCE..SOURCE+COUNT are
+    /// target offsets TARGET..TARGET+COUNT. A new run starts only where the source has a gap
+    /// (transaction markers, compaction).
+    Export {
+        /// Output format: json (one document, per partition its runs as [source, target,
+        /// count]) or csv (topic,partition,target_topic,source_offset,target_offset,count).
+        #[arg(long, value_enum, default_value_t = MapFormat::Json)]
+        format: MapFormat,
+    },
+
+    /// Print the target offset of a source offset: where a consumer that would read OFFSET
+    /// next on the source reads next on the target.
+    ///
+    /// Exit code 1, with the reason on stderr, when the offset is below the copy's start,
+    /// past what was copied, or the partition is not part of the copy.
+    Translate {
+        /// The topic's name on the source.
+        topic: String,
+        partition: i32,
+        /// A source offset, e.g. a position a checkpoint holds.
+        offset: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MapFormat {
+    Json,
+    Csv,
 }
 
 #[derive(Debug, clap::Args)]

@@ -94,7 +94,11 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
             return commands::docs::completions(args.shell, &mut std::io::stdout().lock());
         }
         Command::Man => return commands::docs::man(&mut std::io::stdout().lock()),
-        Command::Plan(_) | Command::Run(_) | Command::Verify(_) | Command::Status(_) => {}
+        Command::Plan(_)
+        | Command::Run(_)
+        | Command::Verify(_)
+        | Command::Status(_)
+        | Command::Offsets(_) => {}
     }
     let cfg = load_config(cli)?;
     match &cli.command {
@@ -102,6 +106,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Run(args) => commands::run::execute(&cfg, args),
         Command::Verify(args) => commands::verify::execute(&cfg, args),
         Command::Status(args) => commands::status::execute(&cfg, args),
+        Command::Offsets(args) => commands::offsets::execute(&cfg, args),
         // Handled above, before the configuration is loaded.
         Command::Completions(_) | Command::Man => Ok(Outcome::Success),
     }

@@ -75,10 +75,234 @@ impl Tracker {
     }
 }
 
+/// Where every copied source record of one partition landed on the target, as runs of
+/// consecutive offsets: `(source, target, count)` says source records `source..source+count`
+/// are target records `target..target+count`. A new run starts only where the source has a
+/// gap (transaction markers, compaction, records that expired before the copy), so a
+/// partition copied without gaps is one run, whatever its size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OffsetMap {
+    runs: Vec<Run>,
+}
+
+/// `(source, target, count)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run(pub i64, pub i64, pub u64);
+
+/// Why a source offset has no target offset (yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untranslatable {
+    /// Below the copy's first offset: those records were not copied.
+    BelowStart { start: i64 },
+    /// Past what is copied so far: the records up to `copied_to` (exclusive) are.
+    PastCopied { copied_to: i64, end: i64 },
+    /// Nothing of the partition was written yet.
+    NotStarted,
+}
+
+impl std::fmt::Display for Untranslatable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Untranslatable::BelowStart { start } => write!(
+                f,
+                "it is below the copy's start ({start}): records before it were not copied"
+            ),
+            Untranslatable::PastCopied { copied_to, end } => write!(
+                f,
+                "it is past what was copied: source offsets before {copied_to} are on the                  target, the copy ends at {end}"
+            ),
+            Untranslatable::NotStarted => write!(f, "nothing of this partition is copied yet"),
+        }
+    }
+}
+
+impl OffsetMap {
+    /// The record at source offset `source` is on the target at `target`. Records are
+    /// observed in order.
+    #[inline]
+    pub fn observe(&mut self, source: i64, target: i64) {
+        if let Some(Run(s, t, n)) = self.runs.last_mut()
+            && *s + *n as i64 == source
+            && *t + *n as i64 == target
+        {
+            *n += 1;
+            return;
+        }
+        self.runs.push(Run(source, target, 1));
+    }
+
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+
+    /// The last record observed: (source offset, target offset).
+    pub fn last(&self) -> Option<(i64, i64)> {
+        self.runs
+            .last()
+            .map(|Run(s, t, n)| (s + *n as i64 - 1, t + *n as i64 - 1))
+    }
+
+    /// Records observed.
+    pub fn records(&self) -> u64 {
+        self.runs.iter().map(|r| r.2).sum()
+    }
+
+    /// The target offset of the first observed record at or after source offset `commit`.
+    pub fn first_at_or_after(&self, commit: i64) -> Option<i64> {
+        // Runs ascend in source offsets: the first run that ends past `commit`.
+        let i = self
+            .runs
+            .partition_point(|Run(s, _, n)| s + *n as i64 <= commit);
+        self.runs.get(i).map(|Run(s, t, _)| t + (commit - s).max(0))
+    }
+
+    /// Checks what a state file says: runs ascending, non-empty and not overlapping on
+    /// either side, inside `[start, end)`.
+    pub fn check(&self, start: i64, end: i64) -> Result<(), String> {
+        let mut prev: Option<&Run> = None;
+        for r in &self.runs {
+            let Run(s, t, n) = *r;
+            let n = i64::try_from(n).map_err(|_| format!("run {r:?} is too long"))?;
+            if n == 0 || s < start || s.checked_add(n).is_none_or(|e| e > end) || t < 0 {
+                return Err(format!(
+                    "run {r:?} is empty or outside the range [{start}, {end})"
+                ));
+            }
+            if let Some(&Run(ps, pt, pn)) = prev
+                && (s < ps + pn as i64 || t < pt + pn as i64)
+            {
+                return Err(format!("run {r:?} overlaps or precedes the one before it"));
+            }
+            prev = Some(r);
+        }
+        Ok(())
+    }
+}
+
+/// The target offset a consumer that would read source offset `commit` next must read next
+/// on the target, from a partition's copy so far: `[start, end)` is the planned range,
+/// `next_target` the target offset of the next record the copy writes (`None` before it
+/// wrote any), `done` whether every record of the range is copied.
+pub fn translate_one(
+    map: &OffsetMap,
+    (start, end): (i64, i64),
+    next_target: Option<i64>,
+    done: bool,
+    commit: i64,
+) -> Result<i64, Untranslatable> {
+    if commit < start {
+        return Err(Untranslatable::BelowStart { start });
+    }
+    if let Some(t) = map.first_at_or_after(commit) {
+        return Ok(t);
+    }
+    let Some(next) = next_target else {
+        return Err(Untranslatable::NotStarted);
+    };
+    // Past every copied record: the next record written (none between) lands at `next`,
+    // so an offset up to the next source record maps there. Once done, that is every
+    // offset up to the range's end.
+    let copied_to = map.last().map_or(start, |(s, _)| s + 1);
+    if commit <= copied_to || (done && commit <= end) {
+        Ok(next)
+    } else {
+        Err(Untranslatable::PastCopied { copied_to, end })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn runs_break_only_at_source_gaps() {
+        let mut m = OffsetMap::default();
+        for (s, t) in [(10, 0), (11, 1), (12, 2), (15, 3), (16, 4), (20, 5)] {
+            m.observe(s, t);
+        }
+        assert_eq!(m.runs(), &[Run(10, 0, 3), Run(15, 3, 2), Run(20, 5, 1)]);
+        assert_eq!(m.last(), Some((20, 5)));
+        assert_eq!(m.records(), 6);
+        assert_eq!(
+            serde_json::to_string(&m).expect("json"),
+            "[[10,0,3],[15,3,2],[20,5,1]]"
+        );
+        assert_eq!(m.check(10, 21), Ok(()));
+        assert!(m.check(11, 21).is_err());
+        assert!(m.check(10, 20).is_err());
+    }
+
+    #[test]
+    fn translate_one_refuses_what_it_cannot_know() {
+        let mut m = OffsetMap::default();
+        for (s, t) in [(10, 100), (11, 101), (14, 102)] {
+            m.observe(s, t);
+        }
+        let not_done = |c| translate_one(&m, (10, 20), Some(103), false, c);
+        assert_eq!(not_done(9), Err(Untranslatable::BelowStart { start: 10 }));
+        assert_eq!(not_done(10), Ok(100));
+        assert_eq!(not_done(12), Ok(102));
+        assert_eq!(not_done(15), Ok(103));
+        assert_eq!(
+            not_done(16),
+            Err(Untranslatable::PastCopied {
+                copied_to: 15,
+                end: 20
+            })
+        );
+        let done = |c| translate_one(&m, (10, 20), Some(103), true, c);
+        assert_eq!(done(20), Ok(103));
+        assert!(done(21).is_err());
+        let empty = OffsetMap::default();
+        assert_eq!(
+            translate_one(&empty, (10, 20), None, false, 10),
+            Err(Untranslatable::NotStarted)
+        );
+        assert_eq!(translate_one(&empty, (10, 20), Some(7), false, 10), Ok(7));
+    }
+
+    proptest! {
+        /// The map answers exactly as the rule over the list of copied records, for every
+        /// offset the copy covers, also after a save and load at any point.
+        #[test]
+        fn map_matches_the_rule(
+            gaps in proptest::collection::vec(any::<bool>(), 0..120),
+            target_base in 0i64..1000,
+            split in 0usize..120,
+        ) {
+            let start = 20;
+            let end = start + gaps.len() as i64;
+            let copied: Vec<(i64, i64)> = gaps.iter().enumerate()
+                .filter(|(_, g)| !**g)
+                .enumerate()
+                .map(|(k, (i, _))| (start + i as i64, target_base + k as i64))
+                .collect();
+            let split = split.min(copied.len());
+            let mut m = OffsetMap::default();
+            for (s, t) in &copied[..split] {
+                m.observe(*s, *t);
+            }
+            let json = serde_json::to_string(&m).expect("serialize");
+            let mut m: OffsetMap = serde_json::from_str(&json).expect("deserialize");
+            for (s, t) in &copied[split..] {
+                m.observe(*s, *t);
+            }
+            prop_assert_eq!(m.check(start, end), Ok(()));
+            prop_assert_eq!(m.records() as usize, copied.len());
+            // Runs: one more per gap between copied records, no more.
+            let breaks = copied.windows(2).filter(|w| w[1].0 != w[0].0 + 1).count();
+            prop_assert_eq!(m.runs().len(), if copied.is_empty() { 0 } else { breaks + 1 });
+            let target_end = target_base + copied.len() as i64;
+            for commit in start..=end {
+                prop_assert_eq!(
+                    translate_one(&m, (start, end), Some(target_end), true, commit),
+                    Ok(translate(commit, &copied, target_end))
+                );
+            }
+        }
+    }
 
     #[test]
     fn group_resumes_at_first_record_at_or_after_its_commit() {

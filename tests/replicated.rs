@@ -205,6 +205,29 @@ fn assert_exact(
             want,
             "group {g}'s offsets on the target"
         );
+        // The offset map kept through the kills translates the commits the same way.
+        for (p, c) in commits.iter().enumerate() {
+            let out = support::kmigrate_raw(
+                dir,
+                &[
+                    "offsets",
+                    "translate",
+                    topic,
+                    &p.to_string(),
+                    &c.to_string(),
+                ],
+            );
+            assert_eq!(
+                out.code, 0,
+                "offsets translate {topic} {p} {c}: {}",
+                out.stderr
+            );
+            assert_eq!(
+                Some(out.stdout.trim().parse::<i64>().ok()),
+                Some(want[p]),
+                "{topic}/{p}: {c}"
+            );
+        }
     }
     verify_ok(dir);
 }

@@ -471,8 +471,110 @@ fn transactional_source_copies_committed_records_only() {
     );
     let row = summary_row(&run, &topic);
     assert_eq!(row[1..4], ["22", "8", "8"], "{}", run.stdout);
+    assert_offset_map(&dir, (&src, &tgt), &topic, &committed, &g);
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
+}
+
+/// `kmigrate offsets translate` for every source offset of each partition's copy, records
+/// and gaps (markers, aborted records) alike, agrees with where the record is on the target
+/// (key, value, headers, timestamp equal) and with the group's committed translation;
+/// offsets outside the copy are refused with exit 1; `offsets export` lists the same runs.
+fn assert_offset_map(
+    dir: &Path,
+    (src, tgt): (&Cluster, &Cluster),
+    topic: &str,
+    starts: &[i64],
+    group: &str,
+) {
+    let translate = |p: i32, o: i64| {
+        let run = support::kmigrate_raw(
+            dir,
+            &[
+                "offsets",
+                "translate",
+                topic,
+                &p.to_string(),
+                &o.to_string(),
+            ],
+        );
+        match run.code {
+            0 => Some(run.stdout.trim().parse::<i64>().expect("a target offset")),
+            1 => {
+                assert!(
+                    run.stderr.contains("has no target offset")
+                        || run.stderr.contains("is not part of the copy"),
+                    "{}",
+                    run.stderr
+                );
+                None
+            }
+            c => panic!("offsets translate exit {c}: {}", run.stderr),
+        }
+    };
+    for (p, start) in starts.iter().enumerate() {
+        let p = p as i32;
+        let source = src.read_all(topic, p);
+        let target = tgt.read_all(topic, p);
+        let end = src.watermarks(topic, p).1;
+        for o in *start..=end {
+            let t = translate(p, o).unwrap_or_else(|| panic!("{topic}/{p}: offset {o} refused"));
+            // The first source record at or after o is the target record at t.
+            match source.iter().find(|r| r.offset >= o) {
+                Some(r) => {
+                    let at = target.iter().find(|x| x.offset == t);
+                    assert_eq!(
+                        at.map(|x| &x.rec),
+                        Some(&r.rec),
+                        "{topic}/{p}: source {o} -> target {t}"
+                    );
+                }
+                None => assert_eq!(
+                    t,
+                    target.last().map_or(0, |x| x.offset + 1),
+                    "{topic}/{p}: {o} past the last record"
+                ),
+            }
+        }
+        assert_eq!(translate(p, end + 1), None, "{topic}/{p}: past the end");
+        if *start > 0 {
+            assert_eq!(
+                translate(p, start - 1),
+                None,
+                "{topic}/{p}: below the start"
+            );
+        }
+        let committed = tgt.committed(group, &[(topic, p)])[0];
+        let src_commit = starts[p as usize];
+        assert_eq!(
+            translate(p, src_commit),
+            committed,
+            "{topic}/{p}: the group's translation"
+        );
+    }
+    let export = support::kmigrate_raw(dir, &["offsets", "export"]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let doc = export.json();
+    let parts = doc["partitions"].as_array().expect("partitions");
+    let records: u64 = parts
+        .iter()
+        .flat_map(|p| p["runs"].as_array().expect("runs").iter())
+        .map(|r| r[2].as_u64().expect("count"))
+        .sum();
+    assert_eq!(records, 8, "{doc}");
+    let csv = support::kmigrate_raw(dir, &["offsets", "export", "--format", "csv"]);
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "topic,partition,target_topic,source_offset,target_offset,count"
+    );
+    let runs: usize = parts
+        .iter()
+        .map(|p| p["runs"].as_array().expect("runs").len())
+        .sum();
+    assert_eq!(lines.len(), runs + 1, "{}", csv.stdout);
+    assert_eq!(translate(99, 0), None, "a partition not in the copy");
 }
 
 /// Per partition of the state file: records on the target past the last checkpoint (what a

@@ -2,6 +2,7 @@
 //! and returns how it ended (see `error::Outcome`).
 
 pub mod docs;
+pub mod offsets;
 pub mod plan;
 pub mod run;
 pub mod shards;

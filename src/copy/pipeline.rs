@@ -196,10 +196,8 @@ impl Copier<'_, '_> {
             );
         }
         s.skip -= 1;
-        s.translation.observe(offset, s.next_target);
-        s.progress.acked = Some((offset, s.next_target));
+        s.landed(offset);
         s.progress.written += 1;
-        s.next_target += 1;
         s.dirty = true;
         Ok(())
     }

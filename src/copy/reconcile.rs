@@ -85,10 +85,10 @@ fn apply_acks(
             s.partition
         );
     }
-    for src in s.sent.drain(..new as usize) {
-        s.translation.observe(src, s.next_target);
-        s.progress.acked = Some((src, s.next_target));
-        s.next_target += 1;
+    for _ in 0..new {
+        if let Some(src) = s.sent.pop_front() {
+            s.landed(src);
+        }
     }
     s.progress.written += new;
     s.acks_seen = acks.count;

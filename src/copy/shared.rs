@@ -91,6 +91,7 @@ impl<'a> Shared<'a> {
                 let ps = &mut state.partitions[i];
                 ps.progress = s.progress;
                 ps.translation.clone_from(&s.translation);
+                ps.map.clone_from(&s.map);
             }
         }
     }

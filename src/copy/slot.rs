@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use super::prepare::Work;
 use crate::ledger::{PartitionState, Progress};
-use crate::offsets::Tracker;
+use crate::offsets::{OffsetMap, Tracker};
 
 /// One partition being copied by a pipeline. Its index is also its range in the reader
 /// and its slot in the writer.
@@ -29,6 +29,7 @@ pub struct Slot {
     pub done: bool,
     pub progress: Progress,
     pub translation: Tracker,
+    pub map: OffsetMap,
     /// Changed since last published.
     pub dirty: bool,
 }
@@ -50,7 +51,18 @@ impl Slot {
             done: false,
             progress: ps.progress,
             translation: ps.translation.clone(),
+            map: ps.map.clone(),
             dirty: false,
         }
+    }
+
+    /// Source record `source` is on the target at `next_target` (acknowledged, or proven
+    /// there on resume): the next one lands after it.
+    #[inline]
+    pub fn landed(&mut self, source: i64) {
+        self.translation.observe(source, self.next_target);
+        self.map.observe(source, self.next_target);
+        self.progress.acked = Some((source, self.next_target));
+        self.next_target += 1;
     }
 }

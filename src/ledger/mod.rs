@@ -16,7 +16,7 @@ use crate::error::usage;
 use crate::fsutil;
 use crate::model::now_ms;
 use crate::model::{Shard, Tp};
-use crate::offsets::Tracker;
+use crate::offsets::{OffsetMap, Tracker};
 use crate::plan::{Plan, Status};
 
 pub const STATE_VERSION: u32 = 1;
@@ -102,6 +102,10 @@ pub struct PartitionState {
     pub progress: Progress,
     /// Where each group that consumes this partition resumes on the target.
     pub translation: Tracker,
+    /// Where each copied source record landed on the target (absent from state files
+    /// written before kmigrate kept it: then empty while records were written).
+    #[serde(default)]
+    pub map: OffsetMap,
 }
 
 impl PartitionState {
@@ -137,6 +141,7 @@ impl State {
                 start: p.start,
                 end: p.end,
                 progress: Progress::default(),
+                map: OffsetMap::default(),
                 // A group that never committed a partition reads it from the start under
                 // `earliest`, so it resumes at the first copied record; under `skip` it gets
                 // no offset there.
@@ -261,6 +266,17 @@ impl State {
                 && base < 0
             {
                 return Err(format!("{name}: negative target base {base}"));
+            }
+            s.map
+                .check(s.start, s.end)
+                .map_err(|why| format!("{name}: offset map: {why}"))?;
+            if !s.map.runs().is_empty() && (s.map.records() != g.written || s.map.last() != g.acked)
+            {
+                return Err(format!(
+                    "{name}: the offset map holds {} records, the progress {}",
+                    s.map.records(),
+                    g.written
+                ));
             }
             if let Some((src, dst)) = g.acked {
                 let base = g
