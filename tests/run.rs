@@ -12,7 +12,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 use support::process::{Progress, spawn, state_json, while_running};
-use support::records::{assert_copied, assert_records, count, high, highs, noise, produce_bulk};
+use support::records::{
+    assert_copied, assert_records, count, counts, high, highs, noise, produce_bulk,
+};
 use support::{Cluster, Rec, Run, STATE, TS, config_for, kmigrate, unique, workdir};
 
 // ---------------------------------------------------------------------------------------
@@ -1015,6 +1017,57 @@ fn foreign_records_past_a_checkpoint_are_refused_at_once() {
     );
     assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
     assert_eq!(highs(&tgt, &topic, 1), [4], "nothing written");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn records_arriving_during_the_run_are_named_and_exit_1() {
+    // An operator forgot one producer: it writes to partition 1 while the copy runs. The run
+    // copies the plan exactly, commits the plan's translation, and exits 1 naming the
+    // partition and how many offsets arrived after the plan, instead of reporting success.
+    let topic = unique("run-late");
+    let g = unique("run-late-g");
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(&topic, 2, &[]);
+    tgt.create_topic(&topic, 2, &[]);
+    produce_bulk(&src, &topic, 2, 20_000);
+    src.commit(&g, &[(&topic, 0, 100), (&topic, 1, 5)]);
+    let dir = workdir("run-late");
+    std::fs::write(
+        dir.join("migrate.toml"),
+        config_for(&[&g], "[migration]\nmax_bytes_per_second = 2000000\n"),
+    )
+    .expect("config");
+    let progress = Progress::new(&tgt, &topic, 2);
+    let mut bg = spawn(&dir, &["run", "--yes"]);
+    while_running(&mut bg, "the copy under way", || {
+        dir.join(STATE).exists() && progress.total() > 0
+    });
+    let late = src.produce_n(&topic, 1, 37, TS);
+    let run = bg.wait();
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("production has not stopped: 37 offset(s) arrived on the source after the plan, in 1 partition(s)")
+            && run.stderr.contains(&format!("{topic}/1 +37 (20000 -> 20037)")),
+        "{}",
+        run.stderr
+    );
+    // The plan's records exactly, none of the late ones; the plan's translation committed.
+    let copied = assert_copied(&src, &tgt, &topic, &[100, 5]);
+    assert_eq!(counts(&copied), [19_900, 19_995]);
+    assert!(
+        copied[1].iter().all(|r| !late.contains(r)),
+        "no late record copied"
+    );
+    assert_eq!(
+        tgt.committed(&g, &[(&topic, 0), (&topic, 1)]),
+        [Some(0), Some(0)]
+    );
+    // A rerun says the same: the source still holds records the migration does not.
+    let again = support::kmigrate_raw(&dir, &["run", "--yes"]);
+    assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("+37"), "{}", again.stderr);
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }

@@ -19,6 +19,7 @@ use crate::error::{Outcome, usage};
 use crate::kafka::reader::Tuning;
 use crate::kafka::{Cluster, Role};
 use crate::ledger::{Ledger, Phase, state_id};
+use crate::plan::late::{self, Late};
 use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
 use crate::report::{self, GroupResult, RunPhase, RunSummary, ThisRun, TopicResult, thousands};
 use crate::translate::{self, CommitOutcome};
@@ -137,7 +138,14 @@ fn observed(
                     "the migration recorded in {} has copied every planned record already",
                     state_path.display()
                 ));
-                return complete(cfg, &target, &mut ledger, None, args.force_offsets, obs);
+                return complete(
+                    cfg,
+                    (&source, &target),
+                    &mut ledger,
+                    None,
+                    args.force_offsets,
+                    obs,
+                );
             }
             report::note(&format!(
                 "resuming the migration started at {} (state file {})",
@@ -221,7 +229,7 @@ fn observed(
         }
         Ended::Complete => complete(
             cfg,
-            &target,
+            (&source, &target),
             &mut ledger,
             Some(&snap),
             args.force_offsets,
@@ -230,8 +238,67 @@ fn observed(
     }
 }
 
-/// After the copy: check it, then commit every group's translated offsets on the target.
+/// After the copy: check it, commit every group's translated offsets on the target, and
+/// say so when records arrived on the source after the plan (exit 1).
 fn complete(
+    cfg: &Config,
+    (source, target): (&Cluster, &Cluster),
+    ledger: &mut Ledger,
+    snap: Option<&Snapshot>,
+    force: bool,
+    obs: &report::Observer,
+) -> anyhow::Result<Outcome> {
+    let late = arrived_after_plan(source, &ledger.state)?;
+    let outcome = commit_offsets(cfg, target, ledger, snap, force, obs)?;
+    if late.is_empty() {
+        return Ok(outcome);
+    }
+    let text = late_text(&late);
+    report::warning(&text);
+    report::log(&cfg.migration.log_file, "run (late records)", &text);
+    Ok(Outcome::ProblemsFound)
+}
+
+/// The partitions a group reads on the target that grew on the source since the plan.
+fn arrived_after_plan(source: &Cluster, state: &crate::ledger::State) -> anyhow::Result<Vec<Late>> {
+    let owned = state.shard.map(|s| partitions_of(&state.plan, s));
+    let watched = late::watched(&state.plan, owned.as_deref());
+    let tps: Vec<Tp> = watched.iter().map(|(tp, _)| tp.clone()).collect();
+    let now = source
+        .admin()?
+        .watermarks(&tps)
+        .context("re-reading the source's offsets after the copy")?;
+    Ok(late::arrived_after_plan(&watched, &now))
+}
+
+fn late_text(late: &[Late]) -> String {
+    let offsets: i64 = late.iter().map(Late::offsets).sum();
+    let mut named: Vec<String> = late
+        .iter()
+        .take(10)
+        .map(|l| {
+            format!(
+                "{} +{} ({} -> {})",
+                l.tp,
+                thousands(l.offsets()),
+                l.planned,
+                l.now
+            )
+        })
+        .collect();
+    if late.len() > 10 {
+        named.push(format!("and {} more", late.len() - 10));
+    }
+    format!(
+        "production has not stopped: {} offset(s) arrived on the source after the plan, in {}          partition(s): {}. kmigrate copied the planned records only: these records are NOT on          the target, and the groups' offsets committed there are those the plan read. Stop          every producer (and consumer) of these topics before migrating them",
+        thousands(offsets),
+        late.len(),
+        named.join(", ")
+    )
+}
+
+/// After the copy: check it, then commit every group's translated offsets on the target.
+fn commit_offsets(
     cfg: &Config,
     target: &Cluster,
     ledger: &mut Ledger,

@@ -9,6 +9,7 @@
 
 pub mod compute;
 pub mod gather;
+pub mod late;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
