@@ -26,6 +26,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
+use support::exact;
 use support::process::{Progress, spawn, state_json, while_running};
 use support::records::{assert_copied, assert_records, counts, highs, noise, produce_bulk};
 use support::{Cluster, Rec, Rng, STATE, TS, config_for, kmigrate, unique, verify_ok, workdir};
@@ -211,17 +212,9 @@ fn exists(c: &Cluster, topic: &str) -> bool {
 fn setup(prefix: &str, parts: i32, per: usize, groups: &[(&str, &[i64])]) -> String {
     let topic = unique(prefix);
     let (src, tgt) = (Cluster::source(), Cluster::target());
-    src.create_topic(&topic, parts, &[]);
-    tgt.create_topic(&topic, parts, &[]);
-    produce_bulk(&src, &topic, parts, per);
-    for (g, commits) in groups {
-        let offsets: Vec<(&str, i32, i64)> = commits
-            .iter()
-            .enumerate()
-            .map(|(p, c)| (topic.as_str(), p as i32, *c))
-            .collect();
-        src.commit(g, &offsets);
-    }
+    exact::setup((&src, &tgt), &topic, parts, per, groups, |c| {
+        c.create_topic(&topic, parts, &[])
+    });
     topic
 }
 
@@ -230,23 +223,10 @@ fn cleanup(topic: &str) {
     Cluster::target().delete_topic(topic);
 }
 
-/// The copy is exact and every group resumes exactly: the start of the copy per partition is
-/// the smallest commit; a group that committed `c` resumes at `c - start` on the (empty
-/// before the copy) target, with no gaps in the source.
+/// The copy is exact and every group resumes exactly (see [`exact::assert_exact`]).
 fn assert_exact(dir: &Path, topic: &str, per: usize, groups: &[(&str, &[i64])]) {
     let (src, tgt) = (Cluster::source(), Cluster::target());
-    let parts = groups[0].1.len();
-    let start: Vec<i64> = (0..parts)
-        .map(|p| groups.iter().map(|(_, c)| c[p]).min().expect("a group"))
-        .collect();
-    let counts = counts(&assert_copied(&src, &tgt, topic, &start));
-    let want: Vec<i64> = start.iter().map(|s| per as i64 - s).collect();
-    assert_eq!(counts, want, "records per partition on the target");
-    for (g, commits) in groups {
-        let translated: Vec<i64> = commits.iter().zip(&start).map(|(c, s)| c - s).collect();
-        assert_group(&tgt, g, topic, &translated);
-    }
-    verify_ok(dir);
+    exact::assert_exact((&src, &tgt), dir, topic, per, groups);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use support::exact::{self, Commits};
 use support::process::{Progress, spawn, state_json, while_running};
-use support::records::{assert_copied, counts, produce_bulk};
-use support::{Cluster, Rng, STATE, kmigrate, unique, verify_ok, workdir};
+use support::{Cluster, Rng, STATE, kmigrate, unique, workdir};
 
 /// One test at a time stops brokers of a replicated cluster.
 static TARGET3: Mutex<()> = Mutex::new(());
@@ -63,6 +63,26 @@ fn replicated(test: &str, name: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&var))
         .unwrap_or_else(|| panic!("scripts/testbed env has no {var}:\n{env}"));
     Some(bootstrap.to_string())
+}
+
+/// The test bed's single-node source and the 3-broker target, the target's lock held.
+struct Bed {
+    src: Cluster,
+    tgt: Cluster,
+    /// The target's bootstrap servers.
+    t3: String,
+    _alone: MutexGuard<'static, ()>,
+}
+
+fn target3_bed(test: &str) -> Option<Bed> {
+    let t3 = replicated(test, "target3")?;
+    let _alone = lock(&TARGET3);
+    Some(Bed {
+        src: Cluster::source(),
+        tgt: Cluster::connect(&t3, "target3"),
+        t3,
+        _alone,
+    })
 }
 
 /// One broker of a replicated cluster, put back (resumed, started) when dropped.
@@ -128,11 +148,9 @@ fn config(source: &str, target: &str, groups: &[&str], extra: &str) -> String {
     )
 }
 
-type Commits<'a> = [(&'a str, &'a [i64])];
-
 /// The topic on both clusters (on a replicated cluster with every partition led by broker 1,
-/// its followers the other two), `per` records per partition on the source, and
-/// the groups' commits.
+/// its followers the other two), `per` records per partition on the source, and the
+/// groups' commits.
 fn setup(
     src: &Cluster,
     tgt: &Cluster,
@@ -157,27 +175,17 @@ fn setup_led_by(
     let topic = unique(prefix);
     let mut replicas = vec![leader];
     replicas.extend((1..=3).filter(|b| *b != leader));
-    for c in [src, tgt] {
+    exact::setup((src, tgt), &topic, parts, per, groups, |c| {
         if c.bootstrap.contains(',') {
             c.create_replicated_topic(&topic, parts, &replicas);
         } else {
             c.create_topic(&topic, parts, &[]);
         }
-    }
-    produce_bulk(src, &topic, parts, per);
-    for (g, commits) in groups {
-        let offsets: Vec<(&str, i32, i64)> = commits
-            .iter()
-            .enumerate()
-            .map(|(p, c)| (topic.as_str(), p as i32, *c))
-            .collect();
-        src.commit(g, &offsets);
-    }
+    });
     topic
 }
 
-/// Every target partition holds exactly the source's records from the smallest commit on,
-/// each group's offsets are translated exactly, and `kmigrate verify` passes.
+/// Exact records, groups, offset map and verify (see [`exact::assert_exact`]).
 fn assert_exact(
     src: &Cluster,
     tgt: &Cluster,
@@ -186,50 +194,7 @@ fn assert_exact(
     per: usize,
     groups: &Commits,
 ) {
-    let parts = groups[0].1.len();
-    let start: Vec<i64> = (0..parts)
-        .map(|p| groups.iter().map(|(_, c)| c[p]).min().expect("a group"))
-        .collect();
-    let counts = counts(&assert_copied(src, tgt, topic, &start));
-    let want: Vec<i64> = start.iter().map(|s| per as i64 - s).collect();
-    assert_eq!(counts, want, "records per partition on the target");
-    for (g, commits) in groups {
-        let parts: Vec<(&str, i32)> = (0..commits.len() as i32).map(|p| (topic, p)).collect();
-        let want: Vec<Option<i64>> = commits
-            .iter()
-            .zip(&start)
-            .map(|(c, s)| Some(c - s))
-            .collect();
-        assert_eq!(
-            tgt.committed(g, &parts),
-            want,
-            "group {g}'s offsets on the target"
-        );
-        // The offset map kept through the kills translates the commits the same way.
-        for (p, c) in commits.iter().enumerate() {
-            let out = support::kmigrate_raw(
-                dir,
-                &[
-                    "offsets",
-                    "translate",
-                    topic,
-                    &p.to_string(),
-                    &c.to_string(),
-                ],
-            );
-            assert_eq!(
-                out.code, 0,
-                "offsets translate {topic} {p} {c}: {}",
-                out.stderr
-            );
-            assert_eq!(
-                Some(out.stdout.trim().parse::<i64>().ok()),
-                Some(want[p]),
-                "{topic}/{p}: {c}"
-            );
-        }
-    }
-    verify_ok(dir);
+    exact::assert_exact((src, tgt), dir, topic, per, groups);
 }
 
 fn cleanup(src: &Cluster, tgt: &Cluster, topic: &str) {
@@ -338,11 +303,15 @@ fn sigkill_while_a_follower_stalls_then_resume_is_exact() {
     // and rerun at once while broker 3 is still stalled; broker 3 resumes 20 s later. The
     // records above the high watermark at the kill must be counted, not written again.
     let name = "sigkill_while_a_follower_stalls_then_resume_is_exact";
-    let Some(t3) = replicated(name, "target3") else {
+    let Some(Bed {
+        src,
+        tgt,
+        t3,
+        _alone,
+    }) = target3_bed(name)
+    else {
         return;
     };
-    let _alone = lock(&TARGET3);
-    let (src, tgt) = (Cluster::source(), Cluster::connect(&t3, "target3"));
     const PARTS: i32 = 4;
     const PER: usize = 30_000;
     let (g1, g2) = (unique("r-stall-g1"), unique("r-stall-g2"));
@@ -397,11 +366,15 @@ fn leader_and_coordinator_killed_mid_copy_and_during_translation() {
     // that moment is killed too, and restarted only after the copy is over, so the offsets
     // are committed while it is down or moving. One run, exit 0, exact.
     let name = "leader_and_coordinator_killed_mid_copy_and_during_translation";
-    let Some(t3) = replicated(name, "target3") else {
+    let Some(Bed {
+        src,
+        tgt,
+        t3,
+        _alone,
+    }) = target3_bed(name)
+    else {
         return;
     };
-    let _alone = lock(&TARGET3);
-    let (src, tgt) = (Cluster::source(), Cluster::connect(&t3, "target3"));
     const PARTS: i32 = 4;
     const PER: usize = 25_000;
     // Two groups: one coordinated by the broker that will lead the topic's partitions,
@@ -481,11 +454,15 @@ fn leader_and_coordinator_killed_mid_copy_and_during_translation() {
 #[test]
 fn sigkill_at_five_points_on_a_replicated_target_then_resume_is_exact() {
     let name = "sigkill_at_five_points_on_a_replicated_target_then_resume_is_exact";
-    let Some(t3) = replicated(name, "target3") else {
+    let Some(Bed {
+        src,
+        tgt,
+        t3,
+        _alone,
+    }) = target3_bed(name)
+    else {
         return;
     };
-    let _alone = lock(&TARGET3);
-    let (src, tgt) = (Cluster::source(), Cluster::connect(&t3, "target3"));
     const PARTS: i32 = 3;
     const PER: usize = 40_000;
     let mut rng = Rng::from_env();

@@ -18,6 +18,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod exact;
 pub mod mixed;
 pub mod process;
 pub mod records;
