@@ -893,6 +893,7 @@ fn records_written_twice_past_a_checkpoint_are_refused_not_skipped() {
     state["partitions"][0]["progress"] = serde_json::json!({
         "base": 0, "acked": [49, 49], "written": 50, "done": false
     });
+    state["partitions"][0]["map"] = serde_json::json!([[0, 0, 50]]);
     std::fs::write(dir.join(STATE), state.to_string()).expect("state file");
 
     let run = kmigrate(&dir, &config, &["run", "--yes"]);

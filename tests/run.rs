@@ -1003,6 +1003,7 @@ fn foreign_records_past_a_checkpoint_are_refused_at_once() {
     state["partitions"][0]["progress"] = serde_json::json!({
         "base": 0, "acked": [0, 0], "written": 1, "done": false
     });
+    state["partitions"][0]["map"] = serde_json::json!([[0, 0, 1]]);
     std::fs::write(dir.join(STATE), state.to_string()).expect("state file");
     tgt.produce(&topic, &[Rec::kv(0, "foreign", "record", TS)]);
 
