@@ -572,9 +572,14 @@ fn damaged_or_foreign_state_file_is_refused_before_any_copy() {
     assert_eq!(highs(&tgt, &topic, 2), [47, 50], "nothing written");
 
     // The good state file still completes (nothing to copy: the late record is not in its
-    // plan) and verify passes.
+    // plan), saying that the record arrived after the plan (exit 1), and verify passes.
     let run = kmigrate(&dir, &config, &["run", "--yes"]);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{topic}/0 +1 (50 -> 51)")),
+        "{}",
+        run.stderr
+    );
     assert_eq!(highs(&tgt, &topic, 2), [47, 50], "no duplicates");
     verify_ok(&dir);
     cleanup(&topic);
