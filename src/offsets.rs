@@ -110,7 +110,8 @@ impl std::fmt::Display for Untranslatable {
             ),
             Untranslatable::PastCopied { copied_to, end } => write!(
                 f,
-                "it is past what was copied: source offsets before {copied_to} are on the                  target, the copy ends at {end}"
+                "it is past what was copied: source offsets before {copied_to} are on the \
+                 target, the copy ends at {end}"
             ),
             Untranslatable::NotStarted => write!(f, "nothing of this partition is copied yet"),
         }

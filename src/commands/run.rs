@@ -290,7 +290,10 @@ fn late_text(late: &[Late]) -> String {
         named.push(format!("and {} more", late.len() - 10));
     }
     format!(
-        "production has not stopped: {} offset(s) arrived on the source after the plan, in {}          partition(s): {}. kmigrate copied the planned records only: these records are NOT on          the target, and the groups' offsets committed there are those the plan read. Stop          every producer (and consumer) of these topics before migrating them",
+        "production has not stopped: {} offset(s) arrived on the source after the plan, in {} \
+         partition(s): {}. kmigrate copied the planned records only: these records are NOT on \
+         the target, and the groups' offsets committed there are those the plan read. Stop \
+         every producer (and consumer) of these topics before migrating them",
         thousands(offsets),
         late.len(),
         named.join(", ")
