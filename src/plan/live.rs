@@ -51,23 +51,33 @@ pub fn extended_end(end: i64, now: &Watermarks) -> Option<i64> {
     (now.stable > end).then_some(now.stable)
 }
 
-/// Watches the source's last stable offsets of a set of partitions and says for how long
-/// none of them moved. Time is given by the caller (milliseconds), so the rule is testable.
-#[derive(Debug, Clone, Default)]
-pub struct Quiet {
-    last: BTreeMap<Tp, i64>,
-    /// When the offsets last changed (or were first seen).
-    since_ms: i64,
+/// Watches the source's offsets of a set of partitions and says for how long none of them
+/// moved. Time is given by the caller (milliseconds), so the rule is testable.
+#[derive(Debug, Clone)]
+pub struct Quiet<V> {
+    last: BTreeMap<Tp, V>,
+    /// When the offsets last changed (or were first seen); `None` before the first reading.
+    since_ms: Option<i64>,
     /// The partitions that moved at the last change.
     moving: Vec<Tp>,
 }
 
-impl Quiet {
+impl<V> Default for Quiet<V> {
+    fn default() -> Self {
+        Quiet {
+            last: BTreeMap::new(),
+            since_ms: None,
+            moving: Vec::new(),
+        }
+    }
+}
+
+impl<V: Clone + PartialEq> Quiet<V> {
     /// Records the offsets read at `now_ms`.
-    pub fn observe(&mut self, now_ms: i64, offsets: &BTreeMap<Tp, i64>) {
-        if self.last.is_empty() && self.since_ms == 0 {
+    pub fn observe(&mut self, now_ms: i64, offsets: &BTreeMap<Tp, V>) {
+        if self.since_ms.is_none() {
             self.last = offsets.clone();
-            self.since_ms = now_ms;
+            self.since_ms = Some(now_ms);
             return;
         }
         let moving: Vec<Tp> = offsets
@@ -83,14 +93,14 @@ impl Quiet {
             .collect();
         if !moving.is_empty() {
             self.moving = moving;
-            self.since_ms = now_ms;
+            self.since_ms = Some(now_ms);
             self.last = offsets.clone();
         }
     }
 
     /// Whether no offset moved for at least `quiet_ms` up to `now_ms`.
     pub fn quiet_for(&self, now_ms: i64, quiet_ms: i64) -> bool {
-        self.since_ms != 0 && now_ms - self.since_ms >= quiet_ms
+        self.since_ms.is_some_and(|t| now_ms - t >= quiet_ms)
     }
 
     /// The partitions that moved most recently.
@@ -99,7 +109,7 @@ impl Quiet {
     }
 
     /// The offsets last read.
-    pub fn last(&self) -> &BTreeMap<Tp, i64> {
+    pub fn last(&self) -> &BTreeMap<Tp, V> {
         &self.last
     }
 }
