@@ -69,7 +69,7 @@ impl Traffic {
                     .key(key.as_bytes())
                     .payload(value.as_bytes())
                     .timestamp(TS + 1_000_000 + i as i64);
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     rec = rec.headers(OwnedHeaders::new().insert(Header {
                         key: "live",
                         value: Some(i.to_string().as_bytes()),
