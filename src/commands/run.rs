@@ -194,7 +194,7 @@ fn observed(
                 )));
             }
             check_groups_inactive(&source, &plan, args.allow_active_groups)?;
-            confirm(&plan, args.yes)?;
+            confirm("run", &plan, args.yes)?;
             let created = create_topics(&target, &plan, cfg, shard.is_some())?;
             check_target_partitions(&target, &plan, created)?;
             match shard {
@@ -505,10 +505,10 @@ pub(super) fn active_groups(source: &Cluster, plan: &Plan) -> anyhow::Result<Vec
 
 /// Shows the totals and asks; `--yes` skips the question; without a terminal and without
 /// `--yes`, refuses rather than guess.
-pub(super) fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
+pub(super) fn confirm(command: &str, plan: &Plan, yes: bool) -> anyhow::Result<()> {
     let t = &plan.totals;
     let summary = format!(
-        "kmigrate run: {} messages in {} partition(s) of {} topic(s) from {} to {}{}",
+        "kmigrate {command}: {} messages in {} partition(s) of {} topic(s) from {} to {}{}",
         thousands(t.messages),
         thousands(t.partitions_to_migrate as i64),
         thousands(t.topics as i64),

@@ -107,7 +107,7 @@ fn open_or_start(
             plan.problems.join(" ")
         )));
     }
-    run::confirm(&plan, yes)?;
+    run::confirm("sync", &plan, yes)?;
     let created = run::create_topics(target, &plan, cfg, false)?;
     run::check_target_partitions(target, &plan, created)?;
     Ledger::create(state_path, &plan, None)
