@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use support::process::{Bg, spawn, state_json, while_running};
+use support::process::{Bg, Progress, spawn, state_json, while_running};
 use support::records::{assert_copied, produce_bulk};
 use support::{
     Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
@@ -384,6 +384,68 @@ fn cutover_refuses_while_sync_runs_or_the_source_is_active() {
     // No command left `kmigrate run` able to take this state file over.
     let run = kmigrate(&dir, &config_for(&[&group], ""), &["run", "--yes"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
+    let mut rng = Rng::from_env();
+    let topic = unique("sync-cut-kill");
+    let group = unique("sync-cut-kill-g");
+    let (src, tgt) = setup(&topic, 2_000, &[(&group, [500, 0, 2_000, 1_000])]);
+    let dir = workdir("sync-cut-kill");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    until_written(&mut bg, &dir, 1_500 + 2_000 + 1_000);
+    stop_sync(bg);
+    // A tail of 15,000 records per partition arrives after the sync stopped, and the group
+    // consumed part of it.
+    for p in 0..PARTS {
+        let tail: Vec<support::Rec> = (0..15_000)
+            .map(|i| support::Rec::kv(p, &format!("tail-{p}-{i}"), &format!("{i:0>120}"), TS + i))
+            .collect();
+        src.produce(&topic, &tail);
+    }
+    let commits: Vec<(&str, i32, i64)> = (0..PARTS)
+        .map(|p| (topic.as_str(), p, 2_000 + 3_000 * i64::from(p)))
+        .collect();
+    src.commit(&group, &commits);
+    // Two kills mid-tail (at seeded shares of it, watched on the target), one as soon as
+    // the state says the tail is copied (during or right before the commit).
+    let on_target = Progress::new(&tgt, &topic, PARTS);
+    let before = on_target.total();
+    let tail = 15_000 * i64::from(PARTS);
+    let mut shares = [rng.between(0.05, 0.9), rng.between(0.05, 0.9)];
+    shares.sort_by(f64::total_cmp);
+    for share in shares {
+        let mut bg = spawn(&dir, &["cutover", "--yes", "--quiet", "1"]);
+        let at = before + (share * tail as f64) as i64;
+        while_running(&mut bg, &format!("{at} records on the target"), || {
+            on_target.try_total().is_some_and(|t| t >= at)
+        });
+        bg.kill9();
+    }
+    let mut bg = spawn(&dir, &["cutover", "--yes", "--quiet", "1"]);
+    let copied = || {
+        std::fs::read(dir.join(STATE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| s["phase"] != "copying")
+    };
+    while bg.exited().is_none() && !copied() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    bg.kill9();
+    let run = cutover(&dir, &["--quiet", "1"]);
+    // Done by an earlier round (exit 2, "cut over already") or by this one.
+    assert!(
+        run.code == 0 || run.stderr.contains("cut over already"),
+        "cutover:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }
