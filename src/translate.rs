@@ -149,11 +149,13 @@ pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> boo
 }
 
 /// Commits each group's translated offsets on the target. Groups with members on the
-/// target are refused; the others proceed. Returns one entry per group.
+/// target are refused; the others proceed. Returns one entry per group. `rerun` is the
+/// command a refused group's message says to run again (e.g. "kmigrate run").
 pub fn commit(
     target: &Cluster,
     targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
     force: bool,
+    rerun: &str,
 ) -> anyhow::Result<Vec<GroupOffsets>> {
     let admin = target.admin()?;
     let names: Vec<&str> = targets.keys().map(String::as_str).collect();
@@ -178,7 +180,7 @@ pub fn commit(
                 offsets: list,
                 outcome: CommitOutcome::Refused(format!(
                     "the group is {state} on the target with members on {}: stop them, then run \
-                     `kmigrate run` again to commit its offsets",
+                     `{rerun}` again to commit its offsets",
                     hosts.join(", ")
                 )),
             });
@@ -190,9 +192,7 @@ pub fn commit(
                 out.push(GroupOffsets {
                     group: group.clone(),
                     offsets: list,
-                    outcome: CommitOutcome::Refused(format!(
-                        "{e:#}; run `kmigrate run` again to retry"
-                    )),
+                    outcome: CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
                 });
                 continue;
             }
@@ -214,7 +214,7 @@ pub fn commit(
         // One group's failure (e.g. its consumers started between the check and the commit)
         // must not keep the others from their offsets: it is reported and retried by a rerun.
         let outcome = match admin.alter_group_offsets(group, &to_commit) {
-            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `kmigrate run` again to retry")),
+            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
             Ok(()) if kept.is_empty() => CommitOutcome::Committed,
             Ok(()) => CommitOutcome::KeptAhead(kept),
         };

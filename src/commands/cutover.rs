@@ -40,7 +40,10 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
     let stop = run::install_signal_handlers()?;
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
-    let last = wait_until_still(&source, &ledger.state, args, &stop)?;
+    let Some(last) = wait_until_still(&source, &ledger.state, args, &stop)? else {
+        report::note("interrupted while waiting for the source to stop: nothing was changed");
+        return Ok(Outcome::Interrupted);
+    };
     let opts = run::copy_options(cfg, None);
     let (ended, snap) =
         sync::extend_and_copy((&source, &target), &mut ledger, &last, &opts, &stop)?;
@@ -84,13 +87,14 @@ fn run_args(args: &CutoverArgs) -> RunArgs {
 
 /// Waits up to `--wait` until no planned group has members on the source and the source's
 /// offsets of the copied partitions stayed still for `--quiet`; returns the offsets read
-/// last. Refuses (exit 2) naming the groups or partitions still active.
+/// last (`None` when interrupted). Refuses (exit 2) naming the groups or partitions still
+/// active.
 fn wait_until_still(
     source: &Cluster,
     state: &State,
     args: &CutoverArgs,
     stop: &AtomicBool,
-) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
+) -> anyhow::Result<Option<BTreeMap<Tp, Watermarks>>> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.wait);
     let quiet_ms = (args.quiet * 1000) as i64;
@@ -107,9 +111,12 @@ fn wait_until_still(
         quiet.observe(at, &marks);
         let still = quiet.quiet_for(at, quiet_ms);
         if active.is_empty() && still {
-            return Ok(now);
+            return Ok(Some(now));
         }
-        if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if Instant::now() >= deadline {
             return Err(usage(not_still_text(
                 args,
                 &active,
@@ -190,7 +197,7 @@ fn commit(
     }) {
         targets.remove(&done.group);
     }
-    let results = translate::commit(target, &targets, force)?;
+    let results = translate::commit(target, &targets, force, "kmigrate cutover")?;
     ledger.record_offsets(results)?;
     let summary = RunSummary {
         topics: Vec::new(),

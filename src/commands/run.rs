@@ -355,7 +355,7 @@ fn commit_offsets(
         }) {
             targets.remove(&done.group);
         }
-        let results = translate::commit(target, &targets, force)?;
+        let results = translate::commit(target, &targets, force, "kmigrate run")?;
         ledger.record_offsets(results)?;
     }
     summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
