@@ -195,11 +195,13 @@ fn follow(
     while !stop.load(Ordering::Relaxed) {
         let round = Instant::now();
         let now = source_offsets(clusters.0, &tps)?;
+        // Behind the source as it was just read: what this round copies.
+        let behind = lag(&ledger.state, &now);
         let (ended, _) = extend_and_copy(clusters, ledger, &now, opts, stop)?;
         if ended == Ended::Interrupted {
             break;
         }
-        meter.report(&ledger.state, &now);
+        meter.report(&ledger.state, behind);
         pause(stop, FOLLOW_EVERY.saturating_sub(round.elapsed()));
     }
     ledger.save()
@@ -246,7 +248,8 @@ impl Meter {
         }
     }
 
-    fn report(&mut self, state: &State, now: &BTreeMap<Tp, Watermarks>) {
+    /// Logs a line when it is time: `behind` is the lag the last round found.
+    fn report(&mut self, state: &State, behind: i64) {
         let elapsed = self.last.elapsed();
         if elapsed < REPORT_EVERY {
             return;
@@ -254,9 +257,9 @@ impl Meter {
         let total = written(state);
         let rate = (total - self.written.min(total)) as f64 / elapsed.as_secs_f64();
         tracing::info!(
-            "following the source: {} offset(s) behind its last stable offsets over {} \
-             partition(s), {rate:.0} records/s, {} records on the target",
-            thousands(lag(state, now)),
+            "following the source: {} offset(s) behind its last stable offsets when last read, \
+             over {} partition(s); {rate:.0} records/s; {} records on the target",
+            thousands(behind),
             state.partitions.len(),
             thousands(total as i64)
         );
