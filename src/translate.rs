@@ -119,6 +119,33 @@ pub fn final_targets(
     }
 }
 
+/// The (group, source partition) of final commits that the copy does not cover although
+/// the plan considered the partition: partitions no group had committed when the sync was
+/// planned, under `uncommitted_partitions = "skip"`. Their records are not on the target.
+pub fn uncovered_commits(
+    state: &State,
+    finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
+) -> Vec<(String, Tp)> {
+    let copied: BTreeSet<Tp> = state
+        .partitions
+        .iter()
+        .map(|p| Tp::new(&p.topic, p.partition))
+        .collect();
+    let considered: BTreeSet<Tp> = state
+        .plan
+        .partitions
+        .iter()
+        .filter(|p| !p.left_out())
+        .map(|p| p.tp())
+        .collect();
+    finals
+        .iter()
+        .flat_map(|(g, commits)| commits.keys().map(move |tp| (g, tp)))
+        .filter(|(_, tp)| considered.contains(*tp) && !copied.contains(*tp))
+        .map(|(g, tp)| (g.clone(), tp.clone()))
+        .collect()
+}
+
 /// Partitions with nothing copied whose groups still need the target's end (by their
 /// names on the target); of a shard's worker, only its own (`owned`, as in [`group_targets`]).
 pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&[usize]>) -> Vec<Tp> {
@@ -302,6 +329,24 @@ mod tests {
             final_targets(&state, &BTreeMap::new())
                 .expect("ok")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn final_commits_outside_the_copy_are_named() {
+        let (mut state, _) = copied_live_state(&[]);
+        // t/2 as if no group had committed it at the plan (`skip`): not copied.
+        state.partitions.pop();
+        state.plan.partitions[2].status = crate::plan::Status::Skip;
+        state.plan.partitions[2].reason = Some(SkipReason::Uncommitted);
+        state.plan.partitions[2].committed.clear();
+        let mut f = finals(&[(0, 35), (2, 31)]);
+        f.get_mut("g")
+            .expect("g")
+            .insert(Tp::new("other-topic", 0), 5);
+        assert_eq!(
+            uncovered_commits(&state, &f),
+            vec![("g".to_string(), Tp::new("t", 2))]
         );
     }
 

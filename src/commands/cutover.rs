@@ -182,6 +182,21 @@ fn commit(
         return Ok(Outcome::Success);
     }
     let finals = final_commits(source, &ledger.state)?;
+    let uncovered = translate::uncovered_commits(&ledger.state, &finals);
+    if !uncovered.is_empty() {
+        let named: Vec<String> = uncovered
+            .iter()
+            .take(10)
+            .map(|(g, tp)| format!("{g} at {tp}"))
+            .collect();
+        report::warning(&format!(
+            "{} group commit(s) on partitions the sync did not copy (no group had committed \
+             them when it was planned, and uncommitted_partitions = \"skip\"): {}. Those \
+             groups get no offset there on the target; migrate those partitions separately",
+            uncovered.len(),
+            named.join(", ")
+        ));
+    }
     let mut targets = translate::final_targets(&ledger.state, &finals).map_err(|problems| {
         anyhow::anyhow!(
             "translating the groups' final offsets: {}. Nothing was committed; the copy is \
