@@ -169,6 +169,17 @@ fn written(dir: &Path) -> Option<u64> {
         .sum()
 }
 
+/// Offsets in the ranges the state file holds now (a lower bound of what the sync copies).
+fn planned(dir: &Path) -> u64 {
+    let state = state_json(dir);
+    state["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| (p["end"].as_i64().expect("end") - p["start"].as_i64().expect("start")) as u64)
+        .sum()
+}
+
 fn start_sync(dir: &Path) -> Bg {
     let mut bg = spawn(dir, &["sync", "--yes"]);
     while_running(&mut bg, "the sync's state file exists", || {
@@ -296,8 +307,23 @@ fn sync_killed_at_seeded_points_resumes_exactly() {
     let dir = workdir("sync-kill");
     std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
     let traffic = Traffic::start(&src, &topic);
+    // The group has a live member when the sync plans: allowed.
+    let consumer = LiveConsumer::start(&src, &topic, &group);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while src.committed(&group, &[(topic.as_str(), 1)])[0] == Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the live consumer never committed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for round in 0..3 {
         let mut bg = start_sync(&dir);
+        let members = &state_json(&dir)["plan"]["groups"][0]["members"];
+        assert!(
+            members.as_array().is_some_and(|m| !m.is_empty()),
+            "planned with its member: {members}"
+        );
         let wait = Duration::from_secs_f64(rng.between(0.3, 2.5));
         let until = Instant::now() + wait;
         while_running(&mut bg, &format!("kill point {round}"), || {
@@ -307,9 +333,11 @@ fn sync_killed_at_seeded_points_resumes_exactly() {
     }
     // One more sync after the last kill, stopped cleanly while traffic goes on.
     let mut bg = start_sync(&dir);
-    until_written(&mut bg, &dir, 4_000 + 5_000 + 1_000 + 100);
+    let planned = planned(&dir);
+    until_written(&mut bg, &dir, planned);
     let produced = traffic.stop();
     assert!(produced > 100);
+    consumer.stop();
     stop_sync(bg);
     let run = cutover(&dir, &["--quiet", "1"]);
     assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
