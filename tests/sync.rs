@@ -477,3 +477,28 @@ fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }
+
+#[test]
+fn cutover_without_a_sync_migrates_as_run_does() {
+    let topic = unique("sync-none");
+    let group = unique("sync-none-g");
+    let (src, tgt) = setup(&topic, 500, &[(&group, [0, 100, 250, 499])]);
+    let dir = workdir("sync-none");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let run = cutover(&dir, &[]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("as `kmigrate run` does"),
+        "{}",
+        run.stderr
+    );
+    let state = state_json(&dir);
+    assert!(
+        state["plan"].get("live").is_none(),
+        "a run's plan: {}",
+        state["plan"]
+    );
+    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
