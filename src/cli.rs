@@ -69,6 +69,27 @@ pub enum Command {
     /// duplicating a record.
     Run(RunArgs),
 
+    /// Copy the backlog and keep following the live source, until `kmigrate cutover`.
+    ///
+    /// Plans as `run` does (producers and consumers may keep running), then copies every
+    /// committed record (up to the last stable offset) and, about every second, extends each
+    /// partition's range to the source's new last stable offset and copies the new records,
+    /// with the same checkpoints and exact resume as `run`. Partitions whose groups had
+    /// consumed everything are followed too. Commits no group offsets. Ctrl-C or SIGTERM
+    /// saves and exits 130; running it again resumes. New topics, partitions and groups
+    /// are not picked up.
+    Sync(SyncArgs),
+
+    /// Finish a `sync`: copy the tail, commit the groups' final offsets on the target.
+    ///
+    /// Run it after stopping the source's producers and consumers, and after stopping
+    /// `sync`. Waits (up to --wait) until every planned group is empty on the source and the
+    /// source's last stable offsets stayed still for --quiet seconds, otherwise refuses
+    /// (exit 2) naming what is still active. Then copies what is left, translates each
+    /// group's final committed offsets through the offset map, commits them on the target,
+    /// and prints the downtime it measured. Without a `sync` before it, does what `run` does.
+    Cutover(CutoverArgs),
+
     /// Prove the copy: compare source and target record by record, and the groups' offsets.
     ///
     /// Reads every range the run copied on both clusters and compares the record count and
@@ -196,6 +217,40 @@ pub struct RunArgs {
     /// from it, and commits its own partitions' group offsets.
     #[arg(long, env = "KMIGRATE_SHARD", value_name = "INDEX/COUNT")]
     pub shard: Option<crate::model::Shard>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Do not ask for confirmation. Required when there is no terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Copy pipelines to run in parallel (default: `migration.pipelines`, else the number
+    /// of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pipelines: Option<u16>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CutoverArgs {
+    /// Do not ask for confirmation. Required when there is no terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// How long to wait, in seconds, for the groups to become empty and the source to stop
+    /// moving before refusing.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub wait: u64,
+
+    /// How long, in seconds, the source's last stable offsets must stay still before the
+    /// tail is copied.
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub quiet: u64,
+
+    /// Commit translated offsets even where a group's existing commit on the target is
+    /// ahead of them (moving the group backwards).
+    #[arg(long)]
+    pub force_offsets: bool,
 }
 
 #[derive(Debug, clap::Args)]

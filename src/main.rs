@@ -96,6 +96,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Man => return commands::docs::man(&mut std::io::stdout().lock()),
         Command::Plan(_)
         | Command::Run(_)
+        | Command::Sync(_)
+        | Command::Cutover(_)
         | Command::Verify(_)
         | Command::Status(_)
         | Command::Offsets(_) => {}
@@ -104,6 +106,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Plan(args) => commands::plan::execute(&cfg, args),
         Command::Run(args) => commands::run::execute(&cfg, args),
+        Command::Sync(args) => commands::sync::execute(&cfg, args),
+        Command::Cutover(args) => commands::cutover::execute(&cfg, args),
         Command::Verify(args) => commands::verify::execute(&cfg, args),
         Command::Status(args) => commands::status::execute(&cfg, args),
         Command::Offsets(args) => commands::offsets::execute(&cfg, args),

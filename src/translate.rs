@@ -72,6 +72,80 @@ pub fn group_targets(
     out
 }
 
+/// Where each planned group resumes on the target at a cutover, from its final commits on
+/// the source (`finals`: group -> source partition -> committed offset), through each copied
+/// partition's offset map: the first copied record at or after the commit, or the copy's
+/// end past the last one; a commit below the copy's start resolves to the first copied
+/// record. A group that never committed a partition gets the first copied record under
+/// `uncommitted_partitions = "earliest"`, nothing otherwise. Offsets are keyed by the target
+/// partition. Errs with every (group, partition) that cannot be translated, and why.
+pub fn final_targets(
+    state: &State,
+    finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
+) -> Result<BTreeMap<String, BTreeMap<Tp, i64>>, Vec<String>> {
+    let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for ps in &state.partitions {
+        let tp = Tp::new(&ps.topic, ps.partition);
+        let planned = state.plan.partitions.iter().find(|p| p.tp() == tp);
+        for group in &state.plan.groups {
+            let g = &group.group;
+            let commit = finals.get(g).and_then(|c| c.get(&tp)).copied().or_else(|| {
+                let earliest =
+                    state.plan.uncommitted_partitions == crate::config::UncommittedPolicy::Earliest;
+                planned
+                    .filter(|p| earliest && p.uncommitted_groups.contains(g))
+                    .map(|_| ps.start)
+            });
+            let Some(commit) = commit else { continue };
+            match crate::offsets::translate_one(
+                &ps.map,
+                (ps.start, ps.end),
+                ps.next_target(),
+                ps.progress.done,
+                commit.max(ps.start),
+            ) {
+                Ok(t) => {
+                    out.entry(g.clone()).or_default().insert(ps.target_tp(), t);
+                }
+                Err(why) => problems.push(format!("group {g} at {tp} offset {commit}: {why}")),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The (group, source partition) of final commits that the copy does not cover although
+/// the plan considered the partition: partitions no group had committed when the sync was
+/// planned, under `uncommitted_partitions = "skip"`. Their records are not on the target.
+pub fn uncovered_commits(
+    state: &State,
+    finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
+) -> Vec<(String, Tp)> {
+    let copied: BTreeSet<Tp> = state
+        .partitions
+        .iter()
+        .map(|p| Tp::new(&p.topic, p.partition))
+        .collect();
+    let considered: BTreeSet<Tp> = state
+        .plan
+        .partitions
+        .iter()
+        .filter(|p| !p.left_out())
+        .map(|p| p.tp())
+        .collect();
+    finals
+        .iter()
+        .flat_map(|(g, commits)| commits.keys().map(move |tp| (g, tp)))
+        .filter(|(_, tp)| considered.contains(*tp) && !copied.contains(*tp))
+        .map(|(g, tp)| (g.clone(), tp.clone()))
+        .collect()
+}
+
 /// Partitions with nothing copied whose groups still need the target's end (by their
 /// names on the target); of a shard's worker, only its own (`owned`, as in [`group_targets`]).
 pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&[usize]>) -> Vec<Tp> {
@@ -102,11 +176,13 @@ pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> boo
 }
 
 /// Commits each group's translated offsets on the target. Groups with members on the
-/// target are refused; the others proceed. Returns one entry per group.
+/// target are refused; the others proceed. Returns one entry per group. `rerun` is the
+/// command a refused group's message says to run again (e.g. "kmigrate run").
 pub fn commit(
     target: &Cluster,
     targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
     force: bool,
+    rerun: &str,
 ) -> anyhow::Result<Vec<GroupOffsets>> {
     let admin = target.admin()?;
     let names: Vec<&str> = targets.keys().map(String::as_str).collect();
@@ -131,7 +207,7 @@ pub fn commit(
                 offsets: list,
                 outcome: CommitOutcome::Refused(format!(
                     "the group is {state} on the target with members on {}: stop them, then run \
-                     `kmigrate run` again to commit its offsets",
+                     `{rerun}` again to commit its offsets",
                     hosts.join(", ")
                 )),
             });
@@ -143,9 +219,7 @@ pub fn commit(
                 out.push(GroupOffsets {
                     group: group.clone(),
                     offsets: list,
-                    outcome: CommitOutcome::Refused(format!(
-                        "{e:#}; run `kmigrate run` again to retry"
-                    )),
+                    outcome: CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
                 });
                 continue;
             }
@@ -167,7 +241,7 @@ pub fn commit(
         // One group's failure (e.g. its consumers started between the check and the commit)
         // must not keep the others from their offsets: it is reported and retried by a rerun.
         let outcome = match admin.alter_group_offsets(group, &to_commit) {
-            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `kmigrate run` again to retry")),
+            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
             Ok(()) if kept.is_empty() => CommitOutcome::Committed,
             Ok(()) => CommitOutcome::KeptAhead(kept),
         };
@@ -186,6 +260,113 @@ mod tests {
     use crate::config::{FilterConfig, UncommittedPolicy};
     use crate::plan::compute::compute;
     use crate::plan::{GroupSnapshot, Snapshot, TopicInfo, Watermarks};
+
+    /// A live state of [`crate::plan::live`]'s plan with partition 0 ([20, 50)) copied to
+    /// target 100.. except the records `gaps` marks, and partition 1 ([40, 40)) extended to
+    /// `[40, 44)` and copied to target 7.. whole.
+    fn copied_live_state(gaps: &[bool]) -> (State, Vec<(i64, i64)>) {
+        let plan = crate::plan::live::tests::live_plan();
+        let mut state = State::new(&plan, 0);
+        let now: BTreeMap<Tp, crate::plan::Watermarks> = [(1, 44)]
+            .into_iter()
+            .map(|(p, s)| {
+                let w = crate::plan::Watermarks {
+                    low: 0,
+                    high: s,
+                    stable: s,
+                };
+                (Tp::new("t", p), w)
+            })
+            .collect();
+        state.extend(&now);
+        let copied: Vec<(i64, i64)> = (20..50)
+            .filter(|o| !gaps.get((o - 20) as usize).copied().unwrap_or(false))
+            .enumerate()
+            .map(|(k, o)| (o, 100 + k as i64))
+            .collect();
+        let fill = |ps: &mut PartitionState, base: i64, records: &[(i64, i64)]| {
+            ps.progress.base = Some(base);
+            for (s, t) in records {
+                ps.map.observe(*s, *t);
+                ps.progress.acked = Some((*s, *t));
+                ps.progress.written += 1;
+            }
+            ps.progress.done = true;
+        };
+        fill(&mut state.partitions[0], 100, &copied);
+        let one: Vec<(i64, i64)> = (40..44).map(|o| (o, o - 33)).collect();
+        fill(&mut state.partitions[1], 7, &one);
+        fill(&mut state.partitions[2], 0, &[]);
+        (state, copied)
+    }
+
+    fn finals(commits: &[(i32, i64)]) -> BTreeMap<String, BTreeMap<Tp, i64>> {
+        let c = commits
+            .iter()
+            .map(|(p, o)| (Tp::new("t", *p), *o))
+            .collect();
+        [("g".to_string(), c)].into_iter().collect()
+    }
+
+    #[test]
+    fn final_commits_resume_at_the_first_record_not_consumed() {
+        let (state, _) = copied_live_state(&[]);
+        let got = final_targets(&state, &finals(&[(0, 35), (1, 42), (2, 30)])).expect("ok");
+        let want: BTreeMap<Tp, i64> = [(0, 115), (1, 9), (2, 0)]
+            .into_iter()
+            .map(|(p, o)| (Tp::new("t", p), o))
+            .collect();
+        assert_eq!(got["g"], want);
+        // Consumed everything: the copy's end; below the start: the first copied record.
+        let got = final_targets(&state, &finals(&[(0, 50), (1, 3)])).expect("ok");
+        assert_eq!(got["g"][&Tp::new("t", 0)], 130);
+        assert_eq!(got["g"][&Tp::new("t", 1)], 7);
+        // Past what was copied (a commit above the last stable offset): refused, named.
+        let err = final_targets(&state, &finals(&[(1, 45)])).expect_err("past the end");
+        assert!(err[0].contains("group g at t/1 offset 45"), "{err:?}");
+        // A group without commits gets nothing (policy `skip`).
+        assert!(
+            final_targets(&state, &BTreeMap::new())
+                .expect("ok")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn final_commits_outside_the_copy_are_named() {
+        let (mut state, _) = copied_live_state(&[]);
+        // t/2 as if no group had committed it at the plan (`skip`): not copied.
+        state.partitions.pop();
+        state.plan.partitions[2].status = crate::plan::Status::Skip;
+        state.plan.partitions[2].reason = Some(SkipReason::Uncommitted);
+        state.plan.partitions[2].committed.clear();
+        let mut f = finals(&[(0, 35), (2, 31)]);
+        f.get_mut("g")
+            .expect("g")
+            .insert(Tp::new("other-topic", 0), 5);
+        assert_eq!(
+            uncovered_commits(&state, &f),
+            vec![("g".to_string(), Tp::new("t", 2))]
+        );
+    }
+
+    proptest::proptest! {
+        /// The final translation is the rule over the list of copied records.
+        #[test]
+        fn final_commits_follow_the_rule(
+            gaps in proptest::collection::vec(proptest::prelude::any::<bool>(), 30),
+            commit in 0i64..60,
+        ) {
+            let (state, copied) = copied_live_state(&gaps);
+            let end = 100 + copied.len() as i64;
+            let c = commit.min(50);
+            let got = final_targets(&state, &finals(&[(0, c)])).expect("translates");
+            proptest::prop_assert_eq!(
+                got["g"][&Tp::new("t", 0)],
+                crate::offsets::translate(c, &copied, end)
+            );
+        }
+    }
 
     #[test]
     fn never_backwards_unless_forced() {

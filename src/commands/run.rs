@@ -127,6 +127,14 @@ fn observed(
                     )));
                 }
             }
+            if state.plan.live {
+                return Err(usage(format!(
+                    "the state file {} belongs to a `kmigrate sync`, which follows the live \
+                     source: continue it with `kmigrate sync`, or finish it with `kmigrate \
+                     cutover` once producers and consumers are stopped",
+                    state_path.display()
+                )));
+            }
             check_clusters(&state.plan, cfg)?;
             check_mapping_unchanged(
                 &state.plan,
@@ -186,7 +194,7 @@ fn observed(
                 )));
             }
             check_groups_inactive(&source, &plan, args.allow_active_groups)?;
-            confirm(&plan, args.yes)?;
+            confirm("run", &plan, args.yes)?;
             let created = create_topics(&target, &plan, cfg, shard.is_some())?;
             check_target_partitions(&target, &plan, created)?;
             match shard {
@@ -203,17 +211,7 @@ fn observed(
         }
     };
 
-    let opts = Options {
-        tuning: Tuning {
-            buffer_bytes: (cfg.migration.buffer_mb as usize) << 19,
-            compression: cfg.migration.compression.clone(),
-            max_batch_bytes: None,
-        },
-        pipelines: args.pipelines.map_or(cfg.migration.pipelines, usize::from),
-        max_bytes_per_second: cfg.migration.max_bytes_per_second,
-        checkpoint_every: Duration::from_secs(2),
-        flush_timeout: cfg.migration.timeout,
-    };
+    let opts = copy_options(cfg, args.pipelines);
     obs.phase(RunPhase::Copying);
     let mut sink = obs.sink();
     let (ended, snap) = copy::run(&source, &target, &mut ledger, &opts, stop, sink.as_mut())?;
@@ -235,6 +233,21 @@ fn observed(
             args.force_offsets,
             obs,
         ),
+    }
+}
+
+/// How the copy runs under `cfg` (`pipelines`: the command line's choice, if any).
+pub(super) fn copy_options(cfg: &Config, pipelines: Option<u16>) -> Options {
+    Options {
+        tuning: Tuning {
+            buffer_bytes: (cfg.migration.buffer_mb as usize) << 19,
+            compression: cfg.migration.compression.clone(),
+            max_batch_bytes: None,
+        },
+        pipelines: pipelines.map_or(cfg.migration.pipelines, usize::from),
+        max_bytes_per_second: cfg.migration.max_bytes_per_second,
+        checkpoint_every: Duration::from_secs(2),
+        flush_timeout: cfg.migration.timeout,
     }
 }
 
@@ -345,7 +358,7 @@ fn commit_offsets(
         }) {
             targets.remove(&done.group);
         }
-        let results = translate::commit(target, &targets, force)?;
+        let results = translate::commit(target, &targets, force, "kmigrate run")?;
         ledger.record_offsets(results)?;
     }
     summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
@@ -362,7 +375,7 @@ fn commit_offsets(
 
 /// SIGINT / SIGTERM ask the copy to stop cleanly (flush, checkpoint, exit 130); a second
 /// one stops at once (the checkpoint and the target's offsets still allow an exact resume).
-fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
+pub(super) fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -381,7 +394,7 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
 }
 
 /// A plan is only valid for the clusters it was made with.
-fn check_clusters(plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
+pub(super) fn check_clusters(plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
     if plan.source != cfg.source.bootstrap_servers || plan.target != cfg.target.bootstrap_servers {
         return Err(usage(format!(
             "the plan was made for source {} and target {}, but the configuration says source {} \
@@ -395,7 +408,7 @@ fn check_clusters(plan: &Plan, cfg: &Config) -> anyhow::Result<()> {
 /// A plan run, or a run resumed, under a `[topics]` table that names other target topics
 /// would leave the copy split over two names: refused, naming the first difference. `what`
 /// names where the plan comes from.
-fn check_mapping_unchanged(plan: &Plan, cfg: &Config, what: &str) -> anyhow::Result<()> {
+pub(super) fn check_mapping_unchanged(plan: &Plan, cfg: &Config, what: &str) -> anyhow::Result<()> {
     let Some(p) = plan
         .partitions
         .iter()
@@ -458,17 +471,7 @@ fn check_source_unchanged(source: &Cluster, plan: &Plan, replan: bool) -> anyhow
 }
 
 fn check_groups_inactive(source: &Cluster, plan: &Plan, allow: bool) -> anyhow::Result<()> {
-    let planned: Vec<&str> = plan.groups.iter().map(|g| g.group.as_str()).collect();
-    let active: Vec<String> = source
-        .admin()?
-        .group_members(&planned)?
-        .into_iter()
-        .filter(|(_, g)| !g.state.is_inactive())
-        .map(|(name, g)| {
-            let hosts: Vec<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
-            format!("{name} ({}, hosts: {})", g.state, hosts.join(", "))
-        })
-        .collect();
+    let active = active_groups(source, plan)?;
     if active.is_empty() {
         return Ok(());
     }
@@ -486,12 +489,29 @@ fn check_groups_inactive(source: &Cluster, plan: &Plan, allow: bool) -> anyhow::
     )))
 }
 
+/// The plan's groups that have members on the source now, each as "name (state, hosts:
+/// ...)".
+pub(super) fn active_groups(source: &Cluster, plan: &Plan) -> anyhow::Result<Vec<String>> {
+    let planned: Vec<&str> = plan.groups.iter().map(|g| g.group.as_str()).collect();
+    Ok(source
+        .admin()?
+        .group_members(&planned)
+        .context("describing the planned consumer groups on the source")?
+        .into_iter()
+        .filter(|(_, g)| !g.state.is_inactive())
+        .map(|(name, g)| {
+            let hosts: Vec<&str> = g.members.iter().map(|m| m.host.as_str()).collect();
+            format!("{name} ({}, hosts: {})", g.state, hosts.join(", "))
+        })
+        .collect())
+}
+
 /// Shows the totals and asks; `--yes` skips the question; without a terminal and without
 /// `--yes`, refuses rather than guess.
-fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
+pub(super) fn confirm(command: &str, plan: &Plan, yes: bool) -> anyhow::Result<()> {
     let t = &plan.totals;
     let summary = format!(
-        "kmigrate run: {} messages in {} partition(s) of {} topic(s) from {} to {}{}",
+        "kmigrate {command}: {} messages in {} partition(s) of {} topic(s) from {} to {}{}",
         thousands(t.messages),
         thousands(t.partitions_to_migrate as i64),
         thousands(t.topics as i64),
@@ -507,6 +527,12 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     for w in &plan.warnings {
         report::warning(w);
     }
+    ask(yes)
+}
+
+/// Asks "Proceed?" on the terminal; `yes` skips the question; without a terminal and
+/// without `yes`, refuses rather than guess.
+pub(super) fn ask(yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
@@ -532,7 +558,7 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
 /// Creates the topics the plan says to create; returns whether it created any. `shared`:
 /// other workers of a sharded run create the same topics at the same time, so a topic one
 /// of them created already is not a failure.
-fn create_topics(
+pub(super) fn create_topics(
     target: &Cluster,
     plan: &Plan,
     cfg: &Config,
@@ -581,7 +607,7 @@ fn create_topics(
 
 /// Every planned partition must exist on the target before the first record is written.
 /// Topics just created take a moment to show in metadata: then it waits up to the timeout.
-fn check_target_partitions(
+pub(super) fn check_target_partitions(
     target: &Cluster,
     plan: &Plan,
     just_created: bool,
@@ -621,7 +647,7 @@ fn check_target_partitions(
 
 /// The end of a run: compare what the target holds with what was planned, per topic, and
 /// report it (the reference procedure's step 5).
-fn finish(
+pub(super) fn finish(
     cfg: &Config,
     target: &Cluster,
     state: &crate::ledger::State,

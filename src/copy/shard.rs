@@ -96,6 +96,7 @@ mod tests {
             totals: Totals::default(),
             warnings: Vec::new(),
             problems: Vec::new(),
+            live: false,
         }
     }
 

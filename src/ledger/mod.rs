@@ -6,6 +6,7 @@
 //! order "bases on disk before the first record, checkpoint, copied, complete" is
 //! written in one place.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -15,8 +16,9 @@ use crate::config::UncommittedPolicy;
 use crate::error::usage;
 use crate::fsutil;
 use crate::model::now_ms;
-use crate::model::{Shard, Tp};
+use crate::model::{Shard, Tp, Watermarks};
 use crate::offsets::{OffsetMap, Tracker};
+use crate::plan::live::{self, Moved};
 use crate::plan::{Plan, Status};
 
 pub const STATE_VERSION: u32 = 1;
@@ -109,6 +111,26 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// The source offset the copy has reached: every record below it is on the target
+    /// (as of the last acknowledgement).
+    pub fn copied_to(&self) -> i64 {
+        match (self.progress.done, self.progress.acked) {
+            (true, _) => self.end,
+            (false, Some((src, _))) => src + 1,
+            (false, None) => self.start,
+        }
+    }
+
+    /// The target offset the next record of this partition is written at: right after the
+    /// last acknowledged one, else the target's end before the first write; `None` before
+    /// the copy reached the target at all.
+    pub fn next_target(&self) -> Option<i64> {
+        self.progress
+            .acked
+            .map(|(_, t)| t + 1)
+            .or(self.progress.base)
+    }
+
     /// The partition it is copied to on the target (same number, target topic's name).
     pub fn target_tp(&self) -> Tp {
         Tp::new(
@@ -292,6 +314,42 @@ impl State {
         Ok(())
     }
 
+    /// Moves the end of every range of a live plan up to the source's last stable offset
+    /// in `now`, in the state and in its plan alike (so that the file stays consistent);
+    /// returns the ends that moved. A range that moved is not done any more, nor is the
+    /// copy. Fixed plans and completed migrations never move.
+    pub fn extend(&mut self, now: &BTreeMap<Tp, Watermarks>) -> Vec<Moved> {
+        if !self.plan.live || self.phase == Phase::Complete {
+            return Vec::new();
+        }
+        let mut moved = Vec::new();
+        for ps in &mut self.partitions {
+            let tp = Tp::new(&ps.topic, ps.partition);
+            let Some(w) = now.get(&tp) else { continue };
+            let Some(end) = live::extended_end(ps.end, w) else {
+                continue;
+            };
+            let Some(pp) = self.plan.partitions.iter_mut().find(|p| p.tp() == tp) else {
+                continue;
+            };
+            pp.end = end;
+            pp.to_migrate = end - pp.start;
+            pp.high = pp.high.max(w.high);
+            pp.stable = end;
+            moved.push(Moved {
+                tp,
+                from: ps.end,
+                to: end,
+            });
+            ps.end = end;
+            ps.progress.done = false;
+        }
+        if !moved.is_empty() {
+            self.phase = Phase::Copying;
+        }
+        moved
+    }
+
     /// Writes the state atomically (temporary file, fsync, rename).
     fn save(&mut self, path: &Path, now_ms: i64) -> anyhow::Result<()> {
         self.updated_at_ms = now_ms;
@@ -363,6 +421,17 @@ impl Ledger {
             .with_context(|| format!("saving the state file {}", self.path.display()))
     }
 
+    /// Moves the ends of a live plan's ranges to the source's last stable offsets `now`
+    /// (see [`State::extend`]) and saves before anything past the old ends is copied: a
+    /// crash then resumes within the saved ranges. Returns what moved.
+    pub fn extend(&mut self, now: &BTreeMap<Tp, Watermarks>) -> anyhow::Result<Vec<Moved>> {
+        let moved = self.state.extend(now);
+        if !moved.is_empty() {
+            self.save()?;
+        }
+        Ok(moved)
+    }
+
     /// Every planned record is on the target.
     pub fn mark_copied(&mut self) {
         if self.state.phase == Phase::Copying {
@@ -403,6 +472,11 @@ pub fn plan_id(plan: &Plan) -> String {
     let mut h = Fnv::new();
     h.add(plan.source.as_bytes());
     h.add(plan.target.as_bytes());
+    // A live plan's ends move (`kmigrate sync`): its fingerprint leaves them out, and says
+    // it is live so that it never equals a fixed plan's.
+    if plan.live {
+        h.add(b"live");
+    }
     for p in plan
         .partitions
         .iter()
@@ -417,7 +491,9 @@ pub fn plan_id(plan: &Plan) -> String {
         }
         h.add(&p.partition.to_le_bytes());
         h.add(&p.start.to_le_bytes());
-        h.add(&p.end.to_le_bytes());
+        if !plan.live {
+            h.add(&p.end.to_le_bytes());
+        }
         for (g, c) in &p.committed {
             h.add(g.as_bytes());
             h.add(&c.to_le_bytes());
@@ -451,5 +527,80 @@ impl Fnv {
         // A separator so that ("ab","c") and ("a","bc") differ.
         self.0 ^= 0xff;
         self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::live::tests::live_plan;
+    use proptest::prelude::*;
+
+    fn now(stables: &[i64]) -> BTreeMap<Tp, Watermarks> {
+        stables
+            .iter()
+            .enumerate()
+            .map(|(p, s)| {
+                (
+                    Tp::new("t", p as i32),
+                    Watermarks {
+                        low: 0,
+                        high: *s + 1,
+                        stable: *s,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn extending_reopens_a_finished_range_and_the_copy() {
+        let mut state = State::new(&live_plan(), 0);
+        for ps in &mut state.partitions {
+            ps.progress.done = true;
+        }
+        state.phase = Phase::Copied;
+        let moved = state.extend(&now(&[50, 45, 30]));
+        assert_eq!(
+            moved,
+            vec![Moved {
+                tp: Tp::new("t", 1),
+                from: 40,
+                to: 45
+            }]
+        );
+        assert_eq!(state.phase, Phase::Copying);
+        let done: Vec<bool> = state.partitions.iter().map(|p| p.progress.done).collect();
+        assert_eq!(done, vec![true, false, true]);
+        assert_eq!(state.partitions[1].copied_to(), 40);
+        // A completed migration and a fixed plan never move.
+        state.phase = Phase::Complete;
+        assert!(state.extend(&now(&[60, 60, 60])).is_empty());
+        let mut fixed = State::new(&live_plan(), 0);
+        fixed.plan.live = false;
+        assert!(fixed.extend(&now(&[60, 60, 60])).is_empty());
+    }
+
+    proptest! {
+        /// However the ends move, the saved state loads back as it was: the plan and the
+        /// ranges agree, and the fingerprint holds.
+        #[test]
+        fn an_extended_state_file_loads(
+            steps in proptest::collection::vec(proptest::collection::vec(0i64..20, 3), 1..6),
+        ) {
+            let mut state = State::new(&live_plan(), 0);
+            let mut stables = vec![50, 40, 30];
+            for step in steps {
+                for (s, d) in stables.iter_mut().zip(step) {
+                    *s += d;
+                }
+                state.extend(&now(&stables));
+                let bytes = serde_json::to_vec(&state).expect("json");
+                let back = State::parse(&bytes, "s.json").expect("an extended state loads");
+                prop_assert_eq!(&back, &state);
+                let ends: Vec<i64> = back.partitions.iter().map(|p| p.end).collect();
+                prop_assert_eq!(&ends, &stables);
+            }
+        }
     }
 }

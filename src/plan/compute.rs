@@ -211,6 +211,7 @@ pub fn compute(
         totals,
         warnings,
         problems,
+        live: false,
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod compute;
 pub mod gather;
 pub mod late;
+pub mod live;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,6 +99,11 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Things that stop `run` until fixed.
     pub problems: Vec<String>,
+    /// A plan that follows a live source (`kmigrate sync`): every partition a group reads
+    /// is migrated, possibly from an empty range, and each range's end moves up with the
+    /// source's last stable offset until `kmigrate cutover`. Absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -330,7 +336,8 @@ impl Plan {
                     p.end - p.start
                 ));
             }
-            if p.status == Status::Migrate && p.start == p.end {
+            // A live plan follows partitions whose groups consumed everything so far.
+            if p.status == Status::Migrate && p.start == p.end && !self.live {
                 return Err(format!("{tp} is marked migrate with nothing to copy"));
             }
             if p.committed.values().any(|c| *c < 0) {

@@ -51,6 +51,11 @@ impl Bg {
             .map(|s| s.code().unwrap_or(-1))
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it wrote so far: stdout, then stderr.
     pub fn output(&self) -> String {
         format!(

@@ -1,0 +1,504 @@
+//! `kmigrate sync` and `kmigrate cutover` against the real test bed, with producers and a
+//! consumer group running during the sync: every source record from the copy's start is on
+//! the target exactly once and in order (key, value, headers, timestamp, partition), and
+//! every group resumes on the target at the first record it had not consumed on the source.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use support::process::{Bg, Progress, spawn, state_json, while_running};
+use support::records::{assert_copied, produce_bulk};
+use support::{
+    Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
+};
+
+const PARTS: i32 = 4;
+
+/// A topic of `per` records in each of 4 partitions on the source, the same topic empty on
+/// the target, and each group's commits (index = partition).
+fn setup(topic: &str, per: usize, groups: &[(&str, [i64; 4])]) -> (Cluster, Cluster) {
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    src.create_topic(topic, PARTS, &[]);
+    tgt.create_topic(topic, PARTS, &[]);
+    produce_bulk(&src, topic, PARTS, per);
+    for (g, commits) in groups {
+        let offsets: Vec<(&str, i32, i64)> = commits
+            .iter()
+            .enumerate()
+            .map(|(p, c)| (topic, p as i32, *c))
+            .collect();
+        src.commit(g, &offsets);
+    }
+    (src, tgt)
+}
+
+/// Producing about 200 records/s over the partitions until stopped; each record unique
+/// (key, value, a header on every 10th, its own timestamp).
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<usize>,
+}
+
+impl Traffic {
+    fn start(src: &Cluster, topic: &str) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer: BaseProducer = src
+            .config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("creating the live producer");
+        let (flag, topic) = (Arc::clone(&stop), topic.to_string());
+        let handle = std::thread::spawn(move || {
+            let mut i = 0usize;
+            while !flag.load(Ordering::Relaxed) {
+                let p = (i % PARTS as usize) as i32;
+                let key = format!("live-{p}-{i:07}");
+                let value = format!("live value {i}");
+                let mut rec = BaseRecord::to(&topic)
+                    .partition(p)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes())
+                    .timestamp(TS + 1_000_000 + i as i64);
+                if i.is_multiple_of(10) {
+                    rec = rec.headers(OwnedHeaders::new().insert(Header {
+                        key: "live",
+                        value: Some(i.to_string().as_bytes()),
+                    }));
+                }
+                producer.send(rec).expect("sending a live record");
+                producer.poll(Duration::from_millis(0));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            producer
+                .flush(Duration::from_secs(30))
+                .expect("flushing the live producer");
+            i
+        });
+        Traffic { stop, handle }
+    }
+
+    /// Stops producing; returns how many records were produced (all acknowledged).
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("the producer thread")
+    }
+}
+
+/// A member of `group` consuming `topic` live and committing every 200 ms, until stopped:
+/// then it commits what it consumed and leaves the group.
+struct LiveConsumer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<usize>,
+}
+
+impl LiveConsumer {
+    fn start(src: &Cluster, topic: &str, group: &str) -> LiveConsumer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer: BaseConsumer = src
+            .config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("creating the live consumer");
+        consumer.subscribe(&[topic]).expect("subscribing");
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let mut consumed = 0usize;
+            let mut last_commit = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                    m.expect("consuming");
+                    consumed += 1;
+                }
+                if consumed > 0 && last_commit.elapsed() > Duration::from_millis(200) {
+                    let _ = consumer.commit_consumer_state(CommitMode::Async);
+                    last_commit = Instant::now();
+                }
+            }
+            // "No offset stored": every consumed record was committed already.
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+                Err(e) => panic!("the final commit: {e}"),
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+            consumed
+        });
+        LiveConsumer { stop, handle }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("the consumer thread")
+    }
+}
+
+/// The copy's start per partition, from the state file.
+fn starts(dir: &Path) -> Vec<i64> {
+    let state = state_json(dir);
+    let parts = state["partitions"].as_array().expect("partitions");
+    assert_eq!(parts.len(), PARTS as usize, "every partition is followed");
+    parts
+        .iter()
+        .map(|p| p["start"].as_i64().expect("start"))
+        .collect()
+}
+
+/// Records written so far, from the state file (None while it is being replaced).
+fn written(dir: &Path) -> Option<u64> {
+    let bytes = std::fs::read(dir.join(STATE)).ok()?;
+    let state: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    state["partitions"]
+        .as_array()?
+        .iter()
+        .map(|p| p["progress"]["written"].as_u64())
+        .sum()
+}
+
+/// Offsets in the ranges the state file holds now (a lower bound of what the sync copies).
+fn planned(dir: &Path) -> u64 {
+    let state = state_json(dir);
+    state["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| (p["end"].as_i64().expect("end") - p["start"].as_i64().expect("start")) as u64)
+        .sum()
+}
+
+fn start_sync(dir: &Path) -> Bg {
+    let mut bg = spawn(dir, &["sync", "--yes"]);
+    while_running(&mut bg, "the sync's state file exists", || {
+        dir.join(STATE).exists()
+    });
+    bg
+}
+
+/// Waits until the sync has written at least `n` records.
+fn until_written(bg: &mut Bg, dir: &Path, n: u64) {
+    while_running(bg, &format!("{n} records written"), || {
+        written(dir).is_some_and(|w| w >= n)
+    });
+}
+
+/// SIGTERM: the sync saves and exits 130.
+fn stop_sync(bg: Bg) {
+    bg.signal("-TERM");
+    let run = bg.wait_within(Duration::from_secs(60));
+    assert_eq!(
+        run.code, 130,
+        "sync after SIGTERM:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+fn cutover(dir: &Path, args: &[&str]) -> support::Run {
+    let mut all = vec!["cutover", "--yes"];
+    all.extend_from_slice(args);
+    kmigrate_raw(dir, &all)
+}
+
+/// Every record from the copy's starts is on the target once, in order; each group's
+/// offset on the target is that of the first record it had not consumed on the source
+/// (the target was empty: source offset `c` is target offset `c - start`), and `kmigrate
+/// offsets translate` agrees; `kmigrate verify` passes.
+fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, groups: &[&str]) {
+    let start = starts(dir);
+    let copied = assert_copied(src, tgt, topic, &start);
+    let parts: Vec<(&str, i32)> = (0..PARTS).map(|p| (topic, p)).collect();
+    for g in groups {
+        let on_source = src.committed(g, &parts);
+        let on_target = tgt.committed(g, &parts);
+        for (p, (c, s)) in on_source.iter().zip(&start).enumerate() {
+            let c = c.unwrap_or_else(|| panic!("group {g} committed {topic}/{p} on the source"));
+            let want = (c - s).max(0);
+            assert_eq!(
+                on_target[p],
+                Some(want),
+                "group {g} on {topic}/{p}: source commit {c}, copy from {s}"
+            );
+            assert!(want <= copied[p].len() as i64);
+            let run = kmigrate_raw(
+                dir,
+                &[
+                    "offsets",
+                    "translate",
+                    topic,
+                    &p.to_string(),
+                    &c.max(*s).to_string(),
+                ],
+            );
+            assert_eq!(run.code, 0, "offsets translate: {}", run.stderr);
+            assert_eq!(
+                run.stdout.trim(),
+                want.to_string(),
+                "offsets translate {p} {c}"
+            );
+        }
+    }
+    verify_ok(dir);
+}
+
+#[test]
+fn sync_then_cutover_with_live_traffic_is_exact() {
+    let topic = unique("sync-live");
+    let (live, idle) = (unique("sync-live-g"), unique("sync-idle-g"));
+    // Partition 3 was consumed to its end by both groups: followed from its end.
+    let (src, tgt) = setup(
+        &topic,
+        20_000,
+        &[
+            (&live, [5_000, 5_000, 5_000, 20_000]),
+            (&idle, [2_000, 10_000, 20_000, 20_000]),
+        ],
+    );
+    let dir = workdir("sync-live");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&live, &idle], "")).expect("config");
+    let traffic = Traffic::start(&src, &topic);
+    let mut bg = start_sync(&dir);
+    assert_eq!(starts(&dir), vec![2_000, 5_000, 5_000, 20_000]);
+    let consumer = LiveConsumer::start(&src, &topic, &live);
+    until_written(&mut bg, &dir, 18_000 + 15_000 + 15_000 + 100);
+    std::thread::sleep(Duration::from_secs(3));
+    let produced = traffic.stop();
+    let consumed = consumer.stop();
+    assert!(
+        produced > 200 && consumed > 15_000,
+        "{produced} produced, {consumed} consumed"
+    );
+    stop_sync(bg);
+
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("cutover: "), "{}", run.stdout);
+    assert_exact(&dir, (&src, &tgt), &topic, &[&live, &idle]);
+    // A second cutover finds it done.
+    let again = cutover(&dir, &[]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("cut over already"),
+        "{}",
+        again.stderr
+    );
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn sync_killed_at_seeded_points_resumes_exactly() {
+    let mut rng = Rng::from_env();
+    let topic = unique("sync-kill");
+    let group = unique("sync-kill-g");
+    let (src, tgt) = setup(&topic, 5_000, &[(&group, [1_000, 0, 4_000, 5_000])]);
+    let dir = workdir("sync-kill");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let traffic = Traffic::start(&src, &topic);
+    // The group has a live member when the sync plans: allowed.
+    let consumer = LiveConsumer::start(&src, &topic, &group);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while src.committed(&group, &[(topic.as_str(), 1)])[0] == Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the live consumer never committed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for round in 0..3 {
+        let mut bg = start_sync(&dir);
+        let members = &state_json(&dir)["plan"]["groups"][0]["members"];
+        assert!(
+            members.as_array().is_some_and(|m| !m.is_empty()),
+            "planned with its member: {members}"
+        );
+        let wait = Duration::from_secs_f64(rng.between(0.3, 2.5));
+        let until = Instant::now() + wait;
+        while_running(&mut bg, &format!("kill point {round}"), || {
+            Instant::now() >= until
+        });
+        bg.kill9();
+    }
+    // One more sync after the last kill, stopped cleanly while traffic goes on.
+    let mut bg = start_sync(&dir);
+    let planned = planned(&dir);
+    until_written(&mut bg, &dir, planned);
+    let produced = traffic.stop();
+    assert!(produced > 100);
+    consumer.stop();
+    stop_sync(bg);
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn cutover_refuses_while_sync_runs_or_the_source_is_active() {
+    let topic = unique("sync-refuse");
+    let group = unique("sync-refuse-g");
+    let (src, tgt) = setup(&topic, 1_000, &[(&group, [100, 200, 300, 1_000])]);
+    let dir = workdir("sync-refuse");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    until_written(&mut bg, &dir, 900 + 800 + 700);
+
+    // While sync holds the state file: refused, naming its pid.
+    let run = cutover(&dir, &[]);
+    assert_eq!(
+        run.code, 2,
+        "cutover during sync:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("pid {}", bg.id())),
+        "{}",
+        run.stderr
+    );
+    stop_sync(bg);
+
+    // A consumer still in the group: refused, naming the group and its host.
+    let consumer = LiveConsumer::start(&src, &topic, &group);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let parts = [(topic.as_str(), 0)];
+    while src.committed(&group, &parts)[0] == Some(100) {
+        assert!(
+            Instant::now() < deadline,
+            "the live consumer never committed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = cutover(&dir, &["--wait", "3"]);
+    assert_eq!(
+        run.code, 2,
+        "cutover with a member:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(&group) && run.stderr.contains("hosts:"),
+        "{}",
+        run.stderr
+    );
+    consumer.stop();
+
+    // Producers still running: refused, naming a partition that moves.
+    let traffic = Traffic::start(&src, &topic);
+    let run = cutover(&dir, &["--wait", "3", "--quiet", "2"]);
+    assert_eq!(
+        run.code, 2,
+        "cutover while producing:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.contains(&format!("{topic}/")), "{}", run.stderr);
+    traffic.stop();
+
+    // Stopped: the cutover copies the tail (the sync is not running) and is exact.
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    // No command left `kmigrate run` able to take this state file over.
+    let run = kmigrate(&dir, &config_for(&[&group], ""), &["run", "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
+    let mut rng = Rng::from_env();
+    let topic = unique("sync-cut-kill");
+    let group = unique("sync-cut-kill-g");
+    let (src, tgt) = setup(&topic, 2_000, &[(&group, [500, 0, 2_000, 1_000])]);
+    let dir = workdir("sync-cut-kill");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    until_written(&mut bg, &dir, 1_500 + 2_000 + 1_000);
+    stop_sync(bg);
+    // A tail of 15,000 records per partition arrives after the sync stopped, and the group
+    // consumed part of it.
+    for p in 0..PARTS {
+        let tail: Vec<support::Rec> = (0..15_000)
+            .map(|i| support::Rec::kv(p, &format!("tail-{p}-{i}"), &format!("{i:0>120}"), TS + i))
+            .collect();
+        src.produce(&topic, &tail);
+    }
+    let commits: Vec<(&str, i32, i64)> = (0..PARTS)
+        .map(|p| (topic.as_str(), p, 2_000 + 3_000 * i64::from(p)))
+        .collect();
+    src.commit(&group, &commits);
+    // Two kills mid-tail (at seeded shares of it, watched on the target), one as soon as
+    // the state says the tail is copied (during or right before the commit).
+    let on_target = Progress::new(&tgt, &topic, PARTS);
+    let before = on_target.total();
+    let tail = 15_000 * i64::from(PARTS);
+    let mut shares = [rng.between(0.05, 0.9), rng.between(0.05, 0.9)];
+    shares.sort_by(f64::total_cmp);
+    for share in shares {
+        let mut bg = spawn(&dir, &["cutover", "--yes", "--quiet", "1"]);
+        let at = before + (share * tail as f64) as i64;
+        while_running(&mut bg, &format!("{at} records on the target"), || {
+            on_target.try_total().is_some_and(|t| t >= at)
+        });
+        bg.kill9();
+    }
+    let mut bg = spawn(&dir, &["cutover", "--yes", "--quiet", "1"]);
+    let copied = || {
+        std::fs::read(dir.join(STATE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| s["phase"] != "copying")
+    };
+    while bg.exited().is_none() && !copied() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    bg.kill9();
+    let run = cutover(&dir, &["--quiet", "1"]);
+    // Done by an earlier round (exit 2, "cut over already") or by this one.
+    assert!(
+        run.code == 0 || run.stderr.contains("cut over already"),
+        "cutover:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+#[test]
+fn cutover_without_a_sync_migrates_as_run_does() {
+    let topic = unique("sync-none");
+    let group = unique("sync-none-g");
+    let (src, tgt) = setup(&topic, 500, &[(&group, [0, 100, 250, 499])]);
+    let dir = workdir("sync-none");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let run = cutover(&dir, &[]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("as `kmigrate run` does"),
+        "{}",
+        run.stderr
+    );
+    let state = state_json(&dir);
+    assert!(
+        state["plan"].get("live").is_none(),
+        "a run's plan: {}",
+        state["plan"]
+    );
+    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
