@@ -349,6 +349,7 @@ impl Admin {
                     self.refresh_metadata(chunk);
                 }
                 ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
+                    .map_err(leaderless_is_retriable)
             })?;
             out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
         }
@@ -669,4 +670,42 @@ fn may_have_applied(code: Code) -> bool {
         code,
         Code::TIMED_OUT | Code::TRANSPORT | Code::REQUEST_TIMED_OUT | Code::NETWORK_EXCEPTION
     )
+}
+
+/// librdkafka's ListOffsets looks up each partition's leader before it asks, and while a
+/// failover leaves a partition without a reachable leader it fails the whole request with
+/// `_NOENT` ("Failed to query partition leaders: No leaders found"). For this request that
+/// is LEADER_NOT_AVAILABLE, which new metadata and a retry fix.
+fn leaderless_is_retriable(e: anyhow::Error) -> anyhow::Error {
+    match error::find(&e) {
+        Some(k) if k.code == Code::NOENT => anyhow::Error::new(KafkaError::with_message(
+            Code::LEADER_NOT_AVAILABLE,
+            k.step.clone(),
+            k.message.clone(),
+        )),
+        _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listoffsets_without_leaders_is_retried_as_leader_not_available() {
+        let e = anyhow::Error::new(KafkaError::new(
+            Code::NOENT,
+            "ListOffsets (Latest) for 4 partition(s)",
+            "Failed to query partition leaders: No leaders found",
+        ));
+        let e = leaderless_is_retriable(e);
+        let k = error::find(&e).expect("a Kafka error");
+        assert_eq!(k.code, Code::LEADER_NOT_AVAILABLE);
+        assert!(error::is_retriable(k.code));
+        assert!(k.message.contains("No leaders found"), "{}", k.message);
+        // Other codes pass as they are.
+        let other = anyhow::Error::new(KafkaError::new(Code::NOT_CONTROLLER, "x", ""));
+        let k = error::find(&leaderless_is_retriable(other)).map(|k| k.code);
+        assert_eq!(k, Some(Code::NOT_CONTROLLER));
+    }
 }

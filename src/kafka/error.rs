@@ -38,6 +38,8 @@ impl Code {
     pub const UNKNOWN_LEADER_EPOCH: Code = Code::of(Rd::UnknownLeaderEpoch);
     pub const OFFSET_NOT_AVAILABLE: Code = Code::of(Rd::OffsetNotAvailable);
     pub const FENCED_MEMBER_EPOCH: Code = Code::of(Rd::FencedMemberEpoch);
+    /// librdkafka's local "no such entry" (`_NOENT`).
+    pub const NOENT: Code = Code::of(Rd::NoEnt);
     pub const STALE_MEMBER_EPOCH: Code = Code::of(Rd::StaleMemberEpoch);
 
     /// `_TRANSPORT`: a connection failed or broke.
