@@ -15,8 +15,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use support::exact;
 use support::process::{Bg, Progress, spawn, state_json, while_running};
-use support::records::{assert_copied, produce_bulk};
+use support::records::assert_copied;
 use support::{
     Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
 };
@@ -27,17 +28,10 @@ const PARTS: i32 = 4;
 /// the target, and each group's commits (index = partition).
 fn setup(topic: &str, per: usize, groups: &[(&str, [i64; 4])]) -> (Cluster, Cluster) {
     let (src, tgt) = (Cluster::source(), Cluster::target());
-    src.create_topic(topic, PARTS, &[]);
-    tgt.create_topic(topic, PARTS, &[]);
-    produce_bulk(&src, topic, PARTS, per);
-    for (g, commits) in groups {
-        let offsets: Vec<(&str, i32, i64)> = commits
-            .iter()
-            .enumerate()
-            .map(|(p, c)| (topic, p as i32, *c))
-            .collect();
-        src.commit(g, &offsets);
-    }
+    let commits: Vec<(&str, &[i64])> = groups.iter().map(|(g, c)| (*g, &c[..])).collect();
+    exact::setup((&src, &tgt), topic, PARTS, per, &commits, |c| {
+        c.create_topic(topic, PARTS, &[])
+    });
     (src, tgt)
 }
 

@@ -177,9 +177,9 @@ pub(crate) mod tests {
         snap
     }
 
-    /// The live plan of [`snapshot`].
-    pub(crate) fn live_plan() -> Plan {
-        let mut plan = compute(
+    /// The plan of [`snapshot`], as `run` makes it.
+    fn fixed_plan() -> Plan {
+        compute(
             &snapshot(),
             &FilterConfig::default(),
             UncommittedPolicy::Skip,
@@ -187,22 +187,19 @@ pub(crate) mod tests {
             "s:1",
             "t:1",
             0,
-        );
+        )
+    }
+
+    /// The live plan of [`snapshot`].
+    pub(crate) fn live_plan() -> Plan {
+        let mut plan = fixed_plan();
         follow(&mut plan);
         plan
     }
 
     #[test]
     fn a_live_plan_follows_partitions_consumed_to_the_end() {
-        let mut plan = compute(
-            &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
-            0,
-        );
+        let mut plan = fixed_plan();
         assert_eq!(plan.totals.partitions_to_migrate, 1);
         let fixed_id = crate::ledger::plan_id(&plan);
         follow(&mut plan);
