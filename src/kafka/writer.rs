@@ -116,6 +116,12 @@ pub enum SendError {
     Fatal(String),
 }
 
+/// How long a produced record may wait for its acknowledgement: four times the cluster's
+/// `timeout_secs`, at least two minutes.
+fn delivery_timeout(timeout: std::time::Duration) -> std::time::Duration {
+    (timeout * 4).max(std::time::Duration::from_secs(120))
+}
+
 /// Produces records to the target: idempotent, acks=all, gapless (a failed record stops
 /// the producer rather than leaving a hole that later records would hide).
 pub struct TargetWriter {
@@ -145,6 +151,14 @@ impl TargetWriter {
             // throughput difference (1 KiB and 100-byte records), as every request carries
             // a full batch.
             .set("max.in.flight.requests.per.connection", "1")
+            // How long a record may wait for its acknowledgement (librdkafka's default is
+            // 5 minutes). A producer that a broker restart left waiting then fails, which
+            // stops the copy with its progress saved (exit 3, `kmigrate run` resumes
+            // exactly) instead of hanging; a shorter outage is ridden out.
+            .set(
+                "message.timeout.ms",
+                delivery_timeout(cluster.timeout).as_millis().to_string(),
+            )
             .set("compression.type", &tuning.compression)
             .set("linger.ms", "20")
             .set(
