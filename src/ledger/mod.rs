@@ -533,8 +533,21 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::live::tests::live_plan;
+    use crate::plan::live::tests::{fixed_plan, live_plan};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_live_plans_fingerprint_leaves_out_the_ends() {
+        // The live fingerprint leaves out the ends, and differs from the fixed one's.
+        let fixed_id = plan_id(&fixed_plan());
+        let mut plan = live_plan();
+        let live_id = plan_id(&plan);
+        assert_ne!(live_id, fixed_id);
+        plan.partitions[1].end = 99;
+        assert_eq!(plan_id(&plan), live_id);
+        plan.partitions[1].start = 41;
+        assert_ne!(plan_id(&plan), live_id);
+    }
 
     fn now(stables: &[i64]) -> BTreeMap<Tp, Watermarks> {
         stables

@@ -178,7 +178,7 @@ pub(crate) mod tests {
     }
 
     /// The plan of [`snapshot`], as `run` makes it.
-    fn fixed_plan() -> Plan {
+    pub(crate) fn fixed_plan() -> Plan {
         compute(
             &snapshot(),
             &FilterConfig::default(),
@@ -201,7 +201,6 @@ pub(crate) mod tests {
     fn a_live_plan_follows_partitions_consumed_to_the_end() {
         let mut plan = fixed_plan();
         assert_eq!(plan.totals.partitions_to_migrate, 1);
-        let fixed_id = crate::ledger::plan_id(&plan);
         follow(&mut plan);
         let ranges: Vec<(i32, Status, i64, i64)> = plan
             .partitions
@@ -222,13 +221,6 @@ pub(crate) mod tests {
         let mut fixed = plan.clone();
         fixed.live = false;
         assert!(fixed.check().is_err());
-        // The live fingerprint leaves out the ends, and differs from the fixed one's.
-        let live_id = crate::ledger::plan_id(&plan);
-        assert_ne!(live_id, fixed_id);
-        plan.partitions[1].end = 99;
-        assert_eq!(crate::ledger::plan_id(&plan), live_id);
-        plan.partitions[1].start = 41;
-        assert_ne!(crate::ledger::plan_id(&plan), live_id);
     }
 
     fn offsets(v: &[i64]) -> BTreeMap<Tp, i64> {
