@@ -166,6 +166,19 @@ pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&[usize]>) -> Vec
         .collect()
 }
 
+/// A rerun only retries the groups refused before: drops from `targets` every group
+/// `recorded` says was committed (or kept ahead) already.
+pub fn drop_done(targets: &mut BTreeMap<String, BTreeMap<Tp, i64>>, recorded: &[GroupOffsets]) {
+    for done in recorded.iter().filter(|g| {
+        matches!(
+            g.outcome,
+            CommitOutcome::Committed | CommitOutcome::KeptAhead(_)
+        )
+    }) {
+        targets.remove(&done.group);
+    }
+}
+
 /// Whether to write `translated` over the target's existing commit: never move a group
 /// backwards (it would re-read records) unless forced.
 pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> bool {

@@ -20,7 +20,7 @@ use crate::ledger::{Ledger, Phase, State};
 use crate::model::{Tp, Watermarks};
 use crate::plan::live::Quiet;
 use crate::report::{self, GroupResult, RunSummary, thousands};
-use crate::translate::{self, CommitOutcome};
+use crate::translate;
 
 pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
@@ -204,14 +204,7 @@ fn commit(
             problems.join("; ")
         )
     })?;
-    for done in ledger.state.offsets.iter().filter(|g| {
-        matches!(
-            g.outcome,
-            CommitOutcome::Committed | CommitOutcome::KeptAhead(_)
-        )
-    }) {
-        targets.remove(&done.group);
-    }
+    translate::drop_done(&mut targets, &ledger.state.offsets);
     let results = translate::commit(target, &targets, force, "kmigrate cutover")?;
     ledger.record_offsets(results)?;
     let summary = RunSummary {

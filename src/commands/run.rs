@@ -22,7 +22,7 @@ use crate::ledger::{Ledger, Phase, state_id};
 use crate::plan::late::{self, Late};
 use crate::plan::{Plan, SkipReason, Status, TopicAction, Tp};
 use crate::report::{self, GroupResult, RunPhase, RunSummary, ThisRun, TopicResult, thousands};
-use crate::translate::{self, CommitOutcome};
+use crate::translate;
 
 pub fn execute(cfg: &Config, args: &RunArgs) -> anyhow::Result<Outcome> {
     let obs = report::Observer::start(args.progress, args.metrics.as_deref())?;
@@ -349,15 +349,7 @@ fn commit_offsets(
             .map(|(tp, (_, high))| (tp, high))
             .collect();
         let mut targets = translate::group_targets(&state.plan, state, &ends, owned.as_deref());
-        // A rerun only retries the groups that were refused before.
-        for done in state.offsets.iter().filter(|g| {
-            matches!(
-                g.outcome,
-                CommitOutcome::Committed | CommitOutcome::KeptAhead(_)
-            )
-        }) {
-            targets.remove(&done.group);
-        }
+        translate::drop_done(&mut targets, &state.offsets);
         let results = translate::commit(target, &targets, force, "kmigrate run")?;
         ledger.record_offsets(results)?;
     }
