@@ -145,6 +145,9 @@ pub struct MigrationConfig {
     pub buffer_mb: u64,
     /// Copy pipelines run in parallel (each its own reader and writer).
     pub pipelines: usize,
+    /// How often `kmigrate sync` reads the source's groups and topics again, to follow new
+    /// groups, topics and partitions.
+    pub rescan: Duration,
 }
 
 impl Default for MigrationConfig {
@@ -160,6 +163,7 @@ impl Default for MigrationConfig {
             max_bytes_per_second: None,
             buffer_mb: 128,
             pipelines: default_pipelines(),
+            rescan: Duration::from_secs(30),
         }
     }
 }
@@ -290,6 +294,7 @@ struct FileMigration {
     max_bytes_per_second: u64,
     buffer_mb: u64,
     pipelines: usize,
+    rescan_secs: u64,
 }
 
 impl Default for FileMigration {
@@ -306,6 +311,7 @@ impl Default for FileMigration {
             max_bytes_per_second: 0,
             buffer_mb: d.buffer_mb,
             pipelines: d.pipelines,
+            rescan_secs: d.rescan.as_secs(),
         }
     }
 }
@@ -441,6 +447,12 @@ pub fn parse(
             "{file}: `migration.timeout_secs` is 0; it must be at least 1 (the default is 30)."
         )));
     }
+    if m.rescan_secs == 0 {
+        return Err(usage(format!(
+            "{file}: `migration.rescan_secs` is 0; it must be at least 1 (the default is 30): \
+             it is how often `kmigrate sync` looks for new groups, topics and partitions."
+        )));
+    }
     const COMPRESSIONS: [&str; 5] = ["lz4", "zstd", "snappy", "gzip", "none"];
     if !COMPRESSIONS.contains(&m.compression.as_str()) {
         return Err(usage(format!(
@@ -474,6 +486,7 @@ pub fn parse(
         max_bytes_per_second: (m.max_bytes_per_second > 0).then_some(m.max_bytes_per_second),
         buffer_mb: m.buffer_mb,
         pipelines: m.pipelines,
+        rescan: Duration::from_secs(m.rescan_secs),
     };
     let origin = Origin::from_toml(file, text);
     check_patterns(&raw.filter, &origin, text)?;
@@ -1375,6 +1388,16 @@ mod tests {
         );
         assert!(s.contains("`NOPE_PW`"), "{s}");
         assert!(s.contains("source.properties.\"sasl.password\""), "{s}");
+    }
+
+    #[test]
+    fn rescan_is_read_and_zero_is_refused() {
+        let c = parse("[migration]\nrescan_secs = 2\n", "f", &|_| None).expect("valid");
+        assert_eq!(c.migration.rescan, Duration::from_secs(2));
+        let s = err("[migration]\nrescan_secs = 0\n");
+        assert!(s.contains("rescan_secs") && s.contains("at least 1"), "{s}");
+        let s = err("[migration]\nrescan = 2\n");
+        assert!(s.contains("did you mean `rescan_secs`"), "{s}");
     }
 
     #[test]
