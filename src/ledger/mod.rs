@@ -18,8 +18,8 @@ use crate::fsutil;
 use crate::model::now_ms;
 use crate::model::{Shard, Tp, Watermarks};
 use crate::offsets::{OffsetMap, Tracker};
-use crate::plan::live::{self, Moved};
-use crate::plan::{Plan, Status};
+use crate::plan::live::{self, Growth, Moved};
+use crate::plan::{PartitionPlan, Plan, Status};
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -111,6 +111,30 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// A planned partition with nothing copied yet.
+    fn fresh(p: &PartitionPlan, policy: UncommittedPolicy) -> PartitionState {
+        PartitionState {
+            topic: p.topic.clone(),
+            target_topic: p.target().to_string(),
+            partition: p.partition,
+            start: p.start,
+            end: p.end,
+            progress: Progress::default(),
+            map: OffsetMap::default(),
+            // A group that never committed a partition reads it from the start under
+            // `earliest`, so it resumes at the first copied record; under `skip` it gets
+            // no offset there.
+            translation: Tracker::new(
+                p.committed.iter().map(|(g, c)| (g.clone(), *c)).chain(
+                    p.uncommitted_groups
+                        .iter()
+                        .filter(|_| policy == UncommittedPolicy::Earliest)
+                        .map(|g| (g.clone(), p.low)),
+                ),
+            ),
+        }
+    }
+
     /// The source offset the copy has reached: every record below it is on the target
     /// (as of the last acknowledgement).
     pub fn copied_to(&self) -> i64 {
@@ -156,26 +180,7 @@ impl State {
             .filter(|(i, _)| shard.is_none_or(|(_, owned)| owned.contains(i)))
             .map(|(_, p)| p)
             .filter(|p| p.status == Status::Migrate)
-            .map(|p| PartitionState {
-                topic: p.topic.clone(),
-                target_topic: p.target().to_string(),
-                partition: p.partition,
-                start: p.start,
-                end: p.end,
-                progress: Progress::default(),
-                map: OffsetMap::default(),
-                // A group that never committed a partition reads it from the start under
-                // `earliest`, so it resumes at the first copied record; under `skip` it gets
-                // no offset there.
-                translation: Tracker::new(
-                    p.committed.iter().map(|(g, c)| (g.clone(), *c)).chain(
-                        p.uncommitted_groups
-                            .iter()
-                            .filter(|_| plan.uncommitted_partitions == UncommittedPolicy::Earliest)
-                            .map(|g| (g.clone(), p.low)),
-                    ),
-                ),
-            })
+            .map(|p| PartitionState::fresh(p, plan.uncommitted_partitions))
             .collect();
         let shard = shard.map(|(s, _)| s);
         State {
@@ -350,6 +355,53 @@ impl State {
         moved
     }
 
+    /// Adds what a rescan of the source found to a live plan and to the state (see
+    /// [`live::add`]): the new groups, and the new partitions with nothing copied, in the
+    /// plan's order; the fingerprint is that of the grown plan. A new partition reopens the
+    /// copy. Returns whether anything was added. Refused for fixed plans, shards and
+    /// completed migrations, and when the grown state would not load back (nothing is
+    /// changed then).
+    pub fn grow(&mut self, growth: &Growth) -> Result<bool, String> {
+        if !self.plan.live || self.shard.is_some() || self.phase == Phase::Complete {
+            return Err("only an unsharded live migration that is not cut over grows".into());
+        }
+        if growth.is_empty() {
+            return Ok(false);
+        }
+        let mut grown = self.clone();
+        live::add(&mut grown.plan, growth);
+        let policy = grown.plan.uncommitted_partitions;
+        for p in &growth.partitions {
+            let tp = p.tp();
+            if let Some(ps) = grown
+                .partitions
+                .iter()
+                .find(|s| s.topic == tp.topic && s.partition == tp.partition)
+            {
+                return Err(format!("{}/{} is followed already", ps.topic, ps.partition));
+            }
+            grown.partitions.push(PartitionState::fresh(p, policy));
+        }
+        let order: BTreeMap<(&str, i32), usize> = grown
+            .plan
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.topic.as_str(), p.partition), i))
+            .collect();
+        grown
+            .partitions
+            .sort_by_key(|s| order.get(&(s.topic.as_str(), s.partition)).copied());
+        if !growth.partitions.is_empty() {
+            grown.phase = Phase::Copying;
+        }
+        grown.plan_id = state_id(&grown.plan, grown.shard);
+        grown.plan.check()?;
+        grown.check()?;
+        *self = grown;
+        Ok(true)
+    }
+
     /// Writes the state atomically (temporary file, fsync, rename).
     fn save(&mut self, path: &Path, now_ms: i64) -> anyhow::Result<()> {
         self.updated_at_ms = now_ms;
@@ -430,6 +482,26 @@ impl Ledger {
             self.save()?;
         }
         Ok(moved)
+    }
+
+    /// Adds what a rescan found to the state (see [`State::grow`]) and saves before
+    /// anything of the new partitions is copied: a crash then resumes with them in the
+    /// state, from nothing copied. Returns whether anything was added.
+    pub fn grow(&mut self, growth: &Growth) -> anyhow::Result<bool> {
+        let grown = self.state.grow(growth).map_err(|why| {
+            anyhow::anyhow!(
+                "following what the rescan found ({} new partition(s), {} new group(s)) in the \
+                 state file {}: {why}. Nothing was added to it; exclude the new topics or \
+                 groups in [filter] (or fix [topics]), then run `kmigrate sync` again",
+                growth.partitions.len(),
+                growth.groups.len(),
+                self.path.display()
+            )
+        })?;
+        if grown {
+            self.save()?;
+        }
+        Ok(grown)
     }
 
     /// Every planned record is on the target.
@@ -533,7 +605,7 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::live::tests::{fixed_plan, live_plan};
+    use crate::plan::live::tests::{self as live_tests, fixed_plan, live_plan};
     use proptest::prelude::*;
 
     #[test]
@@ -594,7 +666,117 @@ mod tests {
         assert!(fixed.extend(&now(&[60, 60, 60])).is_empty());
     }
 
+    /// The state of a sync of `before_and_after`'s first reading, with t/0 partly copied,
+    /// and what its rescan found.
+    fn grown_fixture() -> (State, Growth, Plan) {
+        let (before, after) = live_tests::before_and_after(2, None);
+        let policy = UncommittedPolicy::Earliest;
+        let current = live_tests::live_of(&before, policy, true);
+        let mut state = State::new(&current, 0);
+        let ps = &mut state.partitions[0];
+        ps.progress.base = Some(0);
+        for o in 5..9 {
+            ps.map.observe(o, o - 5);
+            ps.progress.acked = Some((o, o - 5));
+            ps.progress.written += 1;
+        }
+        state.partitions[1].progress.done = true;
+        let fresh = live_tests::live_of(&after, policy, true);
+        (state, live::grow(&current, &fresh), fresh)
+    }
+
+    #[test]
+    fn a_grown_state_keeps_its_progress_and_loads() {
+        let (mut state, growth, fresh) = grown_fixture();
+        state.phase = Phase::Copied;
+        let before = state.clone();
+        assert_eq!(state.grow(&growth), Ok(true));
+        let tps: Vec<String> = state
+            .partitions
+            .iter()
+            .map(|p| format!("{}/{}:{}..{}", p.topic, p.partition, p.start, p.end))
+            .collect();
+        assert_eq!(
+            tps,
+            vec!["t/0:5..20", "t/1:10..20", "t/2:0..7", "u/0:12..30"]
+        );
+        assert_eq!(state.partitions[0], before.partitions[0]);
+        assert_eq!(state.partitions[1], before.partitions[1]);
+        assert_eq!(state.partitions[2].progress, Progress::default());
+        assert_eq!(state.phase, Phase::Copying);
+        assert_ne!(state.plan_id, before.plan_id);
+        let groups: Vec<&str> = state.plan.groups.iter().map(|g| g.group.as_str()).collect();
+        assert_eq!(groups, vec!["g", "h", "k"]);
+        // Under "earliest", g and k resume at t/2's first copied record.
+        assert_eq!(
+            state.partitions[2].translation,
+            Tracker::new([("g".to_string(), 0), ("k".to_string(), 0)])
+        );
+        let bytes = serde_json::to_vec(&state).expect("json");
+        let back = State::parse(&bytes, "s.json").expect("a grown state loads");
+        assert_eq!(back, state);
+        // The same findings again add nothing.
+        let again = live::grow(&state.plan, &fresh);
+        assert_eq!(state.grow(&again), Ok(false));
+        // Applied twice, a growth is refused and changes nothing.
+        let grown = state.clone();
+        assert!(state.grow(&growth).is_err());
+        assert_eq!(state, grown);
+    }
+
+    #[test]
+    fn only_a_live_unsharded_unfinished_state_grows() {
+        let (state, growth, _) = grown_fixture();
+        let mut fixed = state.clone();
+        fixed.plan.live = false;
+        assert!(fixed.grow(&growth).is_err());
+        let mut done = state.clone();
+        done.phase = Phase::Complete;
+        assert!(done.grow(&growth).is_err());
+        assert_eq!(done, {
+            let mut d = state.clone();
+            d.phase = Phase::Complete;
+            d
+        });
+        let mut shard = state;
+        shard.shard = Some(Shard { index: 0, count: 2 });
+        assert!(shard.grow(&growth).is_err());
+    }
+
     proptest! {
+        /// Growing and extending in any order, the saved state loads back as it was, and
+        /// what was copied stays as it was.
+        #[test]
+        fn a_grown_and_extended_state_file_loads(
+            steps in proptest::collection::vec((any::<bool>(), 0i64..20), 1..6),
+        ) {
+            let (mut state, _, fresh) = grown_fixture();
+            let copied = state.partitions[0].clone();
+            let mut stable = 20;
+            for (grow, d) in steps {
+                if grow {
+                    let growth = live::grow(&state.plan, &fresh);
+                    state.grow(&growth).map_err(TestCaseError::fail)?;
+                } else {
+                    stable += d;
+                    let now: BTreeMap<Tp, Watermarks> = state
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let w = Watermarks { low: 0, high: stable + 30, stable: stable + 30 };
+                            (Tp::new(&p.topic, p.partition), w)
+                        })
+                        .collect();
+                    state.extend(&now);
+                }
+                let bytes = serde_json::to_vec(&state).expect("json");
+                let back = State::parse(&bytes, "s.json").expect("the state loads");
+                prop_assert_eq!(&back, &state);
+                prop_assert_eq!(&state.partitions[0].map, &copied.map);
+                prop_assert_eq!(state.partitions[0].progress.written, copied.progress.written);
+            }
+        }
+
         /// However the ends move, the saved state loads back as it was: the plan and the
         /// ranges agree, and the fingerprint holds.
         #[test]

@@ -585,14 +585,14 @@ pub(crate) mod tests {
 
     /// A topic on the source: its name, each partition's (low, high), and its partition
     /// count on the target (`None`: missing there).
-    type TopicSpec<'a> = (&'a str, Vec<(i64, i64)>, Option<i32>);
+    pub(crate) type TopicSpec<'a> = (&'a str, Vec<(i64, i64)>, Option<i32>);
 
     /// A group and its commits: (topic, partition, offset).
-    type GroupSpec<'a> = (&'a str, Vec<(&'a str, i32, i64)>);
+    pub(crate) type GroupSpec<'a> = (&'a str, Vec<(&'a str, i32, i64)>);
 
     /// A snapshot of these topics and groups (each group's commits: topic, partition,
     /// offset); every group is empty.
-    fn snap_of(topics: &[TopicSpec<'_>], groups: &[GroupSpec<'_>]) -> Snapshot {
+    pub(crate) fn snap_of(topics: &[TopicSpec<'_>], groups: &[GroupSpec<'_>]) -> Snapshot {
         let mut snap = Snapshot::default();
         for (name, parts, target) in topics {
             let info = |n: i32| TopicInfo {
@@ -634,7 +634,7 @@ pub(crate) mod tests {
     }
 
     /// The live plan `sync` makes of a snapshot.
-    fn live_of(snap: &Snapshot, policy: UncommittedPolicy, create: bool) -> Plan {
+    pub(crate) fn live_of(snap: &Snapshot, policy: UncommittedPolicy, create: bool) -> Plan {
         let mut plan = compute(
             snap,
             &FilterConfig::default(),
@@ -662,7 +662,7 @@ pub(crate) mod tests {
     /// At the start: topic t of two partitions, group g. At the rescan: t has a third
     /// partition (7 records), topic u is new with group h on it, and group k consumes t
     /// (committing t/0 below the copy's start there).
-    fn before_and_after(target_t: i32, target_u: Option<i32>) -> (Snapshot, Snapshot) {
+    pub(crate) fn before_and_after(target_t: i32, target_u: Option<i32>) -> (Snapshot, Snapshot) {
         let before = snap_of(
             &[("t", vec![(0, 20), (0, 20)], Some(2))],
             &[("g", vec![("t", 0, 5), ("t", 1, 10)])],
