@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigResource, ConfigSource, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, ConfigResource, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -503,6 +503,77 @@ impl Admin {
             }
             done => done,
         }
+    }
+
+    /// Raises topics' partition counts (CreatePartitions): `(topic, count)`. A topic that
+    /// has that many already, e.g. raised by an attempt whose answer was lost, is not asked.
+    pub fn create_partitions(&self, topics: &[(String, i32)]) -> anyhow::Result<()> {
+        let have = self.topics()?;
+        let wanted: Vec<&(String, i32)> = topics
+            .iter()
+            .filter(|(t, n)| have.get(t).is_none_or(|h| h < n))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut pending: BTreeSet<&str> = wanted.iter().map(|(t, _)| t.as_str()).collect();
+        let mut maybe_done: BTreeSet<String> = BTreeSet::new();
+        self.step("adding partitions to topics", |left| {
+            let new: Vec<NewPartitions<'_>> = wanted
+                .iter()
+                .filter(|(t, _)| pending.contains(t.as_str()))
+                .map(|(t, n)| NewPartitions::new(t, (*n).max(0) as usize))
+                .collect();
+            let opts = AdminOptions::new()
+                .request_timeout(Some(left))
+                .operation_timeout(Some(left));
+            let results =
+                match futures_executor::block_on(self.admin.create_partitions(&new, &opts)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = rd_error(e, "CreatePartitions");
+                        if error::find(&e).is_some_and(|k| may_have_applied(k.code)) {
+                            maybe_done.extend(pending.iter().map(|t| t.to_string()));
+                        }
+                        return Err(e);
+                    }
+                };
+            let mut failed = Vec::new();
+            for r in results {
+                match r {
+                    Ok(t) => {
+                        pending.remove(t.as_str());
+                    }
+                    // Raised by the attempt whose answer was lost: the count is there.
+                    Err((t, code))
+                        if Code::from(code) == Code::INVALID_PARTITIONS
+                            && maybe_done.contains(&t) =>
+                    {
+                        pending.remove(t.as_str());
+                    }
+                    Err((t, code)) => {
+                        let code = Code::from(code);
+                        if may_have_applied(code) {
+                            maybe_done.insert(t.clone());
+                        }
+                        failed.push((t, code));
+                    }
+                }
+            }
+            match representative(failed.iter().map(|(_, c)| *c)) {
+                None => Ok(()),
+                Some(code) => {
+                    let failed: Vec<(&str, Code)> =
+                        failed.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+                    Err(KafkaError::with_message(
+                        code,
+                        "CreatePartitions",
+                        format!("{code} for {}", per_topic(&failed)),
+                    )
+                    .into())
+                }
+            }
+        })
     }
 
     /// The cluster's `default.replication.factor`, from one of its brokers' configs.

@@ -31,6 +31,7 @@ impl Code {
     pub const GROUP_AUTHORIZATION_FAILED: Code = Code::of(Rd::GroupAuthorizationFailed);
     pub const CLUSTER_AUTHORIZATION_FAILED: Code = Code::of(Rd::ClusterAuthorizationFailed);
     pub const TOPIC_ALREADY_EXISTS: Code = Code::of(Rd::TopicAlreadyExists);
+    pub const INVALID_PARTITIONS: Code = Code::of(Rd::InvalidPartitions);
     pub const NOT_CONTROLLER: Code = Code::of(Rd::NotController);
     pub const KAFKA_STORAGE_ERROR: Code = Code::of(Rd::KafkaStorageError);
     pub const SASL_AUTHENTICATION_FAILED: Code = Code::of(Rd::SaslAuthenticationFailed);
