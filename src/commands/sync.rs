@@ -1,10 +1,13 @@
 //! `kmigrate sync`: copy the backlog while producers and consumers keep running, then keep
 //! following the source: about every second, extend each partition's range to the source's
 //! last stable offset (saved before anything past the old end is copied) and copy the new
-//! records with the copy stage's exact resume. It commits no group offsets: `kmigrate
-//! cutover` does, once the source is stopped.
+//! records with the copy stage's exact resume. Every `rescan_secs` it reads the source's
+//! groups and topics again: new groups, topics and partitions enter the state file (saved
+//! before anything of them is copied), and a group that committed below the copy's start
+//! is reported. It commits no group offsets: `kmigrate cutover` does, once the source is
+//! stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +23,8 @@ use crate::fsutil::{self, Lock};
 use crate::kafka::{Cluster, Role};
 use crate::ledger::{Ledger, Phase, State};
 use crate::model::{Tp, Watermarks};
-use crate::plan::live;
+use crate::plan::Plan;
+use crate::plan::live::{self, Growth, Reset};
 use crate::report::{self, thousands};
 
 /// How often the source's offsets are read again.
@@ -34,9 +38,18 @@ pub fn execute(cfg: &Config, args: &SyncArgs) -> anyhow::Result<Outcome> {
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
     let _lock = lock(state_path, "sync")?;
-    let mut ledger = open_or_start(cfg, (&source, &target), state_path, args.yes)?;
+    let (mut ledger, resumed) = open_or_start(cfg, (&source, &target), state_path, args.yes)?;
     let opts = run::copy_options(cfg, args.pipelines);
-    follow((&source, &target), &mut ledger, &opts, &stop)?;
+    // A resumed sync looks for what appeared while it was stopped at once.
+    let mut rescan = Rescan::new(cfg.migration.rescan, resumed);
+    follow(
+        cfg,
+        (&source, &target),
+        &mut ledger,
+        &opts,
+        &mut rescan,
+        &stop,
+    )?;
     report::note(&format!(
         "sync stopped: {} records are on the target; progress is saved in {}. `kmigrate \
          sync` continues it; once producers and consumers are stopped, `kmigrate cutover` \
@@ -73,13 +86,13 @@ pub(super) fn lock(state_path: &Path, command: &str) -> anyhow::Result<Lock> {
 }
 
 /// Resumes the sync recorded in the state file, or plans a live one, asks, creates the
-/// target topics and starts its state file.
+/// target topics and starts its state file. Says whether it resumed.
 fn open_or_start(
     cfg: &Config,
     (source, target): (&Cluster, &Cluster),
     state_path: &Path,
     yes: bool,
-) -> anyhow::Result<Ledger> {
+) -> anyhow::Result<(Ledger, bool)> {
     if let Some((s, path)) = super::shards::find(state_path)?.first() {
         return Err(usage(format!(
             "this migration is run in {} shards (state file {}): `kmigrate sync` follows an \
@@ -96,7 +109,7 @@ fn open_or_start(
             report::time_ms(ledger.state.started_at_ms),
             state_path.display()
         ));
-        return Ok(ledger);
+        return Ok((ledger, true));
     }
     let mut plan = super::plan::make(cfg, source, target)?;
     live::follow(&mut plan);
@@ -110,7 +123,7 @@ fn open_or_start(
     run::confirm("sync", &plan, yes)?;
     let created = run::create_topics(target, &plan, cfg, false)?;
     run::check_target_partitions(target, &plan, created)?;
-    Ledger::create(state_path, &plan, None)
+    Ok((Ledger::create(state_path, &plan, None)?, false))
 }
 
 /// A state file a sync (or cutover) may continue: one of a live plan, not cut over yet,
@@ -183,18 +196,22 @@ pub(super) fn extend_and_copy(
     Ok((ended, Some(snap)))
 }
 
-/// The follow loop: until Ctrl-C / SIGTERM, extend, copy, report, pause.
+/// The follow loop: until Ctrl-C / SIGTERM, rescan when due, extend, copy, report, pause.
 fn follow(
+    cfg: &Config,
     clusters: (&Cluster, &Cluster),
     ledger: &mut Ledger,
     opts: &Options,
+    rescan: &mut Rescan,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let tps = source_tps(&ledger.state);
     let mut meter = Meter::new(written(&ledger.state));
     while !stop.load(Ordering::Relaxed) {
         let round = Instant::now();
-        let now = source_offsets(clusters.0, &tps)?;
+        if round >= rescan.next {
+            rescan.run(cfg, clusters, ledger)?;
+        }
+        let now = source_offsets(clusters.0, &source_tps(&ledger.state))?;
         // Behind the source as it was just read: what this round copies.
         let behind = lag(&ledger.state, &now);
         let (ended, _) = extend_and_copy(clusters, ledger, &now, opts, stop)?;
@@ -205,6 +222,198 @@ fn follow(
         pause(stop, FOLLOW_EVERY.saturating_sub(round.elapsed()));
     }
     ledger.save()
+}
+
+/// Reading the source's groups and topics again, every `rescan_secs`: what is new enters
+/// the state, and what needs the operator is reported once, when it first shows.
+struct Rescan {
+    every: Duration,
+    /// When the next rescan is due.
+    next: Instant,
+    /// Which groups were below the copy's start at the last rescan.
+    resets: live::Resets,
+    /// Warnings given already.
+    warned: BTreeSet<String>,
+}
+
+impl Rescan {
+    fn new(every: Duration, now: bool) -> Rescan {
+        Rescan {
+            every,
+            next: Instant::now() + if now { Duration::ZERO } else { every },
+            resets: live::Resets::default(),
+            warned: BTreeSet::new(),
+        }
+    }
+
+    /// Plans again as the sync's start did, follows what is new (target topics and
+    /// partitions first, then the state file, saved), and reports new offset resets.
+    fn run(
+        &mut self,
+        cfg: &Config,
+        (source, target): (&Cluster, &Cluster),
+        ledger: &mut Ledger,
+    ) -> anyhow::Result<()> {
+        let mut fresh = super::plan::make(cfg, source, target)
+            .context("rescanning the source for new groups, topics and partitions")?;
+        live::follow(&mut fresh);
+        let growth = live::grow(&ledger.state.plan, &fresh);
+        for held in &growth.held {
+            self.warn_once(held.text());
+        }
+        prepare_target(target, &growth)?;
+        if ledger.grow(&growth)? {
+            report::note(&growth_text(&growth));
+        }
+        let found = live::resets(&ranges(&ledger.state, &fresh), &commits(&fresh));
+        for r in self.resets.news(found) {
+            report::warning(&reset_text(&r, ledger.path()));
+        }
+        self.next = Instant::now() + self.every;
+        Ok(())
+    }
+
+    fn warn_once(&mut self, text: String) {
+        if !self.warned.contains(&text) {
+            report::warning(&text);
+            self.warned.insert(text);
+        }
+    }
+}
+
+/// Creates the new topics and adds the partitions a growth needs on the target, and waits
+/// until the target's metadata shows them, before anything is written there.
+fn prepare_target(target: &Cluster, growth: &Growth) -> anyhow::Result<()> {
+    if growth.create.is_empty() && growth.raise.is_empty() {
+        return Ok(());
+    }
+    let admin = target.admin()?;
+    if !growth.create.is_empty() {
+        let names: Vec<&str> = growth.create.iter().map(|t| t.0.as_str()).collect();
+        report::note(&format!(
+            "creating topic(s) on the target: {}",
+            names.join(", ")
+        ));
+        if let Err(e) = admin.create_topics(&growth.create) {
+            // Created meanwhile by someone else: fine once they have the partitions.
+            if !has_partitions(&admin.topics()?, &growth.needs()).is_empty() {
+                return Err(e.context(format!(
+                    "creating the new topic(s) {} on the target",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    if !growth.raise.is_empty() {
+        let raised: Vec<String> = growth
+            .raise
+            .iter()
+            .map(|(t, n)| format!("{t} to {n}"))
+            .collect();
+        report::note(&format!(
+            "adding partitions on the target: {}",
+            raised.join(", ")
+        ));
+        admin.create_partitions(&growth.raise).with_context(|| {
+            format!(
+                "adding partitions on the target ({}), as the source's topics grew",
+                raised.join(", ")
+            )
+        })?;
+    }
+    let deadline = Instant::now() + target.timeout;
+    loop {
+        let short = has_partitions(&admin.topics()?, &growth.needs());
+        if short.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(usage(format!(
+                "on the target, {} after creating them: nothing of them was copied. Check the \
+                 target's topics, then run `kmigrate sync` again",
+                short.join("; ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The target topics of `needs` (name -> partitions needed) that have fewer partitions.
+fn has_partitions(counts: &BTreeMap<String, i32>, needs: &BTreeMap<String, i32>) -> Vec<String> {
+    needs
+        .iter()
+        .filter_map(|(t, n)| {
+            let have = counts.get(t).copied().unwrap_or(0);
+            (have < *n).then(|| format!("{t} has {have} of {n} partitions"))
+        })
+        .collect()
+}
+
+/// The note for what a rescan added.
+fn growth_text(growth: &Growth) -> String {
+    let mut parts = Vec::new();
+    if !growth.partitions.is_empty() {
+        let mut named: Vec<String> = growth
+            .partitions
+            .iter()
+            .take(10)
+            .map(|p| format!("{} from offset {}", p.tp(), p.start))
+            .collect();
+        if growth.partitions.len() > 10 {
+            named.push(format!("and {} more", growth.partitions.len() - 10));
+        }
+        parts.push(format!(
+            "{} new partition(s): {}",
+            growth.partitions.len(),
+            named.join(", ")
+        ));
+    }
+    if !growth.groups.is_empty() {
+        let names: Vec<&str> = growth.groups.iter().map(|g| g.group.as_str()).collect();
+        parts.push(format!(
+            "{} new group(s), whose final offsets `kmigrate cutover` translates too: {}",
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    format!("rescan: following {}", parts.join("; "))
+}
+
+/// Per copied partition, (the copy's start, the source's low watermark as `plan` read it).
+pub(super) fn ranges(state: &State, plan: &Plan) -> BTreeMap<Tp, (i64, i64)> {
+    let lows: BTreeMap<Tp, i64> = plan.partitions.iter().map(|p| (p.tp(), p.low)).collect();
+    state
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let tp = Tp::new(&p.topic, p.partition);
+            lows.get(&tp).map(|low| (tp, (p.start, *low)))
+        })
+        .collect()
+}
+
+/// The selected groups' commits as `fresh` read them: group -> partition -> offset.
+fn commits(fresh: &Plan) -> BTreeMap<String, BTreeMap<Tp, i64>> {
+    let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+    for p in &fresh.partitions {
+        for (g, c) in &p.committed {
+            out.entry(g.clone()).or_default().insert(p.tp(), *c);
+        }
+    }
+    out
+}
+
+/// The warning for a reset seen while syncing, with what the operator can do.
+fn reset_text(r: &Reset, state_path: &Path) -> String {
+    format!(
+        "{}. If the group is to read them on the target, start the migration over (stop \
+         `kmigrate sync`, delete what it copied to the target and move {} away, then run \
+         `kmigrate sync` again: it copies from the groups' commits then); if the reset was a \
+         mistake, commit the group at {} or later on the source before `kmigrate cutover`",
+        r.text(),
+        state_path.display(),
+        r.start
+    )
 }
 
 /// Sleeps up to `d`, waking early on a stop request.
