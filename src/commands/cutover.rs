@@ -197,6 +197,16 @@ fn commit(
             named.join(", ")
         ));
     }
+    // A commit below the copy's start translates to the first copied record: say what the
+    // group misses (the low watermarks as planned: below them the source expired records).
+    let ranges = sync::ranges(&ledger.state, &ledger.state.plan);
+    for r in crate::plan::live::resets(&ranges, &finals) {
+        report::warning(&format!(
+            "{}. Those records are not on the target: if the group must still read them, have \
+             it read them on the source (they stay there) before it moves to the target",
+            r.text()
+        ));
+    }
     let mut targets = translate::final_targets(&ledger.state, &finals).map_err(|problems| {
         anyhow::anyhow!(
             "translating the groups' final offsets: {}. Nothing was committed; the copy is \
