@@ -75,9 +75,11 @@ pub enum Command {
     /// committed record (up to the last stable offset) and, about every second, extends each
     /// partition's range to the source's new last stable offset and copies the new records,
     /// with the same checkpoints and exact resume as `run`. Partitions whose groups had
-    /// consumed everything are followed too. Commits no group offsets. Ctrl-C or SIGTERM
-    /// saves and exits 130; running it again resumes. New topics, partitions and groups
-    /// are not picked up.
+    /// consumed everything are followed too. Every `rescan_secs` (30) it reads the source's
+    /// groups and topics again and follows new groups, topics and partitions (creating them
+    /// on the target when create_topics = true), and warns once about a group that
+    /// committed below the copy's start. Commits no group offsets. Ctrl-C or SIGTERM saves
+    /// and exits 130; running it again resumes.
     Sync(SyncArgs),
 
     /// Finish a `sync`: copy the tail, commit the groups' final offsets on the target.
