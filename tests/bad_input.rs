@@ -54,6 +54,26 @@ fn unknown_keys() {
             "did you mean `create_topics`",
         ],
     );
+    let run = kmigrate(
+        &dir,
+        &format!("{CLUSTERS}[migration]\nrescan = 5\n"),
+        &["sync"],
+    );
+    assert_refused(
+        "unknown key",
+        &run,
+        &["migrate.toml:6:1", "did you mean `rescan_secs`"],
+    );
+    let run = kmigrate(
+        &dir,
+        &format!("{CLUSTERS}[migration]\nrescan_secs = 0\n"),
+        &["sync"],
+    );
+    assert_refused(
+        "a rescan interval of 0",
+        &run,
+        &["`migration.rescan_secs` is 0", "at least 1"],
+    );
     let run = kmigrate(&dir, &format!("{CLUSTERS}[filters]\n"), &["plan"]);
     assert_refused(
         "unknown table",
@@ -69,6 +89,10 @@ fn wrong_types() {
         (
             "[migration]\ntimeout_secs = \"ten\"\n",
             "migrate.toml:6:16 (`migration.timeout_secs`)",
+        ),
+        (
+            "[migration]\nrescan_secs = \"often\"\n",
+            "migrate.toml:6:15 (`migration.rescan_secs`)",
         ),
         (
             "[filter]\ngroups = \"orders\"\n",
