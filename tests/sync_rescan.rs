@@ -1,9 +1,10 @@
 //! `kmigrate sync` rescans the source every `rescan_secs` while it runs: a topic that
 //! appears, partitions added to a topic and a group that appears are followed from then on,
-//! the target gets the topic and the partitions first, and a group that resets below the
-//! copy's start is reported. After `cutover`, every record of the new topic and partitions
-//! is on the target exactly once and in order, and every group, the new ones too, resumes
-//! exactly.
+//! the target gets the topic and the partitions first (or, with `create_topics = false`, a
+//! warning says what it lacks until it has it), and a group that resets below the copy's
+//! start is reported. After `cutover`, every record of the new topics and partitions is on
+//! the target exactly once and in order, and every group, the new ones too, resumes exactly,
+//! also after a `kill -9` right after a rescan grew the state.
 
 mod support;
 
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use support::process::{Bg, spawn, state_json, while_running};
+use support::process::{Bg, Progress, spawn, state_json, while_running};
 use support::records::{assert_copied, produce_bulk};
-use support::{Cluster, STATE, TIMEOUT, block, kmigrate_raw, unique, verify_ok, workdir};
+use support::{Cluster, Rng, STATE, TIMEOUT, block, kmigrate_raw, unique, verify_ok, workdir};
 
 /// Raises `topic`'s partition count to `count` and waits until its metadata shows them.
 fn add_partitions(c: &Cluster, topic: &str, count: i32) {
@@ -229,6 +230,104 @@ fn sync_follows_new_topics_partitions_and_groups_and_reports_resets() {
     let run = kmigrate_raw(&dir, &["offsets", "translate", &b, "0", "120"]);
     assert_eq!(run.code, 0, "offsets translate: {}", run.stderr);
     assert_eq!(run.stdout.trim(), "20");
+    verify_ok(&dir);
+    for t in [&a, &b] {
+        src.delete_topic(t);
+        tgt.delete_topic(t);
+    }
+}
+
+#[test]
+fn a_topic_the_target_lacks_is_followed_once_there_and_a_kill_after_the_rescan_resumes_exactly() {
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    let prefix = unique("rescan-held");
+    let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let (g, h) = (format!("{prefix}-g"), format!("{prefix}-h"));
+    src.create_topic(&a, 2, &[]);
+    tgt.create_topic(&a, 2, &[]);
+    produce_bulk(&src, &a, 2, 500);
+    src.commit(&g, &[(&a, 0, 100), (&a, 1, 0)]);
+    let dir = workdir("sync-rescan-held");
+    let config = format!(
+        "[source]\nbootstrap_servers = {:?}\n[target]\nbootstrap_servers = {:?}\n\
+         [filter]\ngroups = [\"{prefix}-*\"]\n[migration]\nrescan_secs = 2\n",
+        support::source_bootstrap(),
+        support::target_bootstrap(),
+    );
+    std::fs::write(dir.join("migrate.toml"), config).expect("config");
+    let tp = |t: &str, p: i32| format!("{t}/{p}");
+    let mut bg = spawn(&dir, &["sync", "--yes"]);
+    until_copied(&mut bg, &dir, &[(tp(&a, 0), 100, 500), (tp(&a, 1), 0, 500)]);
+
+    // Topic b appears with group h on it, but the target has no b (create_topics = false):
+    // a warning, and b is not followed.
+    src.create_topic(&b, 2, &[]);
+    produce_bulk(&src, &b, 2, 20_000);
+    src.commit(&h, &[(&b, 0, 50), (&b, 1, 20_000)]);
+    let held = format!("topic {b} does not exist on the target");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bg.output().contains(&held) {
+        assert!(bg.exited().is_none(), "sync ended:\n{}", bg.output());
+        assert!(
+            Instant::now() < deadline,
+            "b not reported:\n{}",
+            bg.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(followed(&dir).len(), 2, "b is not followed yet");
+    // Once the target has it, the next rescan follows it. Killed once the state follows it
+    // and a seeded share (from none to most) of b/0's 19,950 records is on the target.
+    tgt.create_topic(&b, 2, &[]);
+    let on_target = Progress::new(&tgt, &b, 2);
+    let at = (Rng::from_env().between(0.0, 0.8) * 19_950.0) as i64;
+    while_running(
+        &mut bg,
+        &format!("b is followed, {at} records copied"),
+        || followed(&dir).len() == 4 && on_target.try_total().is_some_and(|t| t >= at),
+    );
+    let first = bg.kill9();
+    assert_eq!(
+        first.stderr.matches(&held).count(),
+        1,
+        "reported once:\n{}",
+        first.stderr
+    );
+    let before = followed(&dir);
+    assert_eq!(
+        (before[2].1, before[3].1),
+        (50, 20_000),
+        "b/0 from h's commit, b/1 from its end: {before:?}"
+    );
+    // More records while sync is down; the rerun resumes exactly.
+    let more: Vec<support::Rec> = (0..2)
+        .flat_map(|p| (0..40).map(move |i| (p, i)))
+        .map(|(p, i)| support::Rec::kv(p, &format!("late-{p}-{i}"), "late", support::TS + i))
+        .collect();
+    src.produce(&b, &more);
+    let mut bg = spawn(&dir, &["sync", "--yes"]);
+    until_copied(
+        &mut bg,
+        &dir,
+        &[
+            (tp(&a, 0), 100, 500),
+            (tp(&a, 1), 0, 500),
+            (tp(&b, 0), 50, 20_040),
+            (tp(&b, 1), 20_000, 20_040),
+        ],
+    );
+    bg.signal("-TERM");
+    let run = bg.wait_within(Duration::from_secs(60));
+    assert_eq!(run.code, 130, "sync:\n{}\n{}", run.stdout, run.stderr);
+
+    let cut = kmigrate_raw(&dir, &["cutover", "--yes", "--quiet", "1"]);
+    assert_eq!(cut.code, 0, "cutover:\n{}\n{}", cut.stdout, cut.stderr);
+    assert_copied(&src, &tgt, &a, &[100, 0]);
+    assert_copied(&src, &tgt, &b, &[50, 20_000]);
+    let parts_a: Vec<(&str, i32)> = (0..2).map(|p| (a.as_str(), p)).collect();
+    let parts_b: Vec<(&str, i32)> = (0..2).map(|p| (b.as_str(), p)).collect();
+    assert_eq!(tgt.committed(&g, &parts_a), vec![Some(0), Some(0)]);
+    assert_eq!(tgt.committed(&h, &parts_b), vec![Some(0), Some(0)]);
     verify_ok(&dir);
     for t in [&a, &b] {
         src.delete_topic(t);
