@@ -254,8 +254,10 @@ impl Rescan {
         (source, target): (&Cluster, &Cluster),
         ledger: &mut Ledger,
     ) -> anyhow::Result<()> {
-        let mut fresh = super::plan::make(cfg, source, target)
-            .context("rescanning the source for new groups, topics and partitions")?;
+        let mut fresh = super::plan::make(cfg, source, target).context(
+            "rescanning the source for new groups, topics and partitions (the copy so far \
+                 is saved: `kmigrate sync` again continues it)",
+        )?;
         live::follow(&mut fresh);
         let growth = live::grow(&ledger.state.plan, &fresh);
         for held in &growth.held {
