@@ -90,7 +90,7 @@ fn open_or_start(
         )));
     }
     if let Some(ledger) = Ledger::open(state_path)? {
-        check_resumable(cfg, &ledger, state_path)?;
+        check_resumable(cfg, &ledger, state_path, false)?;
         report::note(&format!(
             "resuming the sync started at {} (state file {})",
             report::time_ms(ledger.state.started_at_ms),
@@ -114,21 +114,23 @@ fn open_or_start(
 }
 
 /// A state file a sync (or cutover) may continue: one of a live plan, not cut over yet,
-/// made for these clusters and this `[topics]` table.
+/// made for these clusters and this `[topics]` table. `of_run`: a `kmigrate run`'s state
+/// is accepted too, finished or not (the cutover copies what arrived after its plan).
 pub(super) fn check_resumable(
     cfg: &Config,
     ledger: &Ledger,
     state_path: &Path,
+    of_run: bool,
 ) -> anyhow::Result<()> {
     let state = &ledger.state;
-    if !state.plan.live {
+    if !state.plan.live && !of_run {
         return Err(usage(format!(
             "the state file {} belongs to a `kmigrate run`, not to a sync: finish it with \
              `kmigrate run`, or move it away to start a sync on an empty target",
             state_path.display()
         )));
     }
-    if state.phase == Phase::Complete {
+    if state.plan.live && state.phase == Phase::Complete {
         return Err(usage(format!(
             "the migration in {} is cut over already (groups committed on the target): \
              `kmigrate verify` checks it; move the state file away to start another",
