@@ -1079,7 +1079,11 @@ fn records_arriving_during_the_run_are_named_and_exit_1() {
     let again = support::kmigrate_raw(&dir, &["run", "--yes"]);
     assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
     assert!(again.stderr.contains("+37"), "{}", again.stderr);
-    assert!(again.stderr.contains("kmigrate cutover"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("kmigrate cutover"),
+        "{}",
+        again.stderr
+    );
 
     // The producer stopped; the group consumed into the late records. The cutover copies
     // them after the run's copy, exactly once, and commits the group's final offsets.
