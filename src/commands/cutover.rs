@@ -48,8 +48,14 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Interrupted);
     };
     let opts = run::copy_options(cfg, None);
-    let (ended, snap) =
-        sync::extend_and_copy((&source, &target), &mut ledger, &last, &opts, &stop)?;
+    let (ended, snap) = sync::extend_and_copy(
+        (&source, &target),
+        &mut ledger,
+        &last,
+        &opts,
+        &stop,
+        report::copy_progress(ProgressMode::Auto).as_mut(),
+    )?;
     if ended == Ended::Interrupted || stop.load(Ordering::Relaxed) {
         report::note(&format!(
             "interrupted: progress is saved in {}; run `kmigrate cutover` again to finish",

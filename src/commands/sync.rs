@@ -172,6 +172,7 @@ pub(super) fn extend_and_copy(
     now: &BTreeMap<Tp, Watermarks>,
     opts: &Options,
     stop: &AtomicBool,
+    sink: &mut dyn ProgressSink,
 ) -> anyhow::Result<(Ended, Option<Snapshot>)> {
     let moved = ledger.extend(now)?;
     tracing::debug!(partitions = moved.len(), "ranges extended");
@@ -179,7 +180,7 @@ pub(super) fn extend_and_copy(
         ledger.mark_copied();
         return Ok((Ended::Complete, None));
     }
-    let (ended, snap) = copy::run(source, target, ledger, opts, stop, &mut Silent)?;
+    let (ended, snap) = copy::run(source, target, ledger, opts, stop, sink)?;
     Ok((ended, Some(snap)))
 }
 
@@ -197,15 +198,14 @@ fn follow(
         let now = source_offsets(clusters.0, &tps)?;
         // Behind the source as it was just read: what this round copies.
         let behind = follow::lags(&ledger.state, &now);
-        let (ended, snap) = extend_and_copy(clusters, ledger, &now, opts, stop)?;
+        let (ended, _) = extend_and_copy(clusters, ledger, &now, opts, stop, &mut display)?;
         if ended == Ended::Interrupted {
             break;
         }
-        let copied = snap.map_or((0, 0), |s| (s.records_this_run, s.bytes_this_run));
-        display.round(behind, copied, written(&ledger.state));
+        display.round(behind, written(&ledger.state));
         pause(stop, FOLLOW_EVERY.saturating_sub(round.elapsed()));
     }
-    display.finish();
+    display.close();
     ledger.save()
 }
 
@@ -220,12 +220,4 @@ fn pause(stop: &AtomicBool, d: Duration) {
 /// Records on the target from this migration.
 fn written(state: &State) -> u64 {
     state.partitions.iter().map(|p| p.progress.written).sum()
-}
-
-/// The copy's own progress display stays off: sync logs its lag instead.
-struct Silent;
-
-impl ProgressSink for Silent {
-    fn update(&mut self, _: &Snapshot) {}
-    fn finish(&mut self, _: &Snapshot) {}
 }

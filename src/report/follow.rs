@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::copy::{ProgressSink, Snapshot};
 use crate::ledger::State;
 use crate::model::{Tp, Watermarks};
 use crate::report::thousands;
@@ -82,13 +83,27 @@ impl Figures {
     }
 }
 
-/// The display: a status block on a terminal, log lines otherwise.
+/// Offsets each partition of a copy under way is behind the ends it is copying to (those
+/// read from the source when the round began), from its progress snapshot.
+pub fn lags_in_copy(s: &Snapshot) -> Vec<(Tp, i64)> {
+    s.partitions
+        .iter()
+        .map(|p| {
+            let lag = (p.offsets_total - p.offsets_done).max(0);
+            (Tp::new(&p.topic, p.partition), lag)
+        })
+        .collect()
+}
+
+/// The display: a status block on a terminal, log lines otherwise. It is the copy's
+/// progress sink during each round (a long first round, the backlog, shows its progress
+/// too), and gets the lag read at the start of every round.
 pub struct Display {
     bars: Option<(indicatif::MultiProgress, Vec<indicatif::ProgressBar>)>,
-    /// Since the last report: when, and records and bytes copied.
-    since: Instant,
-    records: u64,
-    bytes: u64,
+    /// Records and key+value bytes copied by the rounds that finished.
+    copied: (u64, u64),
+    /// The last report: when, and what had been copied by then.
+    last: (Instant, (u64, u64)),
 }
 
 impl Display {
@@ -97,44 +112,45 @@ impl Display {
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         Display {
             bars: terminal.then(|| (indicatif::MultiProgress::new(), Vec::new())),
-            since: Instant::now(),
-            records: 0,
-            bytes: 0,
+            copied: (0, 0),
+            last: (Instant::now(), (0, 0)),
         }
     }
 
-    /// One round of the follow loop: `lags` as the source was read before the round's
-    /// copy, the records and key+value bytes it copied, the records on the target now.
-    pub fn round(&mut self, lags: Vec<(Tp, i64)>, copied: (u64, u64), on_target: u64) {
-        self.records += copied.0;
-        self.bytes += copied.1;
-        let elapsed = self.since.elapsed();
-        let due = if self.bars.is_some() {
-            elapsed >= Duration::from_millis(900)
+    /// Between rounds: `lags` as the source was read at the round's start, the records on
+    /// the target now.
+    pub fn round(&mut self, lags: Vec<(Tp, i64)>, on_target: u64) {
+        self.report(lags, self.copied, on_target);
+    }
+
+    /// Reports when one is due: `copied`, records and bytes copied by this sync so far.
+    fn report(&mut self, lags: Vec<(Tp, i64)>, copied: (u64, u64), on_target: u64) {
+        let elapsed = self.last.0.elapsed();
+        let every = if self.bars.is_some() {
+            Duration::from_millis(900)
         } else {
-            elapsed >= LINE_EVERY
+            LINE_EVERY
         };
-        if !due {
+        if elapsed < every {
             return;
         }
         let secs = elapsed.as_secs_f64().max(1e-3);
+        let since = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
         let figures = Figures {
             lags,
-            records_per_s: self.records as f64 / secs,
-            bytes_per_s: self.bytes as f64 / secs,
+            records_per_s: since(copied.0, self.last.1.0),
+            bytes_per_s: since(copied.1, self.last.1.1),
             on_target,
         };
         match &mut self.bars {
             Some((multi, lines)) => draw(multi, lines, &figures),
             None => tracing::info!("{}", figures.line()),
         }
-        self.since = Instant::now();
-        self.records = 0;
-        self.bytes = 0;
+        self.last = (Instant::now(), copied);
     }
 
     /// Clears the status block.
-    pub fn finish(&mut self) {
+    pub fn close(&mut self) {
         if let Some((_, lines)) = &self.bars {
             for l in lines {
                 l.finish_and_clear();
@@ -146,6 +162,21 @@ impl Display {
 impl Default for Display {
     fn default() -> Self {
         Display::new()
+    }
+}
+
+impl ProgressSink for Display {
+    fn update(&mut self, s: &Snapshot) {
+        let copied = (
+            self.copied.0 + s.records_this_run,
+            self.copied.1 + s.bytes_this_run,
+        );
+        self.report(lags_in_copy(s), copied, s.records);
+    }
+
+    fn finish(&mut self, s: &Snapshot) {
+        self.copied.0 += s.records_this_run;
+        self.copied.1 += s.bytes_this_run;
     }
 }
 
@@ -250,6 +281,25 @@ mod tests {
         assert!(caught_up.line().starts_with(
             "following the source: 0 offset(s) behind its last stable offsets over 1 partition(s); "
         ));
+    }
+
+    #[test]
+    fn a_copy_under_way_is_behind_by_what_it_has_not_read() {
+        let part = |p: i32, done: i64, total: i64| crate::copy::PartitionSnapshot {
+            topic: "t".into(),
+            partition: p,
+            offsets_done: done,
+            offsets_total: total,
+            ..Default::default()
+        };
+        let s = Snapshot {
+            partitions: vec![part(0, 10, 30), part(1, 5, 5)],
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            lags_in_copy(&s),
+            vec![(Tp::new("t", 0), 20), (Tp::new("t", 1), 0)]
+        );
     }
 
     #[test]
