@@ -16,8 +16,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use support::exact;
+use support::exact::Sides;
 use support::process::{Bg, Progress, spawn, state_json, while_running};
-use support::records::assert_copied;
+use support::records::assert_partition_copied;
 use support::{
     Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
 };
@@ -98,6 +99,12 @@ struct LiveConsumer {
 
 impl LiveConsumer {
     fn start(src: &Cluster, topic: &str, group: &str) -> LiveConsumer {
+        LiveConsumer::start_at(src, topic, group, None)
+    }
+
+    /// [`LiveConsumer::start`] processing at most `per_sec` records a second (`None`: as
+    /// fast as it can), so that it lags as a real application does.
+    fn start_at(src: &Cluster, topic: &str, group: &str, per_sec: Option<f64>) -> LiveConsumer {
         let stop = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer = src
             .config()
@@ -111,9 +118,14 @@ impl LiveConsumer {
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
             let mut consumed = 0usize;
+            let began = Instant::now();
             let mut last_commit = Instant::now();
             while !flag.load(Ordering::Relaxed) {
-                if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                let busy =
+                    per_sec.is_some_and(|r| consumed as f64 >= r * began.elapsed().as_secs_f64());
+                if busy {
+                    std::thread::sleep(Duration::from_millis(10));
+                } else if let Some(m) = consumer.poll(Duration::from_millis(50)) {
                     m.expect("consuming");
                     consumed += 1;
                 }
@@ -209,10 +221,19 @@ fn cutover(dir: &Path, args: &[&str]) -> support::Run {
 /// Every record from the copy's starts is on the target once, in order; each group's
 /// offset on the target is that of the first record it had not consumed on the source
 /// (the target was empty: source offset `c` is target offset `c - start`), and `kmigrate
-/// offsets translate` agrees; `kmigrate verify` passes.
-fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, groups: &[&str]) {
+/// offsets translate` agrees; `kmigrate verify` passes. Returns both sides as read.
+fn assert_exact(
+    dir: &Path,
+    (src, tgt): (&Cluster, &Cluster),
+    topic: &str,
+    groups: &[&str],
+) -> Sides {
     let start = starts(dir);
-    let copied = assert_copied(src, tgt, topic, &start);
+    let sides = Sides::read((src, tgt), topic, PARTS);
+    for (p, s) in start.iter().enumerate() {
+        let what = format!("{topic}/{p} on the target");
+        assert_partition_copied(&what, &sides.source[p], &sides.target[p], *s);
+    }
     let parts: Vec<(&str, i32)> = (0..PARTS).map(|p| (topic, p)).collect();
     for g in groups {
         let on_source = src.committed(g, &parts);
@@ -225,7 +246,7 @@ fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, group
                 Some(want),
                 "group {g} on {topic}/{p}: source commit {c}, copy from {s}"
             );
-            assert!(want <= copied[p].len() as i64);
+            assert!(want <= sides.target[p].len() as i64);
             let run = kmigrate_raw(
                 dir,
                 &[
@@ -245,7 +266,11 @@ fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, group
         }
     }
     verify_ok(dir);
+    sides
 }
+
+/// The backlog: 4 partitions of 50,000 records.
+const BACKLOG_PER: usize = 50_000;
 
 #[test]
 fn sync_then_cutover_with_live_traffic_is_exact() {
@@ -254,24 +279,25 @@ fn sync_then_cutover_with_live_traffic_is_exact() {
     // Partition 3 was consumed to its end by both groups: followed from its end.
     let (src, tgt) = setup(
         &topic,
-        20_000,
+        BACKLOG_PER,
         &[
-            (&live, [5_000, 5_000, 5_000, 20_000]),
-            (&idle, [2_000, 10_000, 20_000, 20_000]),
+            (&live, [12_500, 12_500, 12_500, 50_000]),
+            (&idle, [5_000, 25_000, 50_000, 50_000]),
         ],
     );
     let dir = workdir("sync-live");
     std::fs::write(dir.join("migrate.toml"), config_for(&[&live, &idle], "")).expect("config");
     let traffic = Traffic::start(&src, &topic);
     let mut bg = start_sync(&dir);
-    assert_eq!(starts(&dir), vec![2_000, 5_000, 5_000, 20_000]);
-    let consumer = LiveConsumer::start(&src, &topic, &live);
-    until_written(&mut bg, &dir, 18_000 + 15_000 + 15_000 + 100);
+    assert_eq!(starts(&dir), vec![5_000, 12_500, 12_500, 50_000]);
+    // Slower than the backlog grows back: it still lags when it stops.
+    let consumer = LiveConsumer::start_at(&src, &topic, &live, Some(5_000.0));
+    until_written(&mut bg, &dir, 45_000 + 37_500 + 37_500 + 100);
     std::thread::sleep(Duration::from_secs(3));
     let produced = traffic.stop();
     let consumed = consumer.stop();
     assert!(
-        produced > 200 && consumed > 15_000,
+        produced > 200 && consumed > 5_000,
         "{produced} produced, {consumed} consumed"
     );
     stop_sync(bg);
@@ -279,7 +305,27 @@ fn sync_then_cutover_with_live_traffic_is_exact() {
     let run = cutover(&dir, &["--quiet", "1"]);
     assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("cutover: "), "{}", run.stdout);
-    assert_exact(&dir, (&src, &tgt), &topic, &[&live, &idle]);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&live, &idle]);
+    // A librdkafka consumer of each group resumes on the target where the group stopped.
+    let read = exact::assert_resumes((&src, &tgt), &sides, &topic, &[&live, &idle]);
+    let (live_left, idle_left): (usize, usize) = (read[0].iter().sum(), read[1].iter().sum());
+    assert!(
+        live_left > 0 && idle_left > 45_000 + 25_000,
+        "records left to read on the target: {live_left} by the live group, {idle_left} by \
+         the idle one"
+    );
+    eprintln!(
+        "{produced} live records produced, {consumed} consumed by the live group; read on \
+         resuming on the target, per partition: live group {:?}, idle group {:?}",
+        read[0], read[1]
+    );
+    let mut rng = Rng::from_env();
+    let checked = exact::assert_translations(&dir, &sides, &topic, &starts(&dir), 20, &mut rng);
+    assert_eq!(
+        checked,
+        4 * 22,
+        "source offsets translated and found on the target"
+    );
     // A second cutover finds it done.
     let again = cutover(&dir, &[]);
     assert_eq!(again.code, 2, "{}", again.stderr);
