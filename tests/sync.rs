@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use support::exact;
 use support::exact::Sides;
-use support::process::{Bg, Progress, spawn, state_json, while_running};
+use support::process::{Bg, Progress, spawn, spawn_logging, state_json, while_running};
 use support::records::assert_partition_copied;
 use support::{
     Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
@@ -456,31 +456,62 @@ fn cutover_refuses_while_sync_runs_or_the_source_is_active() {
     tgt.delete_topic(&topic);
 }
 
+/// Groups enough that committing them all on the target takes a while: a kill can land
+/// between two of them.
+const GROUPS: usize = 40;
+
 #[test]
-fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
+fn cutover_killed_mid_tail_and_mid_commit_then_rerun_is_exact() {
     let mut rng = Rng::from_env();
     let topic = unique("sync-cut-kill");
-    let group = unique("sync-cut-kill-g");
-    let (src, tgt) = setup(&topic, 2_000, &[(&group, [500, 0, 2_000, 1_000])]);
+    let names: Vec<String> = (0..GROUPS).map(|_| unique("sync-cut-kill-g")).collect();
+    // When the sync plans: the first group's commits are the copy's starts, the others'
+    // are seeded between them and the end (2,000).
+    let first = [500, 0, 2_000, 1_000];
+    let planned: Vec<[i64; 4]> = (0..GROUPS)
+        .map(|i| {
+            std::array::from_fn(|p| match i {
+                0 => first[p],
+                _ => first[p] + (rng.next() % (2_001 - first[p]) as u64) as i64,
+            })
+        })
+        .collect();
+    let commits: Vec<(&str, [i64; 4])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(planned.iter().copied())
+        .collect();
+    let (src, tgt) = setup(&topic, 2_000, &commits);
     let dir = workdir("sync-cut-kill");
-    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let groups: Vec<&str> = names.iter().map(String::as_str).collect();
+    std::fs::write(dir.join("migrate.toml"), config_for(&groups, "")).expect("config");
     let mut bg = start_sync(&dir);
     until_written(&mut bg, &dir, 1_500 + 2_000 + 1_000);
     stop_sync(bg);
-    // A tail of 15,000 records per partition arrives after the sync stopped, and the group
-    // consumed part of it.
+    // A tail of 15,000 records per partition arrives after the sync stopped, and the groups
+    // consumed part of it: the first group up to 2,000 + 3,000 x partition, the second to
+    // its end, every 4th group nothing, the others up to seeded offsets.
     for p in 0..PARTS {
         let tail: Vec<support::Rec> = (0..15_000)
             .map(|i| support::Rec::kv(p, &format!("tail-{p}-{i}"), &format!("{i:0>120}"), TS + i))
             .collect();
         src.produce(&topic, &tail);
     }
-    let commits: Vec<(&str, i32, i64)> = (0..PARTS)
-        .map(|p| (topic.as_str(), p, 2_000 + 3_000 * i64::from(p)))
-        .collect();
-    src.commit(&group, &commits);
-    // Two kills mid-tail (at seeded shares of it, watched on the target), one as soon as
-    // the state says the tail is copied (during or right before the commit).
+    for (i, g) in groups.iter().enumerate() {
+        let last: [i64; 4] = match i {
+            0 => std::array::from_fn(|p| 2_000 + 3_000 * p as i64),
+            1 => [17_000; 4],
+            _ if i % 4 == 0 => continue,
+            _ => std::array::from_fn(|p| {
+                planned[i][p] + (rng.next() % (17_001 - planned[i][p]) as u64) as i64
+            }),
+        };
+        let offsets: Vec<(&str, i32, i64)> = (0..PARTS)
+            .map(|p| (topic.as_str(), p, last[p as usize]))
+            .collect();
+        src.commit(g, &offsets);
+    }
+    // Two kills mid-tail, at seeded shares of it (watched on the target).
     let on_target = Progress::new(&tgt, &topic, PARTS);
     let before = on_target.total();
     let tail = 15_000 * i64::from(PARTS);
@@ -494,26 +525,35 @@ fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
         });
         bg.kill9();
     }
-    let mut bg = spawn(&dir, &["cutover", "--yes", "--quiet", "1"]);
-    let copied = || {
-        std::fs::read(dir.join(STATE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|s| s["phase"] != "copying")
-    };
-    while bg.exited().is_none() && !copied() {
+    // One kill mid-commit: as soon as it logs a group committed on the target.
+    let mut bg = spawn_logging(&dir, &["cutover", "--yes", "--quiet", "1"], "info");
+    let committed_line = "committed offsets of group ";
+    while bg.exited().is_none() && !bg.stderr().contains(committed_line) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    bg.kill9();
-    let run = cutover(&dir, &["--quiet", "1"]);
-    // Done by an earlier round (exit 2, "cut over already") or by this one.
-    assert!(
-        run.code == 0 || run.stderr.contains("cut over already"),
-        "cutover:\n{}\n{}",
-        run.stdout,
-        run.stderr
+    let killed = bg.kill9();
+    assert_eq!(
+        killed.code, -1,
+        "cutover ended before the kill:\n{}\n{}",
+        killed.stdout, killed.stderr
     );
-    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    let tps: Vec<(&str, i32)> = (0..PARTS).map(|p| (topic.as_str(), p)).collect();
+    let done = groups
+        .iter()
+        .filter(|g| tgt.committed(g, &tps).iter().any(Option::is_some))
+        .count();
+    eprintln!(
+        "killed mid-commit: {done} of {GROUPS} groups committed on the target ({} logged)",
+        killed.stderr.matches(committed_line).count()
+    );
+    assert!(
+        done > 0 && done < GROUPS,
+        "killed mid-commit, yet {done} of {GROUPS} groups are committed on the target:\n{}",
+        killed.stderr
+    );
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert_exact(&dir, (&src, &tgt), &topic, &groups);
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }
