@@ -203,11 +203,16 @@ fn until_written(bg: &mut Bg, dir: &Path, n: u64) {
 
 /// SIGTERM: the sync saves and exits 130.
 fn stop_sync(bg: Bg) {
-    bg.signal("-TERM");
+    stop_sync_with(bg, "-TERM");
+}
+
+/// A signal that stops the sync (`"-INT"`: Ctrl-C): it saves and exits 130.
+fn stop_sync_with(bg: Bg, sig: &str) {
+    bg.signal(sig);
     let run = bg.wait_within(Duration::from_secs(60));
     assert_eq!(
         run.code, 130,
-        "sync after SIGTERM:\n{}\n{}",
+        "sync after kill {sig}:\n{}\n{}",
         run.stdout, run.stderr
     );
 }
@@ -300,7 +305,7 @@ fn sync_then_cutover_with_live_traffic_is_exact() {
         produced > 200 && consumed > 5_000,
         "{produced} produced, {consumed} consumed"
     );
-    stop_sync(bg);
+    stop_sync_with(bg, "-INT");
 
     let run = cutover(&dir, &["--quiet", "1"]);
     assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
