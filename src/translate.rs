@@ -323,8 +323,17 @@ pub fn commit(
         // must not keep the others from their offsets: it is reported and retried by a rerun.
         let outcome = match admin.alter_group_offsets(group, &to_commit) {
             Err(e) => CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
-            Ok(()) if kept.is_empty() => CommitOutcome::Committed,
-            Ok(()) => CommitOutcome::KeptAhead(kept),
+            Ok(()) => {
+                tracing::info!(
+                    "committed offsets of group {group} on {} partition(s) of the target",
+                    to_commit.len()
+                );
+                if kept.is_empty() {
+                    CommitOutcome::Committed
+                } else {
+                    CommitOutcome::KeptAhead(kept)
+                }
+            }
         };
         out.push(GroupOffsets {
             group: group.clone(),
