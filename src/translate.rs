@@ -119,6 +119,74 @@ pub fn final_targets(
     }
 }
 
+/// A group's commit read after a `run`'s copy that lies past what was copied: it consumed
+/// records that arrived on the source after the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastCopy {
+    pub group: String,
+    pub tp: Tp,
+    pub commit: i64,
+    /// The source offset the copy ends at.
+    pub end: i64,
+}
+
+/// After a `run`'s copy: in `targets` (from the commits the plan read), the offset of
+/// every copied partition whose group committed elsewhere since the plan (`finals`, read
+/// after the copy) is replaced by the translation of that commit through the partition's
+/// offset map: a group that kept consuming during the copy resumes after what it consumed,
+/// not before. A commit past the copy resumes at the copy's end (returned, to be named);
+/// partitions whose offset map is incomplete (state files older than the map) keep the
+/// plan's translation. Of a shard, only its own partitions (`state.partitions`) change.
+pub fn apply_final_commits(
+    state: &State,
+    targets: &mut BTreeMap<String, BTreeMap<Tp, i64>>,
+    finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
+) -> Vec<PastCopy> {
+    let mut past = Vec::new();
+    for ps in &state.partitions {
+        let tp = Tp::new(&ps.topic, ps.partition);
+        let complete = ps.map.records() == ps.progress.written;
+        let Some(planned) = state.plan.partitions.iter().find(|p| p.tp() == tp) else {
+            continue;
+        };
+        for (g, commits) in finals {
+            let Some(&commit) = commits.get(&tp) else {
+                continue;
+            };
+            if !complete || planned.committed.get(g) == Some(&commit) {
+                continue;
+            }
+            let translated = crate::offsets::translate_one(
+                &ps.map,
+                (ps.start, ps.end),
+                ps.next_target(),
+                ps.progress.done,
+                commit.max(ps.start),
+            );
+            let offset = match translated {
+                Ok(t) => Some(t),
+                Err(crate::offsets::Untranslatable::PastCopied { .. }) => {
+                    past.push(PastCopy {
+                        group: g.clone(),
+                        tp: tp.clone(),
+                        commit,
+                        end: ps.end,
+                    });
+                    ps.next_target()
+                }
+                Err(_) => None,
+            };
+            if let Some(t) = offset {
+                targets
+                    .entry(g.clone())
+                    .or_default()
+                    .insert(ps.target_tp(), t);
+            }
+        }
+    }
+    past
+}
+
 /// The (group, source partition) of final commits that the copy does not cover although
 /// the plan considered the partition: partitions no group had committed when the sync was
 /// planned, under `uncommitted_partitions = "skip"`. Their records are not on the target.
@@ -255,8 +323,17 @@ pub fn commit(
         // must not keep the others from their offsets: it is reported and retried by a rerun.
         let outcome = match admin.alter_group_offsets(group, &to_commit) {
             Err(e) => CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
-            Ok(()) if kept.is_empty() => CommitOutcome::Committed,
-            Ok(()) => CommitOutcome::KeptAhead(kept),
+            Ok(()) => {
+                tracing::info!(
+                    "committed offsets of group {group} on {} partition(s) of the target",
+                    to_commit.len()
+                );
+                if kept.is_empty() {
+                    CommitOutcome::Committed
+                } else {
+                    CommitOutcome::KeptAhead(kept)
+                }
+            }
         };
         out.push(GroupOffsets {
             group: group.clone(),
@@ -343,6 +420,46 @@ mod tests {
                 .expect("ok")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_runs_groups_resume_after_what_they_consumed_during_the_copy() {
+        let (mut state, _) = copied_live_state(&[]);
+        state.plan.live = false;
+        // The plan read g at 20 on t/0 and 40 on t/1; the copy translated those.
+        let planned: BTreeMap<Tp, i64> = [(0, 100), (1, 7)]
+            .into_iter()
+            .map(|(p, o)| (Tp::new("t", p), o))
+            .collect();
+        let fresh = || [("g".to_string(), planned.clone())].into_iter().collect();
+        let mut targets: BTreeMap<String, BTreeMap<Tp, i64>> = fresh();
+        // Unchanged commits: unchanged offsets.
+        let past = apply_final_commits(&state, &mut targets, &finals(&[(0, 20), (1, 40)]));
+        assert!(past.is_empty());
+        assert_eq!(targets, fresh());
+        // Consumed on during the copy: translated through the map.
+        let past = apply_final_commits(&state, &mut targets, &finals(&[(0, 35), (1, 42)]));
+        assert!(past.is_empty());
+        assert_eq!(targets["g"][&Tp::new("t", 0)], 115);
+        assert_eq!(targets["g"][&Tp::new("t", 1)], 9);
+        // Past the copy (records that arrived after the plan): the copy's end, named.
+        let mut targets = fresh();
+        let past = apply_final_commits(&state, &mut targets, &finals(&[(1, 45)]));
+        assert_eq!(
+            past,
+            vec![PastCopy {
+                group: "g".into(),
+                tp: Tp::new("t", 1),
+                commit: 45,
+                end: 44
+            }]
+        );
+        assert_eq!(targets["g"][&Tp::new("t", 1)], 11);
+        // An incomplete offset map (older state files) keeps the plan's translation.
+        let mut targets = fresh();
+        state.partitions[0].map = crate::offsets::OffsetMap::default();
+        apply_final_commits(&state, &mut targets, &finals(&[(0, 35)]));
+        assert_eq!(targets, fresh());
     }
 
     #[test]

@@ -1022,9 +1022,11 @@ fn foreign_records_past_a_checkpoint_are_refused_at_once() {
 
 #[test]
 fn records_arriving_during_the_run_are_named_and_exit_1() {
-    // An operator forgot one producer: it writes to partition 1 while the copy runs. The run
-    // copies the plan exactly, commits the plan's translation, and exits 1 naming the
-    // partition and how many offsets arrived after the plan, instead of reporting success.
+    // An operator forgot one producer: it writes to partition 1 while the copy runs, and a
+    // consumer moved the group on. The run copies the plan exactly, commits the group's
+    // commits read after the copy, translated, and exits 1 naming the partition and how many
+    // offsets arrived after the plan, instead of reporting success. `kmigrate cutover` then
+    // copies the late records and commits the group's final offsets.
     let topic = unique("run-late");
     let g = unique("run-late-g");
     let (src, tgt) = (Cluster::source(), Cluster::target());
@@ -1044,6 +1046,7 @@ fn records_arriving_during_the_run_are_named_and_exit_1() {
         dir.join(STATE).exists() && progress.total() > 0
     });
     let late = src.produce_n(&topic, 1, 37, TS);
+    src.commit(&g, &[(&topic, 0, 150), (&topic, 1, 5)]);
     let run = bg.wait();
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -1052,7 +1055,8 @@ fn records_arriving_during_the_run_are_named_and_exit_1() {
         "{}",
         run.stderr
     );
-    // The plan's records exactly, none of the late ones; the plan's translation committed.
+    // The plan's records exactly, none of the late ones; the group's commits after the copy,
+    // translated, committed.
     for (p, from) in [(0, 100), (1, 5)] {
         let planned: Vec<Rec> = src
             .read_all(&topic, p)
@@ -1069,12 +1073,47 @@ fn records_arriving_during_the_run_are_named_and_exit_1() {
     }
     assert_eq!(
         tgt.committed(&g, &[(&topic, 0), (&topic, 1)]),
-        [Some(0), Some(0)]
+        [Some(50), Some(0)]
     );
     // A rerun says the same: the source still holds records the migration does not.
     let again = support::kmigrate_raw(&dir, &["run", "--yes"]);
     assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
     assert!(again.stderr.contains("+37"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("kmigrate cutover"),
+        "{}",
+        again.stderr
+    );
+
+    // The producer stopped; the group consumed into the late records. The cutover copies
+    // them after the run's copy, exactly once, and commits the group's final offsets.
+    src.commit(&g, &[(&topic, 0, 150), (&topic, 1, 20_010)]);
+    let cut = support::kmigrate_raw(&dir, &["cutover", "--yes", "--quiet", "1"]);
+    assert_eq!(cut.code, 0, "{}\n{}", cut.stdout, cut.stderr);
+    assert!(
+        cut.stdout.contains("37 record(s) copied in the tail"),
+        "{}",
+        cut.stdout
+    );
+    for (p, from) in [(0, 100), (1, 5)] {
+        let all: Vec<Rec> = src
+            .read_all(&topic, p)
+            .into_iter()
+            .filter(|r| r.offset >= from)
+            .map(|r| r.rec)
+            .collect();
+        let copied = tgt.read_records(&topic, p);
+        assert_records(&format!("{topic}/{p} after the cutover"), &copied, &all);
+    }
+    assert_eq!(
+        tgt.committed(&g, &[(&topic, 0), (&topic, 1)]),
+        [Some(50), Some(20_005)]
+    );
+    support::verify_ok(&dir);
+    // Cut over: a rerun is refused, nothing more is written.
+    let again = support::kmigrate_raw(&dir, &["cutover", "--yes"]);
+    assert_eq!(again.code, 2, "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(tgt.read_records(&topic, 1).len(), 20_032);
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }

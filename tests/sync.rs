@@ -16,8 +16,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use support::exact;
-use support::process::{Bg, Progress, spawn, state_json, while_running};
-use support::records::assert_copied;
+use support::exact::Sides;
+use support::process::{Bg, Progress, spawn, spawn_logging, state_json, while_running};
+use support::records::assert_partition_copied;
 use support::{
     Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
 };
@@ -98,6 +99,12 @@ struct LiveConsumer {
 
 impl LiveConsumer {
     fn start(src: &Cluster, topic: &str, group: &str) -> LiveConsumer {
+        LiveConsumer::start_at(src, topic, group, None)
+    }
+
+    /// [`LiveConsumer::start`] processing at most `per_sec` records a second (`None`: as
+    /// fast as it can), so that it lags as a real application does.
+    fn start_at(src: &Cluster, topic: &str, group: &str, per_sec: Option<f64>) -> LiveConsumer {
         let stop = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer = src
             .config()
@@ -111,9 +118,14 @@ impl LiveConsumer {
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
             let mut consumed = 0usize;
+            let began = Instant::now();
             let mut last_commit = Instant::now();
             while !flag.load(Ordering::Relaxed) {
-                if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                let busy =
+                    per_sec.is_some_and(|r| consumed as f64 >= r * began.elapsed().as_secs_f64());
+                if busy {
+                    std::thread::sleep(Duration::from_millis(10));
+                } else if let Some(m) = consumer.poll(Duration::from_millis(50)) {
                     m.expect("consuming");
                     consumed += 1;
                 }
@@ -191,11 +203,16 @@ fn until_written(bg: &mut Bg, dir: &Path, n: u64) {
 
 /// SIGTERM: the sync saves and exits 130.
 fn stop_sync(bg: Bg) {
-    bg.signal("-TERM");
+    stop_sync_with(bg, "-TERM");
+}
+
+/// A signal that stops the sync (`"-INT"`: Ctrl-C): it saves and exits 130.
+fn stop_sync_with(bg: Bg, sig: &str) {
+    bg.signal(sig);
     let run = bg.wait_within(Duration::from_secs(60));
     assert_eq!(
         run.code, 130,
-        "sync after SIGTERM:\n{}\n{}",
+        "sync after kill {sig}:\n{}\n{}",
         run.stdout, run.stderr
     );
 }
@@ -209,10 +226,19 @@ fn cutover(dir: &Path, args: &[&str]) -> support::Run {
 /// Every record from the copy's starts is on the target once, in order; each group's
 /// offset on the target is that of the first record it had not consumed on the source
 /// (the target was empty: source offset `c` is target offset `c - start`), and `kmigrate
-/// offsets translate` agrees; `kmigrate verify` passes.
-fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, groups: &[&str]) {
+/// offsets translate` agrees; `kmigrate verify` passes. Returns both sides as read.
+fn assert_exact(
+    dir: &Path,
+    (src, tgt): (&Cluster, &Cluster),
+    topic: &str,
+    groups: &[&str],
+) -> Sides {
     let start = starts(dir);
-    let copied = assert_copied(src, tgt, topic, &start);
+    let sides = Sides::read((src, tgt), topic, PARTS);
+    for (p, s) in start.iter().enumerate() {
+        let what = format!("{topic}/{p} on the target");
+        assert_partition_copied(&what, &sides.source[p], &sides.target[p], *s);
+    }
     let parts: Vec<(&str, i32)> = (0..PARTS).map(|p| (topic, p)).collect();
     for g in groups {
         let on_source = src.committed(g, &parts);
@@ -225,7 +251,7 @@ fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, group
                 Some(want),
                 "group {g} on {topic}/{p}: source commit {c}, copy from {s}"
             );
-            assert!(want <= copied[p].len() as i64);
+            assert!(want <= sides.target[p].len() as i64);
             let run = kmigrate_raw(
                 dir,
                 &[
@@ -245,7 +271,11 @@ fn assert_exact(dir: &Path, (src, tgt): (&Cluster, &Cluster), topic: &str, group
         }
     }
     verify_ok(dir);
+    sides
 }
+
+/// The backlog: 4 partitions of 50,000 records.
+const BACKLOG_PER: usize = 50_000;
 
 #[test]
 fn sync_then_cutover_with_live_traffic_is_exact() {
@@ -254,32 +284,53 @@ fn sync_then_cutover_with_live_traffic_is_exact() {
     // Partition 3 was consumed to its end by both groups: followed from its end.
     let (src, tgt) = setup(
         &topic,
-        20_000,
+        BACKLOG_PER,
         &[
-            (&live, [5_000, 5_000, 5_000, 20_000]),
-            (&idle, [2_000, 10_000, 20_000, 20_000]),
+            (&live, [12_500, 12_500, 12_500, 50_000]),
+            (&idle, [5_000, 25_000, 50_000, 50_000]),
         ],
     );
     let dir = workdir("sync-live");
     std::fs::write(dir.join("migrate.toml"), config_for(&[&live, &idle], "")).expect("config");
     let traffic = Traffic::start(&src, &topic);
     let mut bg = start_sync(&dir);
-    assert_eq!(starts(&dir), vec![2_000, 5_000, 5_000, 20_000]);
-    let consumer = LiveConsumer::start(&src, &topic, &live);
-    until_written(&mut bg, &dir, 18_000 + 15_000 + 15_000 + 100);
+    assert_eq!(starts(&dir), vec![5_000, 12_500, 12_500, 50_000]);
+    // Slower than the backlog grows back: it still lags when it stops.
+    let consumer = LiveConsumer::start_at(&src, &topic, &live, Some(5_000.0));
+    until_written(&mut bg, &dir, 45_000 + 37_500 + 37_500 + 100);
     std::thread::sleep(Duration::from_secs(3));
     let produced = traffic.stop();
     let consumed = consumer.stop();
     assert!(
-        produced > 200 && consumed > 15_000,
+        produced > 200 && consumed > 5_000,
         "{produced} produced, {consumed} consumed"
     );
-    stop_sync(bg);
+    stop_sync_with(bg, "-INT");
 
     let run = cutover(&dir, &["--quiet", "1"]);
     assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("cutover: "), "{}", run.stdout);
-    assert_exact(&dir, (&src, &tgt), &topic, &[&live, &idle]);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&live, &idle]);
+    // A librdkafka consumer of each group resumes on the target where the group stopped.
+    let read = exact::assert_resumes((&src, &tgt), &sides, &topic, &[&live, &idle]);
+    let (live_left, idle_left): (usize, usize) = (read[0].iter().sum(), read[1].iter().sum());
+    assert!(
+        live_left > 0 && idle_left > 45_000 + 25_000,
+        "records left to read on the target: {live_left} by the live group, {idle_left} by \
+         the idle one"
+    );
+    eprintln!(
+        "{produced} live records produced, {consumed} consumed by the live group; read on \
+         resuming on the target, per partition: live group {:?}, idle group {:?}",
+        read[0], read[1]
+    );
+    let mut rng = Rng::from_env();
+    let checked = exact::assert_translations(&dir, &sides, &topic, &starts(&dir), 20, &mut rng);
+    assert_eq!(
+        checked,
+        4 * 22,
+        "source offsets translated and found on the target"
+    );
     // A second cutover finds it done.
     let again = cutover(&dir, &[]);
     assert_eq!(again.code, 2, "{}", again.stderr);
@@ -410,31 +461,62 @@ fn cutover_refuses_while_sync_runs_or_the_source_is_active() {
     tgt.delete_topic(&topic);
 }
 
+/// Groups enough that committing them all on the target takes a while: a kill can land
+/// between two of them.
+const GROUPS: usize = 40;
+
 #[test]
-fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
+fn cutover_killed_mid_tail_and_mid_commit_then_rerun_is_exact() {
     let mut rng = Rng::from_env();
     let topic = unique("sync-cut-kill");
-    let group = unique("sync-cut-kill-g");
-    let (src, tgt) = setup(&topic, 2_000, &[(&group, [500, 0, 2_000, 1_000])]);
+    let names: Vec<String> = (0..GROUPS).map(|_| unique("sync-cut-kill-g")).collect();
+    // When the sync plans: the first group's commits are the copy's starts, the others'
+    // are seeded between them and the end (2,000).
+    let first = [500, 0, 2_000, 1_000];
+    let planned: Vec<[i64; 4]> = (0..GROUPS)
+        .map(|i| {
+            std::array::from_fn(|p| match i {
+                0 => first[p],
+                _ => first[p] + (rng.next() % (2_001 - first[p]) as u64) as i64,
+            })
+        })
+        .collect();
+    let commits: Vec<(&str, [i64; 4])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(planned.iter().copied())
+        .collect();
+    let (src, tgt) = setup(&topic, 2_000, &commits);
     let dir = workdir("sync-cut-kill");
-    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let groups: Vec<&str> = names.iter().map(String::as_str).collect();
+    std::fs::write(dir.join("migrate.toml"), config_for(&groups, "")).expect("config");
     let mut bg = start_sync(&dir);
     until_written(&mut bg, &dir, 1_500 + 2_000 + 1_000);
     stop_sync(bg);
-    // A tail of 15,000 records per partition arrives after the sync stopped, and the group
-    // consumed part of it.
+    // A tail of 15,000 records per partition arrives after the sync stopped, and the groups
+    // consumed part of it: the first group up to 2,000 + 3,000 x partition, the second to
+    // its end, every 4th group nothing, the others up to seeded offsets.
     for p in 0..PARTS {
         let tail: Vec<support::Rec> = (0..15_000)
             .map(|i| support::Rec::kv(p, &format!("tail-{p}-{i}"), &format!("{i:0>120}"), TS + i))
             .collect();
         src.produce(&topic, &tail);
     }
-    let commits: Vec<(&str, i32, i64)> = (0..PARTS)
-        .map(|p| (topic.as_str(), p, 2_000 + 3_000 * i64::from(p)))
-        .collect();
-    src.commit(&group, &commits);
-    // Two kills mid-tail (at seeded shares of it, watched on the target), one as soon as
-    // the state says the tail is copied (during or right before the commit).
+    for (i, g) in groups.iter().enumerate() {
+        let last: [i64; 4] = match i {
+            0 => std::array::from_fn(|p| 2_000 + 3_000 * p as i64),
+            1 => [17_000; 4],
+            _ if i % 4 == 0 => continue,
+            _ => std::array::from_fn(|p| {
+                planned[i][p] + (rng.next() % (17_001 - planned[i][p]) as u64) as i64
+            }),
+        };
+        let offsets: Vec<(&str, i32, i64)> = (0..PARTS)
+            .map(|p| (topic.as_str(), p, last[p as usize]))
+            .collect();
+        src.commit(g, &offsets);
+    }
+    // Two kills mid-tail, at seeded shares of it (watched on the target).
     let on_target = Progress::new(&tgt, &topic, PARTS);
     let before = on_target.total();
     let tail = 15_000 * i64::from(PARTS);
@@ -448,26 +530,42 @@ fn cutover_killed_at_seeded_points_then_rerun_is_exact() {
         });
         bg.kill9();
     }
-    let mut bg = spawn(&dir, &["cutover", "--yes", "--quiet", "1"]);
-    let copied = || {
-        std::fs::read(dir.join(STATE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|s| s["phase"] != "copying")
-    };
-    while bg.exited().is_none() && !copied() {
+    // One kill mid-commit: as soon as it logs a group committed on the target.
+    let mut bg = spawn_logging(&dir, &["cutover", "--yes", "--quiet", "1"], "info");
+    let committed_line = "committed offsets of group ";
+    while bg.exited().is_none() && !bg.stderr().contains(committed_line) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    bg.kill9();
-    let run = cutover(&dir, &["--quiet", "1"]);
-    // Done by an earlier round (exit 2, "cut over already") or by this one.
-    assert!(
-        run.code == 0 || run.stderr.contains("cut over already"),
-        "cutover:\n{}\n{}",
-        run.stdout,
-        run.stderr
+    let killed = bg.kill9();
+    assert_eq!(
+        killed.code, -1,
+        "cutover ended before the kill:\n{}\n{}",
+        killed.stdout, killed.stderr
     );
-    assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    let tps: Vec<(&str, i32)> = (0..PARTS).map(|p| (topic.as_str(), p)).collect();
+    let done = groups
+        .iter()
+        .filter(|g| tgt.committed(g, &tps).iter().any(Option::is_some))
+        .count();
+    eprintln!(
+        "killed mid-commit: {done} of {GROUPS} groups committed on the target ({} logged)",
+        killed.stderr.matches(committed_line).count()
+    );
+    assert!(
+        done > 0 && done < GROUPS,
+        "killed mid-commit, yet {done} of {GROUPS} groups are committed on the target:\n{}",
+        killed.stderr
+    );
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &groups);
+    // The offset map kept through the kills finds any copied record.
+    let checked = exact::assert_translations(&dir, &sides, &topic, &starts(&dir), 20, &mut rng);
+    assert_eq!(
+        checked,
+        4 * 22,
+        "source offsets translated and found on the target"
+    );
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-
 use super::{run, sync};
 use crate::cli::{CutoverArgs, ProgressMode, RunArgs};
 use crate::config::Config;
@@ -30,9 +28,11 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
         report::note("no `kmigrate sync` state file: migrating as `kmigrate run` does");
         return run::execute(cfg, &run_args(args));
     };
-    sync::check_resumable(cfg, &ledger, state_path)?;
+    sync::check_resumable(cfg, &ledger, state_path, true)?;
+    let of_run = !ledger.state.plan.live;
     report::note(&format!(
-        "cutting over the sync started at {} (state file {})",
+        "cutting over the {} started at {} (state file {})",
+        if of_run { "run" } else { "sync" },
         report::time_ms(ledger.state.started_at_ms),
         state_path.display()
     ));
@@ -40,13 +40,22 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
     let stop = run::install_signal_handlers()?;
     let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
     let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
+    if of_run {
+        follow_run(cfg, &target, &mut ledger)?;
+    }
     let Some(last) = wait_until_still(&source, &ledger.state, args, &stop)? else {
         report::note("interrupted while waiting for the source to stop: nothing was changed");
         return Ok(Outcome::Interrupted);
     };
     let opts = run::copy_options(cfg, None);
-    let (ended, snap) =
-        sync::extend_and_copy((&source, &target), &mut ledger, &last, &opts, &stop)?;
+    let (ended, snap) = sync::extend_and_copy(
+        (&source, &target),
+        &mut ledger,
+        &last,
+        &opts,
+        &stop,
+        report::copy_progress(ProgressMode::Auto).as_mut(),
+    )?;
     if ended == Ended::Interrupted || stop.load(Ordering::Relaxed) {
         report::note(&format!(
             "interrupted: progress is saved in {}; run `kmigrate cutover` again to finish",
@@ -67,6 +76,20 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
         written(&ledger.state),
     ));
     Ok(outcome)
+}
+
+/// A cutover after a `kmigrate run` (which found records that arrived after its plan):
+/// its state becomes a sync's, saved, and the target topics of the partitions it now
+/// follows are created when missing.
+fn follow_run(cfg: &Config, target: &Cluster, ledger: &mut Ledger) -> anyhow::Result<()> {
+    ledger.go_live()?;
+    report::note(
+        "the run's copy is kept; the cutover copies what arrived on the source after its plan \
+         and commits the groups' final offsets",
+    );
+    let plan = &ledger.state.plan;
+    let created = run::create_topics(target, plan, cfg, true)?;
+    run::check_target_partitions(target, plan, created)
 }
 
 /// `run`'s arguments for a cutover without a sync before it.
@@ -181,7 +204,7 @@ fn commit(
         report::note("translate_offsets = false: no group offsets were committed on the target");
         return Ok(Outcome::Success);
     }
-    let finals = final_commits(source, &ledger.state)?;
+    let finals = run::final_commits(source, &ledger.state)?;
     let uncovered = translate::uncovered_commits(&ledger.state, &finals);
     if !uncovered.is_empty() {
         let named: Vec<String> = uncovered
@@ -231,28 +254,6 @@ fn commit(
     } else {
         Outcome::ProblemsFound
     })
-}
-
-/// Every planned group's committed offsets on the source now.
-fn final_commits(
-    source: &Cluster,
-    state: &State,
-) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
-    let admin = source.admin()?;
-    state
-        .plan
-        .groups
-        .iter()
-        .map(|g| {
-            let commits = admin.committed(&g.group).with_context(|| {
-                format!(
-                    "reading the final committed offsets of group {} on the source",
-                    g.group
-                )
-            })?;
-            Ok((g.group.clone(), commits))
-        })
-        .collect()
 }
 
 fn written(state: &State) -> u64 {

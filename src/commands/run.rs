@@ -262,7 +262,7 @@ fn complete(
     obs: &report::Observer,
 ) -> anyhow::Result<Outcome> {
     let late = arrived_after_plan(source, &ledger.state)?;
-    let outcome = commit_offsets(cfg, target, ledger, snap, force, obs)?;
+    let outcome = commit_offsets(cfg, (source, target), ledger, snap, force, obs)?;
     if late.is_empty() {
         return Ok(outcome);
     }
@@ -305,18 +305,40 @@ fn late_text(late: &[Late]) -> String {
     format!(
         "production has not stopped: {} offset(s) arrived on the source after the plan, in {} \
          partition(s): {}. kmigrate copied the planned records only: these records are NOT on \
-         the target, and the groups' offsets committed there are those the plan read. Stop \
-         every producer (and consumer) of these topics before migrating them",
+         the target. Stop every producer and consumer of these topics, then run `kmigrate \
+         cutover --yes`: it keeps what was copied, copies these records and commits the \
+         groups' final offsets",
         thousands(offsets),
         late.len(),
         named.join(", ")
     )
 }
 
+fn past_copy_text(past: &[translate::PastCopy]) -> String {
+    let named: Vec<String> = past
+        .iter()
+        .take(10)
+        .map(|p| {
+            format!(
+                "{} at {} offset {} (the copy ends at {})",
+                p.group, p.tp, p.commit, p.end
+            )
+        })
+        .collect();
+    format!(
+        "{} group commit(s) lie past the copy: the groups consumed records that arrived after \
+         the plan: {}{}. On the target they resume at the copy's end; `kmigrate cutover` \
+         copies the rest and commits their final offsets",
+        past.len(),
+        named.join(", "),
+        if past.len() > 10 { ", ..." } else { "" }
+    )
+}
+
 /// After the copy: check it, then commit every group's translated offsets on the target.
 fn commit_offsets(
     cfg: &Config,
-    target: &Cluster,
+    (source, target): (&Cluster, &Cluster),
     ledger: &mut Ledger,
     snap: Option<&Snapshot>,
     force: bool,
@@ -349,6 +371,13 @@ fn commit_offsets(
             .map(|(tp, (_, high))| (tp, high))
             .collect();
         let mut targets = translate::group_targets(&state.plan, state, &ends, owned.as_deref());
+        // The groups' commits now, not the plan's: one that kept consuming during the copy
+        // resumes after what it consumed.
+        let finals = final_commits(source, state)?;
+        let past = translate::apply_final_commits(state, &mut targets, &finals);
+        if !past.is_empty() {
+            report::warning(&past_copy_text(&past));
+        }
         translate::drop_done(&mut targets, &state.offsets);
         let results = translate::commit(target, &targets, force, "kmigrate run")?;
         ledger.record_offsets(results)?;
@@ -363,6 +392,28 @@ fn commit_offsets(
     } else {
         Outcome::ProblemsFound
     })
+}
+
+/// Every planned group's committed offsets on the source now.
+pub(super) fn final_commits(
+    source: &Cluster,
+    state: &crate::ledger::State,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
+    let admin = source.admin()?;
+    state
+        .plan
+        .groups
+        .iter()
+        .map(|g| {
+            let commits = admin.committed(&g.group).with_context(|| {
+                format!(
+                    "reading the final committed offsets of group {} on the source",
+                    g.group
+                )
+            })?;
+            Ok((g.group.clone(), commits))
+        })
+        .collect()
 }
 
 /// SIGINT / SIGTERM ask the copy to stop cleanly (flush, checkpoint, exit 130); a second

@@ -25,12 +25,10 @@ use crate::ledger::{Ledger, Phase, State};
 use crate::model::{Tp, Watermarks};
 use crate::plan::Plan;
 use crate::plan::live::{self, Growth, Reset};
-use crate::report::{self, thousands};
+use crate::report::{self, follow, thousands};
 
 /// How often the source's offsets are read again.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
-/// How often a progress line is logged.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 pub fn execute(cfg: &Config, args: &SyncArgs) -> anyhow::Result<Outcome> {
     let stop = run::install_signal_handlers()?;
@@ -103,7 +101,7 @@ fn open_or_start(
         )));
     }
     if let Some(ledger) = Ledger::open(state_path)? {
-        check_resumable(cfg, &ledger, state_path)?;
+        check_resumable(cfg, &ledger, state_path, false)?;
         report::note(&format!(
             "resuming the sync started at {} (state file {})",
             report::time_ms(ledger.state.started_at_ms),
@@ -127,21 +125,23 @@ fn open_or_start(
 }
 
 /// A state file a sync (or cutover) may continue: one of a live plan, not cut over yet,
-/// made for these clusters and this `[topics]` table.
+/// made for these clusters and this `[topics]` table. `of_run`: a `kmigrate run`'s state
+/// is accepted too, finished or not (the cutover copies what arrived after its plan).
 pub(super) fn check_resumable(
     cfg: &Config,
     ledger: &Ledger,
     state_path: &Path,
+    of_run: bool,
 ) -> anyhow::Result<()> {
     let state = &ledger.state;
-    if !state.plan.live {
+    if !state.plan.live && !of_run {
         return Err(usage(format!(
             "the state file {} belongs to a `kmigrate run`, not to a sync: finish it with \
              `kmigrate run`, or move it away to start a sync on an empty target",
             state_path.display()
         )));
     }
-    if state.phase == Phase::Complete {
+    if state.plan.live && state.phase == Phase::Complete {
         return Err(usage(format!(
             "the migration in {} is cut over already (groups committed on the target): \
              `kmigrate verify` checks it; move the state file away to start another",
@@ -185,6 +185,7 @@ pub(super) fn extend_and_copy(
     now: &BTreeMap<Tp, Watermarks>,
     opts: &Options,
     stop: &AtomicBool,
+    sink: &mut dyn ProgressSink,
 ) -> anyhow::Result<(Ended, Option<Snapshot>)> {
     let moved = ledger.extend(now)?;
     tracing::debug!(partitions = moved.len(), "ranges extended");
@@ -192,7 +193,7 @@ pub(super) fn extend_and_copy(
         ledger.mark_copied();
         return Ok((Ended::Complete, None));
     }
-    let (ended, snap) = copy::run(source, target, ledger, opts, stop, &mut Silent)?;
+    let (ended, snap) = copy::run(source, target, ledger, opts, stop, sink)?;
     Ok((ended, Some(snap)))
 }
 
@@ -205,7 +206,7 @@ fn follow(
     rescan: &mut Rescan,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let mut meter = Meter::new(written(&ledger.state));
+    let mut display = follow::Display::new();
     while !stop.load(Ordering::Relaxed) {
         let round = Instant::now();
         if round >= rescan.next {
@@ -213,14 +214,15 @@ fn follow(
         }
         let now = source_offsets(clusters.0, &source_tps(&ledger.state))?;
         // Behind the source as it was just read: what this round copies.
-        let behind = lag(&ledger.state, &now);
-        let (ended, _) = extend_and_copy(clusters, ledger, &now, opts, stop)?;
+        let behind = follow::lags(&ledger.state, &now);
+        let (ended, _) = extend_and_copy(clusters, ledger, &now, opts, stop, &mut display)?;
         if ended == Ended::Interrupted {
             break;
         }
-        meter.report(&ledger.state, behind);
+        display.round(behind, written(&ledger.state));
         pause(stop, FOLLOW_EVERY.saturating_sub(round.elapsed()));
     }
+    display.close();
     ledger.save()
 }
 
@@ -429,88 +431,4 @@ fn pause(stop: &AtomicBool, d: Duration) {
 /// Records on the target from this migration.
 fn written(state: &State) -> u64 {
     state.partitions.iter().map(|p| p.progress.written).sum()
-}
-
-/// Offsets the copy is behind the source's last stable offsets `now`, summed.
-pub fn lag(state: &State, now: &BTreeMap<Tp, Watermarks>) -> i64 {
-    state
-        .partitions
-        .iter()
-        .map(|p| {
-            let stable = now
-                .get(&Tp::new(&p.topic, p.partition))
-                .map_or(p.end, |w| w.stable);
-            (stable - p.copied_to()).max(0)
-        })
-        .sum()
-}
-
-/// The progress line every few seconds: lag and rate.
-struct Meter {
-    last: Instant,
-    written: u64,
-}
-
-impl Meter {
-    fn new(written: u64) -> Meter {
-        Meter {
-            last: Instant::now(),
-            written,
-        }
-    }
-
-    /// Logs a line when it is time: `behind` is the lag the last round found.
-    fn report(&mut self, state: &State, behind: i64) {
-        let elapsed = self.last.elapsed();
-        if elapsed < REPORT_EVERY {
-            return;
-        }
-        let total = written(state);
-        let rate = (total - self.written.min(total)) as f64 / elapsed.as_secs_f64();
-        tracing::info!(
-            "following the source: {} offset(s) behind its last stable offsets when last read, \
-             over {} partition(s); {rate:.0} records/s; {} records on the target",
-            thousands(behind),
-            state.partitions.len(),
-            thousands(total as i64)
-        );
-        self.last = Instant::now();
-        self.written = total;
-    }
-}
-
-/// The copy's own progress display stays off: sync logs its lag instead.
-struct Silent;
-
-impl ProgressSink for Silent {
-    fn update(&mut self, _: &Snapshot) {}
-    fn finish(&mut self, _: &Snapshot) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::live::tests::live_plan;
-
-    #[test]
-    fn lag_counts_offsets_past_what_is_copied() {
-        let mut state = State::new(&live_plan(), 0);
-        // t/0 [20, 50) copied up to 29; t/1 [40, 40) and t/2 [30, 30) empty.
-        state.partitions[0].progress.base = Some(0);
-        state.partitions[0].progress.acked = Some((29, 9));
-        let now: BTreeMap<Tp, Watermarks> = [(0, 60), (1, 45), (2, 30)]
-            .into_iter()
-            .map(|(p, s)| {
-                let w = Watermarks {
-                    low: 0,
-                    high: s,
-                    stable: s,
-                };
-                (Tp::new("t", p), w)
-            })
-            .collect();
-        assert_eq!(lag(&state, &now), 30 + 5);
-        state.partitions[0].progress.done = true;
-        assert_eq!(lag(&state, &now), 10 + 5);
-    }
 }

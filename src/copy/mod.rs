@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-pub use self::progress::{ProgressSink, Snapshot};
+pub use self::progress::{PartitionSnapshot, ProgressSink, Snapshot};
 use self::shared::Shared;
 use crate::kafka::Cluster;
 use crate::kafka::reader::{DEFAULT_BATCH_BYTES, Tuning};

@@ -402,6 +402,47 @@ impl State {
         Ok(true)
     }
 
+    /// Turns the state of a `kmigrate run` into that of a sync, so that `kmigrate cutover`
+    /// can copy the records that arrived after the run's plan and commit the groups' final
+    /// offsets: the plan becomes live (see [`live::follow`]: partitions skipped because
+    /// their groups had consumed everything are followed from their end too), those
+    /// partitions get a fresh progress, and the group offsets the run committed are
+    /// forgotten (the cutover commits the final ones). What was copied is kept as it is.
+    /// A shard's state is refused: the cutover follows an unsharded migration only.
+    pub fn go_live(&mut self) -> Result<(), String> {
+        if self.plan.live {
+            return Ok(());
+        }
+        if let Some(s) = self.shard {
+            return Err(format!("it is shard {s} of a migration run in shards"));
+        }
+        let mut plan = self.plan.clone();
+        live::follow(&mut plan);
+        let mut copied: BTreeMap<Tp, PartitionState> = std::mem::take(&mut self.partitions)
+            .into_iter()
+            .map(|ps| (Tp::new(&ps.topic, ps.partition), ps))
+            .collect();
+        self.partitions = plan
+            .partitions
+            .iter()
+            .filter(|p| p.status == Status::Migrate)
+            .map(|p| {
+                copied
+                    .remove(&p.tp())
+                    .unwrap_or_else(|| PartitionState::fresh(p, plan.uncommitted_partitions))
+            })
+            .collect();
+        self.plan_id = state_id(&plan, None);
+        self.plan = plan;
+        self.offsets.clear();
+        self.phase = if self.partitions.iter().all(|p| p.progress.done) {
+            Phase::Copied
+        } else {
+            Phase::Copying
+        };
+        Ok(())
+    }
+
     /// Writes the state atomically (temporary file, fsync, rename).
     fn save(&mut self, path: &Path, now_ms: i64) -> anyhow::Result<()> {
         self.updated_at_ms = now_ms;
@@ -502,6 +543,19 @@ impl Ledger {
             self.save()?;
         }
         Ok(grown)
+    }
+
+    /// Turns a `kmigrate run`'s state into a sync's (see [`State::go_live`]) and saves
+    /// before anything more is copied.
+    pub fn go_live(&mut self) -> anyhow::Result<()> {
+        self.state.go_live().map_err(|why| {
+            usage(format!(
+                "the state file {} cannot be cut over: {why}. Finish it with `kmigrate run \
+                 --shard`",
+                self.path.display()
+            ))
+        })?;
+        self.save()
     }
 
     /// Every planned record is on the target.
@@ -741,6 +795,53 @@ mod tests {
         let mut shard = state;
         shard.shard = Some(Shard { index: 0, count: 2 });
         assert!(shard.grow(&growth).is_err());
+    }
+
+    #[test]
+    fn a_runs_state_goes_live_keeping_what_it_copied() {
+        let mut state = State::new(&fixed_plan(), 0);
+        // The run copied t/0 [20, 50) and committed its groups.
+        let ps = &mut state.partitions[0];
+        for (i, s) in (20..50).enumerate() {
+            ps.map.observe(s, i as i64);
+        }
+        ps.progress = Progress {
+            base: Some(0),
+            acked: Some((49, 29)),
+            written: 30,
+            done: true,
+        };
+        let copied = ps.clone();
+        state.phase = Phase::Complete;
+        state.offsets.push(GroupOffsets {
+            group: "g".into(),
+            offsets: vec![("t".into(), 0, 0)],
+            outcome: CommitOutcome::Committed,
+        });
+        state.go_live().expect("an unsharded run goes live");
+        assert!(state.plan.live);
+        assert_eq!(state.partitions[0], copied);
+        let ranges: Vec<(i32, i64, i64, bool)> = state
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.start, p.end, p.progress.done))
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![(0, 20, 50, true), (1, 40, 40, false), (2, 30, 30, false)]
+        );
+        assert!(state.offsets.is_empty());
+        assert_eq!(state.phase, Phase::Copying);
+        let bytes = serde_json::to_vec(&state).expect("json");
+        assert_eq!(State::parse(&bytes, "s.json").expect("it loads"), state);
+        // Twice is once.
+        let again = state.clone();
+        state.go_live().expect("live already");
+        assert_eq!(state, again);
+        // A shard's state is refused.
+        let mut shard = State::new(&fixed_plan(), 0);
+        shard.shard = Some(Shard { index: 0, count: 2 });
+        assert!(shard.go_live().is_err());
     }
 
     proptest! {

@@ -3,6 +3,7 @@
 //! [`crate::text`]; JSON events ([`json`]) and Prometheus metrics ([`metrics`]) are made
 //! from the same data types as the tables.
 
+pub mod follow;
 pub mod json;
 pub mod metrics;
 mod summary;

@@ -24,6 +24,12 @@ pub struct Bg {
 }
 
 pub fn spawn(dir: &Path, args: &[&str]) -> Bg {
+    spawn_logging(dir, args, "warn")
+}
+
+/// [`spawn`] with the given log level (`KMIGRATE_LOG`), for a test that watches its log
+/// lines.
+pub fn spawn_logging(dir: &Path, args: &[&str], log_level: &str) -> Bg {
     let tag = unique("bg");
     let (out, err) = (
         dir.join(format!("{tag}.out")),
@@ -33,7 +39,7 @@ pub fn spawn(dir: &Path, args: &[&str]) -> Bg {
         .args(args)
         .current_dir(dir)
         .env_remove("KMIGRATE_CONFIG")
-        .env("KMIGRATE_LOG", "warn")
+        .env("KMIGRATE_LOG", log_level)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
@@ -54,6 +60,11 @@ impl Bg {
     /// Its process id.
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
     /// What it wrote so far: stdout, then stderr.

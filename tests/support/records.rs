@@ -99,16 +99,23 @@ pub fn assert_copied_to(
     let mut out = Vec::new();
     for (p, f) in from.iter().enumerate() {
         let (source, target) = (read.next().expect("source"), read.next().expect("target"));
-        let want: Vec<Rec> = source
-            .into_iter()
-            .filter(|r| r.offset >= *f)
-            .map(|r| r.rec)
-            .collect();
-        let got: Vec<Rec> = target.into_iter().map(|r| r.rec).collect();
-        assert_records(&format!("{target_topic}/{p} on the target"), &got, &want);
-        out.push(got);
+        let what = format!("{target_topic}/{p} on the target");
+        assert_partition_copied(&what, &source, &target, *f);
+        out.push(target.into_iter().map(|r| r.rec).collect());
     }
     out
+}
+
+/// Asserts a target partition's records (`target`) are exactly the source partition's
+/// (`source`) from offset `from` on, in order, and nothing else.
+pub fn assert_partition_copied(what: &str, source: &[ReadRec], target: &[ReadRec], from: i64) {
+    let want: Vec<Rec> = source
+        .iter()
+        .filter(|r| r.offset >= from)
+        .map(|r| r.rec.clone())
+        .collect();
+    let got: Vec<Rec> = target.iter().map(|r| r.rec.clone()).collect();
+    assert_records(what, &got, &want);
 }
 
 /// How many records per partition.
