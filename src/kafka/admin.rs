@@ -527,52 +527,13 @@ impl Admin {
             let opts = AdminOptions::new()
                 .request_timeout(Some(left))
                 .operation_timeout(Some(left));
-            let results =
-                match futures_executor::block_on(self.admin.create_partitions(&new, &opts)) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let e = rd_error(e, "CreatePartitions");
-                        if error::find(&e).is_some_and(|k| may_have_applied(k.code)) {
-                            maybe_done.extend(pending.iter().map(|t| t.to_string()));
-                        }
-                        return Err(e);
-                    }
-                };
-            let mut failed = Vec::new();
-            for r in results {
-                match r {
-                    Ok(t) => {
-                        pending.remove(t.as_str());
-                    }
-                    // Raised by the attempt whose answer was lost: the count is there.
-                    Err((t, code))
-                        if Code::from(code) == Code::INVALID_PARTITIONS
-                            && maybe_done.contains(&t) =>
-                    {
-                        pending.remove(t.as_str());
-                    }
-                    Err((t, code)) => {
-                        let code = Code::from(code);
-                        if may_have_applied(code) {
-                            maybe_done.insert(t.clone());
-                        }
-                        failed.push((t, code));
-                    }
-                }
-            }
-            match representative(failed.iter().map(|(_, c)| *c)) {
-                None => Ok(()),
-                Some(code) => {
-                    let failed: Vec<(&str, Code)> =
-                        failed.iter().map(|(t, c)| (t.as_str(), *c)).collect();
-                    Err(KafkaError::with_message(
-                        code,
-                        "CreatePartitions",
-                        format!("{code} for {}", per_topic(&failed)),
-                    )
-                    .into())
-                }
-            }
+            let answer = futures_executor::block_on(self.admin.create_partitions(&new, &opts));
+            settle(
+                ("CreatePartitions", Code::INVALID_PARTITIONS),
+                answer,
+                &mut pending,
+                &mut maybe_done,
+            )
         })
     }
 
@@ -647,52 +608,67 @@ impl Admin {
             let opts = AdminOptions::new()
                 .request_timeout(Some(left))
                 .operation_timeout(Some(left));
-            let results = match futures_executor::block_on(self.admin.create_topics(&new, &opts)) {
-                Ok(r) => r,
-                Err(e) => {
-                    let e = rd_error(e, "CreateTopics");
-                    if error::find(&e).is_some_and(|k| may_have_applied(k.code)) {
-                        maybe_created.extend(pending.iter().map(|t| t.to_string()));
-                    }
-                    return Err(e);
-                }
-            };
-            let mut failed = Vec::new();
-            for r in results {
-                match r {
-                    Ok(t) => {
-                        pending.remove(t.as_str());
-                    }
-                    // Created by the attempt whose answer was lost.
-                    Err((t, code))
-                        if Code::from(code) == Code::TOPIC_ALREADY_EXISTS
-                            && maybe_created.contains(&t) =>
-                    {
-                        pending.remove(t.as_str());
-                    }
-                    Err((t, code)) => {
-                        let code = Code::from(code);
-                        if may_have_applied(code) {
-                            maybe_created.insert(t.clone());
-                        }
-                        failed.push((t, code));
-                    }
-                }
-            }
-            match representative(failed.iter().map(|(_, c)| *c)) {
-                None => Ok(()),
-                Some(code) => {
-                    let failed: Vec<(&str, Code)> =
-                        failed.iter().map(|(t, c)| (t.as_str(), *c)).collect();
-                    Err(KafkaError::with_message(
-                        code,
-                        "CreateTopics",
-                        format!("{code} for {}", per_topic(&failed)),
-                    )
-                    .into())
-                }
-            }
+            let answer = futures_executor::block_on(self.admin.create_topics(&new, &opts));
+            settle(
+                ("CreateTopics", Code::TOPIC_ALREADY_EXISTS),
+                answer,
+                &mut pending,
+                &mut maybe_created,
+            )
         })
+    }
+}
+
+/// Settles one attempt of a per-topic admin request (CreateTopics, CreatePartitions): the
+/// topics it did leave `pending`; a topic refused with `done_code` (what the broker answers
+/// when the change is there already) counts as done when an earlier attempt may have made
+/// it without kmigrate hearing back (`maybe_done`, kept up to date here). Errs with the
+/// failures, per topic, for the retry policy to judge.
+fn settle(
+    (request, done_code): (&'static str, Code),
+    answer: rdkafka::error::KafkaResult<Vec<rdkafka::admin::TopicResult>>,
+    pending: &mut BTreeSet<&str>,
+    maybe_done: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let results = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            let e = rd_error(e, request);
+            if error::find(&e).is_some_and(|k| may_have_applied(k.code)) {
+                maybe_done.extend(pending.iter().map(|t| t.to_string()));
+            }
+            return Err(e);
+        }
+    };
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => {
+                pending.remove(t.as_str());
+            }
+            Err((t, code)) if Code::from(code) == done_code && maybe_done.contains(&t) => {
+                pending.remove(t.as_str());
+            }
+            Err((t, code)) => {
+                let code = Code::from(code);
+                if may_have_applied(code) {
+                    maybe_done.insert(t.clone());
+                }
+                failed.push((t, code));
+            }
+        }
+    }
+    match representative(failed.iter().map(|(_, c)| *c)) {
+        None => Ok(()),
+        Some(code) => {
+            let failed: Vec<(&str, Code)> = failed.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+            Err(KafkaError::with_message(
+                code,
+                request,
+                format!("{code} for {}", per_topic(&failed)),
+            )
+            .into())
+        }
     }
 }
 
