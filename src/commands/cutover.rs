@@ -47,6 +47,7 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
         report::note("interrupted while waiting for the source to stop: nothing was changed");
         return Ok(Outcome::Interrupted);
     };
+    tracing::debug!("the source is still: groups empty, offsets quiet");
     let opts = run::copy_options(cfg, None);
     let (ended, snap) = sync::extend_and_copy(
         (&source, &target),
@@ -64,11 +65,13 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Interrupted);
     }
     let tail = snap.as_ref().map_or(0, |s| s.records_this_run);
+    tracing::debug!(records = tail, "tail copied");
     let summary = run::finish(cfg, &target, &ledger.state, snap.as_ref())?;
     if !summary.mismatches.is_empty() {
         report::note("the target does not match the copy: group offsets were not committed");
         return Ok(Outcome::ProblemsFound);
     }
+    tracing::debug!("target checked");
     let outcome = commit(cfg, (&source, &target), &mut ledger, args.force_offsets)?;
     report::print(&downtime_text(
         started.elapsed(),
@@ -205,6 +208,7 @@ fn commit(
         return Ok(Outcome::Success);
     }
     let finals = run::final_commits(source, &ledger.state)?;
+    tracing::debug!(groups = finals.len(), "final commits read on the source");
     let uncovered = translate::uncovered_commits(&ledger.state, &finals);
     if !uncovered.is_empty() {
         let named: Vec<String> = uncovered
@@ -238,7 +242,9 @@ fn commit(
         )
     })?;
     translate::drop_done(&mut targets, &ledger.state.offsets);
+    tracing::debug!(groups = targets.len(), "final commits translated");
     let results = translate::commit(target, &targets, force, "kmigrate cutover")?;
+    tracing::debug!("groups committed on the target");
     ledger.record_offsets(results)?;
     let summary = RunSummary {
         topics: Vec::new(),
@@ -264,7 +270,7 @@ fn downtime_text(downtime: Duration, tail: u64, total: u64) -> String {
     format!(
         "cutover: {:.1} s from its start until the groups' offsets were committed on the \
          target (the downtime, after producers and consumers stopped); {} record(s) copied in \
-         the tail, {} in all",
+         the tail, {} in all\n",
         downtime.as_secs_f64(),
         thousands(tail as i64),
         thousands(total as i64)
