@@ -316,9 +316,27 @@ impl TargetWriter {
             .unwrap_or_default()
     }
 
-    /// Serves delivery reports (counted per slot) for up to `timeout`.
+    /// Serves delivery reports (counted per slot) for up to `timeout`, then every report
+    /// already waiting. One poll serves one event, the reports of one produce request (one
+    /// partition): with many partitions, a single poll per call lets the acknowledgements
+    /// trail the copy by a call per partition (a 1,000-partition tail took 11 s instead of
+    /// 1.4 s). Stops once a poll serves nothing (the messages in flight stop going down),
+    /// or after a bound, so that the reader is not starved.
     pub fn poll(&self, timeout: Duration) {
+        const MORE: usize = 10_000;
         self.producer.poll(timeout);
+        let mut before = self.producer.in_flight_count();
+        for _ in 0..MORE {
+            if before <= 0 {
+                break;
+            }
+            self.producer.poll(Duration::ZERO);
+            let after = self.producer.in_flight_count();
+            if after >= before {
+                break;
+            }
+            before = after;
+        }
     }
 
     pub fn acks(&self, slot: usize) -> Acks {
