@@ -72,11 +72,9 @@ pub const SESSION_GROUP: &str = "kmigrate-admin-session";
 impl Admin {
     pub(super) fn new(cluster: &Endpoint) -> anyhow::Result<Admin> {
         let config = cluster.client_config();
-        let mut session = config.clone();
-        session.set("group.id", SESSION_GROUP);
         Ok(Admin {
             cluster: cluster.clone(),
-            client: cluster.create(&session, "client")?,
+            client: session_client(cluster)?,
             admin: cluster.create(&config, "admin client")?,
             connected: AtomicBool::new(false),
         })
@@ -299,10 +297,30 @@ impl Admin {
     }
 
     /// Every committed offset of a group (all topics and partitions), in one request.
+    ///
+    /// librdkafka caches each group's coordinator, and a coordinator error in the answer to
+    /// ListConsumerGroupOffsets does not clear that entry (it looks up the client's own
+    /// group's coordinator instead, see [`SESSION_GROUP`]); an entry in use does not age
+    /// out either. Once the coordinator moved, every attempt through the same client would
+    /// ask the old one again (seen for 30 s after a source broker restarted). So an attempt
+    /// after a coordinator error asks through a new client, whose cache is empty.
     pub fn committed(&self, group: &str) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        let mut fresh: Option<BaseConsumer<Ctx>> = None;
         let offsets = self.step(
             &format!("listing committed offsets of group {group}"),
-            |left| ffi::list_group_offsets(self.client.client(), group, left),
+            |left| {
+                let client = fresh.as_ref().unwrap_or(&self.client);
+                let answer = ffi::list_group_offsets(client.client(), group, left);
+                let moved = answer
+                    .as_ref()
+                    .err()
+                    .and_then(error::find)
+                    .is_some_and(|k| k.code.is_coordinator_moving());
+                if moved {
+                    fresh = Some(session_client(&self.cluster)?);
+                }
+                answer
+            },
         )?;
         Ok(offsets
             .into_iter()
@@ -670,6 +688,13 @@ fn settle(
             .into())
         }
     }
+}
+
+/// The admin session's client: a consumer with the session's group id (never joined).
+fn session_client(cluster: &Endpoint) -> anyhow::Result<BaseConsumer<Ctx>> {
+    let mut session = cluster.client_config();
+    session.set("group.id", SESSION_GROUP);
+    cluster.create(&session, "client")
 }
 
 /// The description of a group as kmigrate keeps it.

@@ -93,6 +93,15 @@ impl Code {
     pub fn is_answer(self) -> bool {
         self != Code::NO_ERROR && !self.is_local()
     }
+
+    /// The broker asked is not (or no longer) the group's coordinator: the coordinator
+    /// must be looked up again.
+    pub fn is_coordinator_moving(self) -> bool {
+        matches!(
+            self,
+            Code::NOT_COORDINATOR | Code::COORDINATOR_NOT_AVAILABLE
+        )
+    }
 }
 
 impl From<Rd> for Code {
