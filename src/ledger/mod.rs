@@ -368,30 +368,18 @@ impl State {
         if growth.is_empty() {
             return Ok(false);
         }
-        let mut grown = self.clone();
-        live::add(&mut grown.plan, growth);
-        let policy = grown.plan.uncommitted_partitions;
         for p in &growth.partitions {
-            let tp = p.tp();
-            if let Some(ps) = grown
+            if let Some(ps) = self
                 .partitions
                 .iter()
-                .find(|s| s.topic == tp.topic && s.partition == tp.partition)
+                .find(|s| s.topic == p.topic && s.partition == p.partition)
             {
                 return Err(format!("{}/{} is followed already", ps.topic, ps.partition));
             }
-            grown.partitions.push(PartitionState::fresh(p, policy));
         }
-        let order: BTreeMap<(&str, i32), usize> = grown
-            .plan
-            .partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.topic.as_str(), p.partition), i))
-            .collect();
-        grown
-            .partitions
-            .sort_by_key(|s| order.get(&(s.topic.as_str(), s.partition)).copied());
+        let mut grown = self.clone();
+        live::add(&mut grown.plan, growth);
+        grown.align_to_plan();
         if !growth.partitions.is_empty() {
             grown.phase = Phase::Copying;
         }
@@ -416,24 +404,9 @@ impl State {
         if let Some(s) = self.shard {
             return Err(format!("it is shard {s} of a migration run in shards"));
         }
-        let mut plan = self.plan.clone();
-        live::follow(&mut plan);
-        let mut copied: BTreeMap<Tp, PartitionState> = std::mem::take(&mut self.partitions)
-            .into_iter()
-            .map(|ps| (Tp::new(&ps.topic, ps.partition), ps))
-            .collect();
-        self.partitions = plan
-            .partitions
-            .iter()
-            .filter(|p| p.status == Status::Migrate)
-            .map(|p| {
-                copied
-                    .remove(&p.tp())
-                    .unwrap_or_else(|| PartitionState::fresh(p, plan.uncommitted_partitions))
-            })
-            .collect();
-        self.plan_id = state_id(&plan, None);
-        self.plan = plan;
+        live::follow(&mut self.plan);
+        self.align_to_plan();
+        self.plan_id = state_id(&self.plan, None);
         self.offsets.clear();
         self.phase = if self.partitions.iter().all(|p| p.progress.done) {
             Phase::Copied
@@ -441,6 +414,27 @@ impl State {
             Phase::Copying
         };
         Ok(())
+    }
+
+    /// One progress per partition the plan migrates, in the plan's order: the partitions
+    /// copied already keep theirs, the others start with nothing copied.
+    fn align_to_plan(&mut self) {
+        let mut copied: BTreeMap<Tp, PartitionState> = std::mem::take(&mut self.partitions)
+            .into_iter()
+            .map(|ps| (Tp::new(&ps.topic, ps.partition), ps))
+            .collect();
+        let policy = self.plan.uncommitted_partitions;
+        self.partitions = self
+            .plan
+            .partitions
+            .iter()
+            .filter(|p| p.status == Status::Migrate)
+            .map(|p| {
+                copied
+                    .remove(&p.tp())
+                    .unwrap_or_else(|| PartitionState::fresh(p, policy))
+            })
+            .collect();
     }
 
     /// Writes the state atomically (temporary file, fsync, rename).
