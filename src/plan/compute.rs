@@ -388,7 +388,13 @@ fn group_plans(
     out
 }
 
-fn totals(partitions: &[PartitionPlan], groups: &[GroupPlan], topics: &[TopicPlan]) -> Totals {
+/// The plan's totals, from its partitions, groups and topics (also after a live plan
+/// changed them).
+pub(super) fn totals(
+    partitions: &[PartitionPlan],
+    groups: &[GroupPlan],
+    topics: &[TopicPlan],
+) -> Totals {
     let mut t = Totals {
         groups: groups.len(),
         topics: topics

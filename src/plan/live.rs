@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::compute::totals;
 use super::{
     GroupPlan, PartitionPlan, Plan, SkipReason, Status, TopicAction, TopicPlan, Tp, Watermarks,
 };
@@ -29,14 +30,7 @@ pub fn follow(plan: &mut Plan) {
             p.to_migrate = 0;
         }
     }
-    plan.totals.partitions_to_migrate = plan
-        .partitions
-        .iter()
-        .filter(|p| p.status == Status::Migrate)
-        .count();
-    for reason in [SkipReason::NothingUnconsumed, SkipReason::Expired] {
-        plan.totals.skipped.remove(reason.as_str());
-    }
+    plan.totals = totals(&plan.partitions, &plan.groups, &plan.topics);
 }
 
 /// A range end that moved: `tp` now ends at `to` instead of `from`.
@@ -243,7 +237,11 @@ pub fn grow(current: &Plan, fresh: &Plan) -> Growth {
 pub fn add(plan: &mut Plan, growth: &Growth) {
     plan.groups.extend(growth.groups.iter().cloned());
     for (tp, g, commit) in &growth.positions {
-        let Some(p) = plan.partitions.iter_mut().find(|p| p.tp() == *tp) else {
+        let Some(p) = plan
+            .partitions
+            .iter_mut()
+            .find(|p| p.topic == tp.topic && p.partition == tp.partition)
+        else {
             continue;
         };
         match commit {
@@ -258,8 +256,10 @@ pub fn add(plan: &mut Plan, growth: &Growth) {
         }
     }
     for new in &growth.partitions {
-        let key = |q: &PartitionPlan| (q.topic.clone(), q.partition);
-        match plan.partitions.binary_search_by(|q| key(q).cmp(&key(new))) {
+        let at = plan.partitions.binary_search_by(|q| {
+            (q.topic.as_str(), q.partition).cmp(&(new.topic.as_str(), new.partition))
+        });
+        match at {
             Ok(i) => plan.partitions[i] = new.clone(),
             Err(i) => plan.partitions.insert(i, new.clone()),
         }
@@ -270,24 +270,7 @@ pub fn add(plan: &mut Plan, growth: &Growth) {
             Err(i) => plan.topics.insert(i, t.clone()),
         }
     }
-    let totals = &mut plan.totals;
-    totals.groups = plan.groups.len();
-    totals.partitions = plan.partitions.len();
-    totals.partitions_to_migrate = plan
-        .partitions
-        .iter()
-        .filter(|p| p.status == Status::Migrate)
-        .count();
-    totals.topics = plan
-        .topics
-        .iter()
-        .filter(|t| t.action != TopicAction::None)
-        .count();
-    totals.topics_to_create = plan
-        .topics
-        .iter()
-        .filter(|t| t.action == TopicAction::Create)
-        .count();
+    plan.totals = totals(&plan.partitions, &plan.groups, &plan.topics);
 }
 
 /// A group's commit below where the copy of a partition starts: on the target the group
