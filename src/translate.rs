@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::kafka::Cluster;
 pub use crate::ledger::{CommitOutcome, GroupOffsets};
 use crate::ledger::{PartitionState, State};
-use crate::plan::{Plan, SkipReason, Status, Tp};
+use crate::plan::{PartitionPlan, Plan, SkipReason, Status, Tp};
 
 /// The target offset of every (group, partition) the plan covers. Copied partitions use
 /// the translation tracked during the copy; partitions with nothing to copy, but which the
@@ -85,9 +85,10 @@ pub fn final_targets(
 ) -> Result<BTreeMap<String, BTreeMap<Tp, i64>>, Vec<String>> {
     let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
     let mut problems = Vec::new();
+    let planned_at = planned_partitions(&state.plan);
     for ps in &state.partitions {
         let tp = Tp::new(&ps.topic, ps.partition);
-        let planned = state.plan.partitions.iter().find(|p| p.tp() == tp);
+        let planned = planned_at.get(&tp);
         for group in &state.plan.groups {
             let g = &group.group;
             let commit = finals.get(g).and_then(|c| c.get(&tp)).copied().or_else(|| {
@@ -143,10 +144,11 @@ pub fn apply_final_commits(
     finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
 ) -> Vec<PastCopy> {
     let mut past = Vec::new();
+    let planned_at = planned_partitions(&state.plan);
     for ps in &state.partitions {
         let tp = Tp::new(&ps.topic, ps.partition);
         let complete = ps.map.records() == ps.progress.written;
-        let Some(planned) = state.plan.partitions.iter().find(|p| p.tp() == tp) else {
+        let Some(planned) = planned_at.get(&tp) else {
             continue;
         };
         for (g, commits) in finals {
@@ -185,6 +187,11 @@ pub fn apply_final_commits(
         }
     }
     past
+}
+
+/// The plan's partitions by source partition (looked up once per copied partition).
+fn planned_partitions(plan: &Plan) -> BTreeMap<Tp, &PartitionPlan> {
+    plan.partitions.iter().map(|p| (p.tp(), p)).collect()
 }
 
 /// The (group, source partition) of final commits that the copy does not cover although
