@@ -244,12 +244,7 @@ pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&[usize]>) -> Vec
 /// A rerun only retries the groups refused before: drops from `targets` every group
 /// `recorded` says was committed (or kept ahead) already.
 pub fn drop_done(targets: &mut BTreeMap<String, BTreeMap<Tp, i64>>, recorded: &[GroupOffsets]) {
-    for done in recorded.iter().filter(|g| {
-        matches!(
-            g.outcome,
-            CommitOutcome::Committed | CommitOutcome::KeptAhead(_)
-        )
-    }) {
+    for done in recorded.iter().filter(|g| g.outcome.is_done()) {
         targets.remove(&done.group);
     }
 }

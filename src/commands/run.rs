@@ -401,16 +401,24 @@ fn commit_offsets(
     })
 }
 
-/// Every planned group's committed offsets on the source now.
+/// The committed offsets on the source now of every planned group whose offsets are not on
+/// the target yet (a rerun does not ask again for those committed before).
 pub(super) fn final_commits(
     source: &Cluster,
     state: &crate::ledger::State,
 ) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
     let admin = source.admin()?;
+    let done: std::collections::BTreeSet<&str> = state
+        .offsets
+        .iter()
+        .filter(|g| g.outcome.is_done())
+        .map(|g| g.group.as_str())
+        .collect();
     state
         .plan
         .groups
         .iter()
+        .filter(|g| !done.contains(g.group.as_str()))
         .map(|g| {
             let commits = admin.committed(&g.group).with_context(|| {
                 format!(

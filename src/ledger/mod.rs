@@ -59,6 +59,14 @@ pub enum CommitOutcome {
     Refused(String),
 }
 
+impl CommitOutcome {
+    /// The group's offsets are on the target (all committed, or some kept ahead): a rerun
+    /// leaves it alone.
+    pub fn is_done(&self) -> bool {
+        matches!(self, CommitOutcome::Committed | CommitOutcome::KeptAhead(_))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
@@ -568,12 +576,7 @@ impl Ledger {
             self.state.offsets.push(r);
         }
         self.state.offsets.sort_by(|a, b| a.group.cmp(&b.group));
-        if self.state.offsets.iter().all(|g| {
-            !matches!(
-                g.outcome,
-                CommitOutcome::Refused(_) | CommitOutcome::Pending
-            )
-        }) {
+        if self.state.offsets.iter().all(|g| g.outcome.is_done()) {
             self.state.phase = Phase::Complete;
         }
         self.save()
