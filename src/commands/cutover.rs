@@ -76,7 +76,7 @@ pub fn execute(cfg: &Config, args: &CutoverArgs) -> anyhow::Result<Outcome> {
     report::print(&downtime_text(
         started.elapsed(),
         tail,
-        written(&ledger.state),
+        ledger.state.written(),
     ));
     Ok(outcome)
 }
@@ -260,10 +260,6 @@ fn commit(
     } else {
         Outcome::ProblemsFound
     })
-}
-
-fn written(state: &State) -> u64 {
-    state.partitions.iter().map(|p| p.progress.written).sum()
 }
 
 fn downtime_text(downtime: Duration, tail: u64, total: u64) -> String {

@@ -52,7 +52,7 @@ pub fn execute(cfg: &Config, args: &SyncArgs) -> anyhow::Result<Outcome> {
         "sync stopped: {} records are on the target; progress is saved in {}. `kmigrate \
          sync` continues it; once producers and consumers are stopped, `kmigrate cutover` \
          finishes it.",
-        thousands(written(&ledger.state) as i64),
+        thousands(ledger.state.written() as i64),
         state_path.display()
     ));
     Ok(Outcome::Interrupted)
@@ -219,7 +219,7 @@ fn follow(
         if ended == Ended::Interrupted {
             break;
         }
-        display.round(behind, written(&ledger.state));
+        display.round(behind, ledger.state.written());
         pause(stop, FOLLOW_EVERY.saturating_sub(round.elapsed()));
     }
     display.close();
@@ -426,9 +426,4 @@ fn pause(stop: &AtomicBool, d: Duration) {
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Records on the target from this migration.
-fn written(state: &State) -> u64 {
-    state.partitions.iter().map(|p| p.progress.written).sum()
 }

@@ -424,6 +424,11 @@ impl State {
         Ok(())
     }
 
+    /// Records on the target from this migration.
+    pub fn written(&self) -> u64 {
+        self.partitions.iter().map(|p| p.progress.written).sum()
+    }
+
     /// One progress per partition the plan migrates, in the plan's order: the partitions
     /// copied already keep theirs, the others start with nothing copied.
     fn align_to_plan(&mut self) {
