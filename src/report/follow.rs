@@ -123,17 +123,23 @@ impl Display {
         self.report(lags, self.copied, on_target);
     }
 
-    /// Reports when one is due: `copied`, records and bytes copied by this sync so far.
-    fn report(&mut self, lags: Vec<(Tp, i64)>, copied: (u64, u64), on_target: u64) {
-        let elapsed = self.last.0.elapsed();
+    /// Whether a report is due: a redraw about every second on a terminal, a line every
+    /// few seconds otherwise.
+    fn due(&self) -> bool {
         let every = if self.bars.is_some() {
             Duration::from_millis(900)
         } else {
             LINE_EVERY
         };
-        if elapsed < every {
+        self.last.0.elapsed() >= every
+    }
+
+    /// Reports when one is due: `copied`, records and bytes copied by this sync so far.
+    fn report(&mut self, lags: Vec<(Tp, i64)>, copied: (u64, u64), on_target: u64) {
+        if !self.due() {
             return;
         }
+        let elapsed = self.last.0.elapsed();
         let secs = elapsed.as_secs_f64().max(1e-3);
         let since = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
         let figures = Figures {
@@ -167,6 +173,10 @@ impl Default for Display {
 
 impl ProgressSink for Display {
     fn update(&mut self, s: &Snapshot) {
+        // Four times a second from the copy: the lags are worked out only when shown.
+        if !self.due() {
+            return;
+        }
         let copied = (
             self.copied.0 + s.records_this_run,
             self.copied.1 + s.bytes_this_run,
