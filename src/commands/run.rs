@@ -407,7 +407,9 @@ pub(super) fn final_commits(
     source: &Cluster,
     state: &crate::ledger::State,
 ) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
-    let admin = source.admin()?;
+    // Read after the copy, which may have outlived a coordinator: asked through a new
+    // session, so that each group's coordinator is looked up now.
+    let admin = source.fresh_admin()?;
     let done: std::collections::BTreeSet<&str> = state
         .offsets
         .iter()

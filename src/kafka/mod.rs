@@ -73,6 +73,14 @@ impl Cluster {
         *slot = Some(Arc::clone(&admin));
         Ok(admin)
     }
+
+    /// A new admin session, not shared: its clients look every group's coordinator up
+    /// afresh. librdkafka keeps a coordinator it found for as long as it is asked, even once
+    /// that broker is down; a session that looked the groups up at the plan would keep
+    /// asking a coordinator that failed during the copy.
+    pub fn fresh_admin(&self) -> anyhow::Result<Admin> {
+        Admin::new(&self.endpoint)
+    }
 }
 
 #[cfg(test)]
