@@ -14,6 +14,7 @@ use super::slot::Slot;
 use crate::digest::record_hash;
 use crate::kafka::Cluster;
 use crate::kafka::reader::{Event, Range, RangeReader, SourceRecord, Tuning};
+use crate::kafka::repeats;
 use crate::kafka::writer::{SendError, TargetWriter};
 
 /// Reading the clock and polling the producer cost as much as copying a small record
@@ -140,7 +141,9 @@ impl Copier<'_, '_> {
                 }
                 Event::Idle => false,
                 Event::Transient(msg) => {
-                    tracing::warn!("source: {msg} (retrying)");
+                    repeats::limited(&format!("source: {msg} (retrying)"), |line| {
+                        tracing::warn!("{line}")
+                    });
                     false
                 }
             };

@@ -10,6 +10,7 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError as RdKafkaError;
 
 use super::error::{self, Class, Code};
+use super::repeats;
 
 /// Client context shared by all of kmigrate's clients: forwards librdkafka's log to
 /// `tracing`, remembers the last connection failure, so that a timeout can say why
@@ -91,12 +92,14 @@ pub(super) fn tidy(msg: &str) -> String {
 
 impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
+        // Every client of a cluster says the same while a broker is down: one line per
+        // text and window, with the count of repeats.
+        repeats::limited(&format!("{fac}: {log_message}"), |line| match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                tracing::error!(target: "librdkafka", "{fac}: {log_message}")
+                tracing::error!(target: "librdkafka", "{line}")
             }
-            _ => tracing::debug!(target: "librdkafka", "{fac}: {log_message}"),
-        }
+            _ => tracing::debug!(target: "librdkafka", "{line}"),
+        });
         // A connection failure is logged (as FAIL) just before its error event, and even
         // on clients whose error events nobody reads: keep the words to explain a later
         // timeout or refusal. What the failure means is decided by the event's code.
@@ -106,7 +109,10 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: RdKafkaError, reason: &str) {
-        tracing::debug!(target: "librdkafka", "client error: {error}: {reason}");
+        repeats::limited(
+            &format!("client error: {error}: {reason}"),
+            |line| tracing::debug!(target: "librdkafka", "{line}"),
+        );
         match error::code_of(&error) {
             Some(code) => self.observe(code, reason),
             None if reason.is_empty() => self.remember(&error.to_string()),

@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod error;
 pub mod ffi;
 pub mod reader;
+pub mod repeats;
 pub mod retry;
 pub mod settle;
 pub mod writer;
