@@ -368,6 +368,7 @@ impl Admin {
                 }
                 ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
                     .map_err(leaderless_is_retriable)
+                    .and_then(answered)
             })?;
             out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
         }
@@ -748,6 +749,35 @@ fn may_have_applied(code: Code) -> bool {
 /// failover leaves a partition without a reachable leader it fails the whole request with
 /// `_NOENT` ("Failed to query partition leaders: No leaders found"). For this request that
 /// is LEADER_NOT_AVAILABLE, which new metadata and a retry fix.
+/// Fails, as a leader that is not there yet (retried), when a partition came back with a
+/// negative offset and no error: librdkafka's "no offset" (-1001) for a partition whose
+/// leader it could not ask. An offset is never negative: taken as an answer, a target that
+/// did not answer looked emptier than kmigrate had left it.
+fn answered(got: Vec<((String, i32), i64)>) -> anyhow::Result<Vec<((String, i32), i64)>> {
+    let missing: Vec<String> = got
+        .iter()
+        .filter(|(_, o)| *o < 0)
+        .map(|((t, p), o)| format!("{t}/{p} ({o})"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(got);
+    }
+    Err(anyhow::Error::new(KafkaError::with_message(
+        Code::LEADER_NOT_AVAILABLE,
+        "ListOffsets",
+        format!(
+            "no offset came back for {} partition(s): {}; their leaders did not answer",
+            missing.len(),
+            missing
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )))
+}
+
 fn leaderless_is_retriable(e: anyhow::Error) -> anyhow::Error {
     match error::find(&e) {
         Some(k) if k.code == Code::NOENT => anyhow::Error::new(KafkaError::with_message(
@@ -762,6 +792,22 @@ fn leaderless_is_retriable(e: anyhow::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sentinel_offset_is_no_answer_and_is_retried() {
+        let ok = vec![(("t".to_string(), 0), 0), (("t".to_string(), 1), 40_774)];
+        assert_eq!(answered(ok.clone()).expect("all answered"), ok);
+        let e = answered(vec![
+            (("t".to_string(), 0), 12),
+            (("t".to_string(), 1), -1001),
+        ])
+        .expect_err("-1001 is no offset");
+        let k = error::find(&e).expect("a Kafka error");
+        assert_eq!(k.code, Code::LEADER_NOT_AVAILABLE);
+        assert!(error::is_retriable(k.code));
+        assert!(k.message.contains("t/1 (-1001)"), "{}", k.message);
+        assert!(!k.message.contains("t/0"), "{}", k.message);
+    }
 
     #[test]
     fn a_listoffsets_without_leaders_is_retried_as_leader_not_available() {
