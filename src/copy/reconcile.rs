@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::slot::Slot;
+use crate::kafka::error::KafkaError;
 use crate::kafka::writer::{Failure, TargetWriter};
 
 /// Applies the writer's acknowledgements to the slots. Fails, before recording anything
@@ -128,11 +129,19 @@ fn refused(
             why = f.reason,
         );
     }
-    anyhow::anyhow!(
+    let text = format!(
         "writing offset {at} of {topic}/{p} to {to}/{p} on the {target} failed: {}. No record \
          of that partition after it was written",
         f.reason
-    )
+    );
+    match f.code {
+        // The code travels with the text, so that a sync can tell an outage it waits out
+        // from a refusal.
+        Some(code) => {
+            anyhow::Error::new(KafkaError::new(code, "producing", &f.reason)).context(text)
+        }
+        None => anyhow::anyhow!(text),
+    }
 }
 
 /// Which of a partition's failed records (too large?, size), in the order they were sent,

@@ -66,6 +66,8 @@ impl Code {
     pub const UNSUPPORTED_FEATURE: Code = Code::of(Rd::UnsupportedFeature);
     /// `_TIMED_OUT_QUEUE`.
     pub const TIMED_OUT_QUEUE: Code = Code::of(Rd::TimedOutQueue);
+    /// `_MSG_TIMED_OUT`: a record was not acknowledged within `message.timeout.ms`.
+    pub const MSG_TIMED_OUT: Code = Code::of(Rd::MessageTimedOut);
 
     const fn of(c: Rd) -> Code {
         Code(c as i32)
@@ -158,6 +160,7 @@ pub fn classify(code: Code) -> Class {
         | Code::ALL_BROKERS_DOWN
         | Code::TIMED_OUT
         | Code::TIMED_OUT_QUEUE
+        | Code::MSG_TIMED_OUT
         | Code::WAIT_COORD
         | Code::NODE_UPDATE
         | Code::PARTIAL => Class::Retriable,
@@ -175,6 +178,29 @@ pub fn classify(code: Code) -> Class {
 /// A retry may get another answer: a coordinator or leader moving, a broker restarting.
 pub fn is_retriable(code: Code) -> bool {
     matches!(classify(code), Class::Retriable | Class::RetriableBriefly)
+}
+
+/// A wait that ran out for something the cluster does by itself once it is whole again,
+/// such as a target partition's followers confirming what its leader holds: a command with
+/// bounded waits fails with it, one that follows the source for days waits longer.
+#[derive(Debug)]
+pub struct Awaiting(pub String);
+
+impl fmt::Display for Awaiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Awaiting {}
+
+/// Whether a cluster that comes back heals `e`: a broker, a leader or the network was away
+/// for longer than a step's time (a retriable code), or replicas were not yet in sync
+/// ([`Awaiting`]). Never a refusal (credentials, ACLs), a topic or partition that is not
+/// there, a usage error, nor an error without a code: those stop a command whatever it is.
+pub fn heals(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Awaiting>())
+        || find(e).is_some_and(|k| classify(k.code) == Class::Retriable)
 }
 
 /// A refusal of kmigrate itself (credentials, certificate or ACLs): never retried, fails the
@@ -341,6 +367,37 @@ fn static_str(p: *const std::ffi::c_char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outages_heal_and_refusals_do_not() {
+        let with = |c: Code| {
+            anyhow::Error::new(KafkaError::new(c, "listing partition offsets", ""))
+                .context("reading the source's last stable offsets")
+        };
+        for c in [
+            Code::ALL_BROKERS_DOWN,
+            Code::TRANSPORT,
+            Code::TIMED_OUT,
+            Code::MSG_TIMED_OUT,
+            Code::LEADER_NOT_AVAILABLE,
+            Code::NOT_COORDINATOR,
+        ] {
+            assert!(heals(&with(c)), "{c:?}");
+        }
+        for c in [
+            Code::SASL_AUTHENTICATION_FAILED,
+            Code::SSL,
+            Code::TOPIC_AUTHORIZATION_FAILED,
+            Code::UNKNOWN_TOPIC_OR_PARTITION,
+            Code::INVALID_PARTITIONS,
+        ] {
+            assert!(!heals(&with(c)), "{c:?}");
+        }
+        let waiting = anyhow::Error::new(Awaiting("replicas behind".into())).context("resuming");
+        assert!(heals(&waiting));
+        assert!(!heals(&anyhow::anyhow!("records were deleted")));
+        assert!(!heals(&crate::error::usage("bad key")));
+    }
 
     #[test]
     fn kafka_failures_of_any_code_are_exit_3() {

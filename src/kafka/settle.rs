@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use super::Cluster;
+use super::error::Awaiting;
 use super::reader::{Assignment, Polled, SourceReader, Tuning};
 use crate::model::Tp;
 
@@ -68,7 +69,7 @@ pub fn wait_until_committed(cluster: &Cluster, tps: &[Tp], wait: Duration) -> an
             break;
         }
         if start.elapsed() >= wait {
-            bail!(
+            return Err(anyhow::Error::new(Awaiting(format!(
                 "{} partition(s) on the {} hold records past their high watermark that the \
                  replicas have not confirmed after {} s: {}. A follower is lagging or stopped, \
                  or the partition has fewer in-sync replicas than min.insync.replicas. These \
@@ -80,7 +81,7 @@ pub fn wait_until_committed(cluster: &Cluster, tps: &[Tp], wait: Duration) -> an
                 cluster.describe(),
                 start.elapsed().as_secs(),
                 sample(&pending)
-            );
+            ))));
         }
         if !told {
             tracing::warn!(

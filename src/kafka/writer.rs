@@ -21,6 +21,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 
 use super::context::Ctx;
 use super::endpoint::Endpoint;
+use super::error::{self, Code};
 use super::ffi::{cstr_to_string, describe_err, raw, take_error, to_cstring};
 use super::reader::{DEFAULT_BATCH_BYTES, SourceRecord, Tuning, max_records};
 
@@ -43,6 +44,9 @@ pub struct Failure {
     pub too_large: bool,
     /// Key, value and header bytes.
     pub size: usize,
+    /// librdkafka's code for the failure (a timeout while a broker is away heals; a
+    /// refusal does not), if it gave one.
+    pub code: Option<Code>,
     pub reason: String,
 }
 
@@ -95,6 +99,7 @@ impl ProducerContext for WriterCtx {
                         slot,
                         too_large,
                         size,
+                        code: error::code_of(e),
                         reason: e.to_string(),
                     });
                 }
