@@ -134,7 +134,7 @@ pub enum Command {
 pub enum Format {
     /// Tables for people.
     Table,
-    /// One JSON document for machines (schema in README).
+    /// One JSON document for machines (the plan's schema is in docs/plan.md).
     Json,
 }
 

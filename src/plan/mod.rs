@@ -5,7 +5,7 @@
 //! - [`render`] prints a plan for people (tables) or machines (JSON).
 //!
 //! The [`Plan`] is also the file `plan --out` writes and `run --plan` reads, so its serde form
-//! is a documented, stable schema (see README, "Plan JSON").
+//! is a documented, stable schema (docs/plan.md, "Plan JSON").
 
 pub mod compute;
 pub mod gather;

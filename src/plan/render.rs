@@ -244,7 +244,7 @@ fn partition_table(plan: &Plan) -> Table {
     t
 }
 
-/// The plan JSON (the schema documented in README).
+/// The plan JSON (the schema documented in docs/plan.md).
 pub fn json(plan: &Plan) -> anyhow::Result<String> {
     let mut s = serde_json::to_string_pretty(plan)?;
     s.push('\n');
