@@ -155,6 +155,16 @@ impl Display {
         self.last = (Instant::now(), copied);
     }
 
+    /// While the sync waits for the clusters: the status block's first line says what it
+    /// waits for (off a terminal, the wait's own log lines say it).
+    pub fn waiting(&mut self, status: &str) {
+        if let Some((_, lines)) = &self.bars
+            && let Some(top) = lines.first()
+        {
+            top.set_message(status.to_string());
+        }
+    }
+
     /// Clears the status block.
     pub fn close(&mut self) {
         if let Some((_, lines)) = &self.bars {

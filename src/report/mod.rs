@@ -7,6 +7,7 @@ pub mod follow;
 pub mod json;
 pub mod metrics;
 mod summary;
+pub mod waiting;
 
 pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};
 pub use crate::text::{Align, Table, bytes, duration, plural, thousands, time_ms};
