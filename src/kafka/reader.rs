@@ -180,8 +180,11 @@ impl RecordView for SourceRecord<'_> {
             }
             // SAFETY: name is NUL-terminated, value points at size bytes (or is NULL).
             let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-            let value = (!value.is_null())
-                .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+            let value = (!value.is_null()).then(|| {
+                // SAFETY: value is not NULL here and points at size bytes owned by the
+                // message, which outlives this call.
+                unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+            });
             f(name, value);
             i += 1;
         }
