@@ -11,7 +11,9 @@ mod secrets;
 mod topics;
 mod types;
 
-pub use filter::{FilterConfig, glob_match, is_internal_topic, unmatched_patterns};
+pub use filter::{
+    FilterConfig, Pattern, Patterns, glob_match, is_internal_topic, unmatched_patterns,
+};
 pub use load::{Loaded, load, nearest, parse};
 pub use origin::Origin;
 pub use secrets::{Properties, REDACTED, expand_env, is_secret_key};

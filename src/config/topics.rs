@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::error::usage;
 
-use super::filter::{is_internal_topic, unmatched_patterns};
+use super::filter::{Patterns, is_internal_topic, unmatched_patterns};
 use super::origin::Origin;
 
 /// Stands for the source topic's name in the `topics.target` template.
@@ -188,7 +188,7 @@ pub fn check_mapping(m: &TopicMapping, sources: &[&str], origin: &Origin) -> any
 /// The `[topics.map]` entries that name no topic of `names` (the source's), each with the
 /// names that look closest, as messages ready to print; empty when all match.
 pub fn unmatched_keys(m: &TopicMapping, names: &[&str], origin: &Origin) -> Vec<String> {
-    let keys: Vec<String> = m.map.keys().cloned().collect();
+    let keys: Patterns = m.map.keys().cloned().collect();
     unmatched_patterns(&keys, names)
         .into_iter()
         .map(|(key, near)| {
