@@ -1,6 +1,7 @@
 //! The validated configuration: its types, their defaults, and how the command line's
 //! `--source` / `--target` complete what the file says.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,6 +46,44 @@ pub enum UncommittedPolicy {
     Skip,
 }
 
+/// The producer's `compression.type` on the target. Not `Copy`: the copy's tuning takes
+/// its own clone.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Lz4,
+    Zstd,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    /// The name librdkafka's `compression.type` and the configuration file use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+            Compression::Snappy => "snappy",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// Printed as its name in quotes, as the configuration's summary always showed it.
+impl fmt::Debug for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MigrationConfig {
     pub uncommitted_partitions: UncommittedPolicy,
@@ -54,8 +93,8 @@ pub struct MigrationConfig {
     pub log_file: PathBuf,
     /// Upper bound for every request to a cluster, so that nothing hangs.
     pub timeout: Duration,
-    /// Producer compression on the target: lz4, zstd, snappy, gzip or none.
-    pub compression: String,
+    /// Producer compression on the target.
+    pub compression: Compression,
     /// Throttle for the copy, in bytes of keys and values per second; `None`: unlimited.
     pub max_bytes_per_second: Option<u64>,
     /// Memory for client buffers, split between prefetching and producing.
@@ -76,7 +115,7 @@ impl Default for MigrationConfig {
             state_file: PathBuf::from("kmigrate-state.json"),
             log_file: PathBuf::from("kmigrate.log"),
             timeout: Duration::from_secs(30),
-            compression: "lz4".into(),
+            compression: Compression::Lz4,
             max_bytes_per_second: None,
             buffer_mb: 128,
             pipelines: default_pipelines(),
