@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -57,33 +58,55 @@ use rdkafka::{Offset, TopicPartitionList};
 /// Bound of each admin request, and of each wait for the cluster to reach a state.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-const USAGE: &str = "\
-usage: backlog [--source HOST:PORT] [--target HOST:PORT] [--prefix NAME]
-               [--topics T] [--partitions P] [--bytes N] [--record-size S]
-               [--reset | --reuse] [--manifest FILE]
-       backlog --target HOST:PORT --empty-target  [shape options]
-       backlog --target HOST:PORT --verify-target [shape options]
-       backlog [--source HOST:PORT] [--target HOST:PORT] --delete [--prefix NAME]
-
-Creates T topics <prefix>-t<N> of P partitions on the source, fills them with N bytes of
-S-byte values (keys k-<i>, two headers, current timestamps, half random / half text), and
-commits the group <prefix>-group at offset 0 on every partition.
-
-  --source HOST:PORT   source cluster (default 127.0.0.1:19092)
-  --target HOST:PORT   also create the topics, empty, on this cluster
-  --prefix NAME        topic and group name prefix (default backlog)
-  --topics T           topic count (default 3)
-  --partitions P       partitions per topic (default 8)
-  --bytes N            total value bytes: a number, or with KiB, MiB, GiB, KB, MB, GB
-                       (default 1GiB)
-  --record-size S      value bytes per record (default 1024)
-  --reset              first delete the prefix's topics (both clusters) and the group
-  --reuse              keep a complete backlog of exactly this shape on the source; refill
-                       (as with --reset) if it is missing or different
-  --manifest FILE      write the backlog's shape and byte counts as JSON
-  --empty-target       only: delete and recreate the prefix's topics, empty, on --target
-  --verify-target      only: check the target holds exactly the backlog's records
-  --delete             only: delete the prefix's topics and group on the source and --target";
+/// Creates T topics <prefix>-t<N> of P partitions on the source, fills them with N bytes of
+/// S-byte values (keys k-<i>, two headers, current timestamps, half random / half text), and
+/// commits the group <prefix>-group at offset 0 on every partition.
+///
+/// The modes --empty-target, --verify-target and --delete each do only what they say.
+#[derive(Parser)]
+#[command(name = "backlog")]
+struct Args {
+    /// Source cluster.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:19092")]
+    source: String,
+    /// Also create the topics, empty, on this cluster.
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// Topic and group name prefix.
+    #[arg(long, value_name = "NAME", default_value = "backlog")]
+    prefix: String,
+    /// Topic count.
+    #[arg(long, value_name = "T", default_value_t = 3)]
+    topics: usize,
+    /// Partitions per topic.
+    #[arg(long, value_name = "P", default_value_t = 8)]
+    partitions: i32,
+    /// Total value bytes: a number, or with KiB, MiB, GiB, KB, MB, GB.
+    #[arg(long, value_name = "N", default_value = "1GiB", value_parser = byte_count)]
+    bytes: u64,
+    /// Value bytes per record.
+    #[arg(long, value_name = "S", default_value_t = 1024)]
+    record_size: usize,
+    /// First delete the prefix's topics (both clusters) and the group.
+    #[arg(long)]
+    reset: bool,
+    /// Keep a complete backlog of exactly this shape on the source; refill (as with --reset)
+    /// if it is missing or different.
+    #[arg(long)]
+    reuse: bool,
+    /// Write the backlog's shape and byte counts as JSON.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Only: delete and recreate the prefix's topics, empty, on --target.
+    #[arg(long)]
+    empty_target: bool,
+    /// Only: check the target holds exactly the backlog's records.
+    #[arg(long)]
+    verify_target: bool,
+    /// Only: delete the prefix's topics and group on the source and --target.
+    #[arg(long)]
+    delete: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -109,42 +132,29 @@ struct Opts {
 }
 
 impl Opts {
-    /// Parses the arguments; `None` when `--help` was asked for.
-    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Opts>> {
+    /// The checked options of the command line's arguments.
+    fn from_args(a: Args) -> anyhow::Result<Opts> {
         let mut o = Opts {
-            source: "127.0.0.1:19092".to_string(),
-            target: None,
-            prefix: "backlog".to_string(),
-            topics: 3,
-            partitions: 8,
-            bytes: 1 << 30,
-            record_size: 1024,
-            reset: false,
-            reuse: false,
-            manifest: None,
+            source: a.source,
+            target: a.target,
+            prefix: a.prefix,
+            topics: a.topics,
+            partitions: a.partitions,
+            bytes: a.bytes,
+            record_size: a.record_size,
+            reset: a.reset,
+            reuse: a.reuse,
+            manifest: a.manifest,
             mode: Mode::Fill,
         };
-        let mut modes = Vec::new();
-        while let Some(a) = args.next() {
-            let mut value = |what: &str| args.next().with_context(|| format!("{a} needs {what}"));
-            match a.as_str() {
-                "--source" => o.source = value("HOST:PORT")?,
-                "--target" => o.target = Some(value("HOST:PORT")?),
-                "--prefix" => o.prefix = value("a name")?,
-                "--topics" => o.topics = number(&a, &value("a count")?)?,
-                "--partitions" => o.partitions = number(&a, &value("a count")?)?,
-                "--bytes" => o.bytes = size(&a, &value("a size")?)?,
-                "--record-size" => o.record_size = number(&a, &value("a size")?)?,
-                "--reset" => o.reset = true,
-                "--reuse" => o.reuse = true,
-                "--manifest" => o.manifest = Some(PathBuf::from(value("a file")?)),
-                "--empty-target" => modes.push(Mode::EmptyTarget),
-                "--verify-target" => modes.push(Mode::VerifyTarget),
-                "--delete" => modes.push(Mode::Delete),
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown argument {other:?} (try --help)"),
-            }
-        }
+        let modes: Vec<Mode> = [
+            (a.empty_target, Mode::EmptyTarget),
+            (a.verify_target, Mode::VerifyTarget),
+            (a.delete, Mode::Delete),
+        ]
+        .into_iter()
+        .filter_map(|(on, mode)| on.then_some(mode))
+        .collect();
         if modes.len() > 1 {
             bail!("--empty-target, --verify-target and --delete exclude each other");
         }
@@ -164,7 +174,7 @@ impl Opts {
         if o.prefix.is_empty() {
             bail!("--prefix must not be empty");
         }
-        Ok(Some(o))
+        Ok(o)
     }
 
     fn topic(&self, t: usize) -> String {
@@ -212,12 +222,6 @@ impl Opts {
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, s: &str) -> anyhow::Result<T> {
-    s.parse()
-        .ok()
-        .with_context(|| format!("{flag} needs a number, got {s:?}"))
-}
-
 /// `1GiB`, `64MiB`, `500MB`, `1000000`: a byte count.
 fn size(flag: &str, s: &str) -> anyhow::Result<u64> {
     let units: [(&str, u64); 8] = [
@@ -242,11 +246,13 @@ fn size(flag: &str, s: &str) -> anyhow::Result<u64> {
     bail!("{flag} needs a size such as 1GiB, 64MiB or 1000000, got {s:?}")
 }
 
+/// `--bytes` as clap reads it.
+fn byte_count(s: &str) -> Result<u64, String> {
+    size("--bytes", s).map_err(|e| e.to_string())
+}
+
 fn main() -> anyhow::Result<()> {
-    let Some(o) = Opts::parse(std::env::args().skip(1))? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+    let o = Opts::from_args(Args::parse())?;
     let src = Cluster::new(&o.source)?;
     let tgt = o.target.as_deref().map(Cluster::new).transpose()?;
     match (o.mode, &tgt) {

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -54,26 +55,43 @@ const PARTITIONS_PER_REQUEST: i64 = 5_000;
 /// Offsets of each group's topics: group `i` commits topics `i + k` (modulo the topic count).
 const TOPIC_STRIDES: [usize; 4] = [0, 7, 19, 31];
 
-const USAGE: &str = "\
-usage: bulk_topology [--source HOST:PORT] [--target HOST:PORT] [--prefix NAME]
-                     [--topics T] [--partitions P] [--groups G] [--records N]
-                     [--reset] [--reuse] [--delete]
-
-Creates T topics of P partitions named <prefix>-tNN with N records in each partition on the
-source, and G consumer groups named <prefix>-gNNN: group i commits every partition of topics
-i, i+7, i+19 and i+31 (modulo T) at offsets between 0 and N.
-
-  --source HOST:PORT   source cluster (default 127.0.0.1:19092)
-  --target HOST:PORT   also create the topics, empty, on this cluster (default: none)
-  --prefix NAME        name prefix of the topics and groups (default bench-plan)
-  --topics T           topic count (default 50)
-  --partitions P       partitions per topic (default 100)
-  --groups G           consumer group count (default 200)
-  --records N          records per partition (default 10)
-  --reset              first delete every topic <prefix>-t<N> and group <prefix>-g<N>
-                       (scratch clusters only)
-  --reuse              do nothing if the topics (on both clusters) and groups already exist
-  --delete             only delete the prefix's topics (on both clusters) and groups";
+/// Creates T topics of P partitions named <prefix>-tNN with N records in each partition on
+/// the source, and G consumer groups named <prefix>-gNNN: group i commits every partition of
+/// topics i, i+7, i+19 and i+31 (modulo T) at offsets between 0 and N.
+#[derive(Parser)]
+#[command(name = "bulk_topology")]
+struct Args {
+    /// Source cluster.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:19092")]
+    source: String,
+    /// Also create the topics, empty, on this cluster.
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// Name prefix of the topics and groups.
+    #[arg(long, value_name = "NAME", default_value = "bench-plan")]
+    prefix: String,
+    /// Topic count.
+    #[arg(long, value_name = "T", default_value_t = 50)]
+    topics: usize,
+    /// Partitions per topic.
+    #[arg(long, value_name = "P", default_value_t = 100)]
+    partitions: i32,
+    /// Consumer group count.
+    #[arg(long, value_name = "G", default_value_t = 200)]
+    groups: usize,
+    /// Records per partition.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    records: i64,
+    /// First delete every topic <prefix>-t<N> and group <prefix>-g<N> (scratch clusters only).
+    #[arg(long)]
+    reset: bool,
+    /// Do nothing if the topics (on both clusters) and groups already exist.
+    #[arg(long)]
+    reuse: bool,
+    /// Only delete the prefix's topics (on both clusters) and groups.
+    #[arg(long)]
+    delete: bool,
+}
 
 /// What to build, from the command line.
 struct Opts {
@@ -90,44 +108,27 @@ struct Opts {
 }
 
 impl Opts {
-    /// Parses the arguments; `None` when `--help` was asked for.
-    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Opts>> {
-        let mut o = Opts {
-            source: "127.0.0.1:19092".to_string(),
-            target: None,
-            prefix: "bench-plan".to_string(),
-            topics: 50,
-            partitions: 100,
-            groups: 200,
-            records: 10,
-            reset: false,
-            reuse: false,
-            delete: false,
+    /// The checked options of the command line's arguments.
+    fn from_args(a: Args) -> anyhow::Result<Opts> {
+        let o = Opts {
+            source: a.source,
+            target: a.target,
+            prefix: a.prefix,
+            topics: a.topics,
+            partitions: a.partitions,
+            groups: a.groups,
+            records: a.records,
+            reset: a.reset,
+            reuse: a.reuse,
+            delete: a.delete,
         };
-        while let Some(a) = args.next() {
-            let mut value = |what: &str| args.next().with_context(|| format!("{a} needs {what}"));
-            match a.as_str() {
-                "--source" => o.source = value("HOST:PORT")?,
-                "--target" => o.target = Some(value("HOST:PORT")?),
-                "--prefix" => o.prefix = value("a name")?,
-                "--topics" => o.topics = number(&a, &value("a count")?)?,
-                "--partitions" => o.partitions = number(&a, &value("a count")?)?,
-                "--groups" => o.groups = number(&a, &value("a count")?)?,
-                "--records" => o.records = number(&a, &value("a count")?)?,
-                "--reset" => o.reset = true,
-                "--reuse" => o.reuse = true,
-                "--delete" => o.delete = true,
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown argument {other:?} (try --help)"),
-            }
-        }
         if o.topics == 0 || o.partitions <= 0 || o.groups == 0 || o.records < 0 {
             bail!("--topics, --partitions and --groups must be at least 1, --records at least 0");
         }
         if o.prefix.is_empty() {
             bail!("--prefix must not be empty");
         }
-        Ok(Some(o))
+        Ok(o)
     }
 
     fn topic(&self, t: usize) -> String {
@@ -166,12 +167,6 @@ impl Opts {
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, s: &str) -> anyhow::Result<T> {
-    s.parse()
-        .ok()
-        .with_context(|| format!("{flag} needs a number, got {s:?}"))
-}
-
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -183,10 +178,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let Some(o) = Opts::parse(std::env::args().skip(1))? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+    let o = Opts::from_args(Args::parse())?;
     let start = Instant::now();
     let partitions = o.topics as i64 * i64::from(o.partitions);
     let commits: i64 = (0..o.groups)

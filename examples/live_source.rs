@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -41,28 +42,50 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The producer sends a slice of its rate this often.
 const TICK: Duration = Duration::from_millis(10);
 
-const USAGE: &str = "\
-usage: live_source --bootstrap HOST:PORT [--prefix NAME] [--topics T] [--partitions P]
-                   [--groups G] MODE
-  modes: commit [--round R]    commit every group on every partition (round 0: all groups;
-                               later rounds: the odd groups, further on)
-         produce [--rate N] [--record-size S]
-                               write N records/s (default 1000) until SIGTERM or SIGINT
-         check                 exit 1 unless every group has an offset on every partition
-         delete                delete the groups
+/// Makes a backlog built by examples/backlog look like a live source: commits its groups,
+/// produces to its topics, checks or deletes the groups (see MODE).
+#[derive(Parser)]
+#[command(name = "live_source")]
+struct Args {
+    /// What to do.
+    #[arg(value_enum)]
+    mode: Mode,
+    /// The cluster.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:19092")]
+    bootstrap: String,
+    /// Topic and group name prefix, as given to examples/backlog.
+    #[arg(long, value_name = "NAME", default_value = "backlog")]
+    prefix: String,
+    /// Topic count.
+    #[arg(long, value_name = "T", default_value_t = 3)]
+    topics: usize,
+    /// Partitions per topic.
+    #[arg(long, value_name = "P", default_value_t = 8)]
+    partitions: i32,
+    /// Consumer groups <prefix>-consumer-NN.
+    #[arg(long, value_name = "G", default_value_t = 50)]
+    groups: usize,
+    /// commit: round 0 commits every group, later rounds move the odd groups further on.
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    round: u32,
+    /// produce: records per second, until SIGTERM or SIGINT.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    rate: u64,
+    /// produce: value bytes per record.
+    #[arg(long, value_name = "S", default_value_t = 1024)]
+    record_size: usize,
+}
 
-  --bootstrap HOST:PORT   the cluster (default 127.0.0.1:19092)
-  --prefix NAME           topic and group name prefix, as given to examples/backlog
-                          (default backlog)
-  --topics T              topic count (default 3)
-  --partitions P          partitions per topic (default 8)
-  --groups G              consumer groups <prefix>-consumer-NN (default 50)";
-
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Mode {
+    /// Commit every group on every partition (round 0: all groups; later rounds: the odd
+    /// groups, further on).
     Commit,
+    /// Write --rate records a second until SIGTERM or SIGINT.
     Produce,
+    /// Exit 1 unless every group has an offset on every partition.
     Check,
+    /// Delete the groups.
     Delete,
 }
 
@@ -79,44 +102,23 @@ struct Opts {
 }
 
 impl Opts {
-    /// Parses the arguments; `None` when `--help` was asked for.
-    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Opts>> {
-        let mut o = Opts {
-            bootstrap: "127.0.0.1:19092".to_string(),
-            prefix: "backlog".to_string(),
-            topics: 3,
-            partitions: 8,
-            groups: 50,
-            round: 0,
-            rate: 1000,
-            record_size: 1024,
-            mode: Mode::Check,
+    /// The checked options of the command line's arguments.
+    fn from_args(a: Args) -> anyhow::Result<Opts> {
+        let o = Opts {
+            bootstrap: a.bootstrap,
+            prefix: a.prefix,
+            topics: a.topics,
+            partitions: a.partitions,
+            groups: a.groups,
+            round: a.round,
+            rate: a.rate,
+            record_size: a.record_size,
+            mode: a.mode,
         };
-        let mut mode = None;
-        while let Some(a) = args.next() {
-            let mut value = |what: &str| args.next().with_context(|| format!("{a} needs {what}"));
-            match a.as_str() {
-                "--bootstrap" => o.bootstrap = value("HOST:PORT")?,
-                "--prefix" => o.prefix = value("a name")?,
-                "--topics" => o.topics = number(&a, &value("a count")?)?,
-                "--partitions" => o.partitions = number(&a, &value("a count")?)?,
-                "--groups" => o.groups = number(&a, &value("a count")?)?,
-                "--round" => o.round = number(&a, &value("a number")?)?,
-                "--rate" => o.rate = number(&a, &value("records per second")?)?,
-                "--record-size" => o.record_size = number(&a, &value("a size")?)?,
-                "commit" => mode = Some(Mode::Commit),
-                "produce" => mode = Some(Mode::Produce),
-                "check" => mode = Some(Mode::Check),
-                "delete" => mode = Some(Mode::Delete),
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown argument {other}\n{USAGE}"),
-            }
-        }
-        o.mode = mode.with_context(|| format!("a mode is needed\n{USAGE}"))?;
         if o.topics == 0 || o.partitions <= 0 || o.groups == 0 || o.record_size == 0 {
             bail!("--topics, --partitions, --groups and --record-size must be positive");
         }
-        Ok(Some(o))
+        Ok(o)
     }
 
     fn topic_names(&self) -> Vec<String> {
@@ -140,16 +142,8 @@ impl Opts {
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, s: &str) -> anyhow::Result<T> {
-    s.parse()
-        .map_err(|_| anyhow::anyhow!("{flag} needs a number, got '{s}'"))
-}
-
 fn main() -> anyhow::Result<()> {
-    let Some(o) = Opts::parse(std::env::args().skip(1))? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+    let o = Opts::from_args(Args::parse())?;
     match o.mode {
         Mode::Commit => commit(&o),
         Mode::Produce => produce(&o),

@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -141,29 +142,35 @@ const LAYOUT: &[Part] = &[
 
 const TOPICS: &[&str] = &["test1", "test2", "test3", "test4"];
 
+/// Creates topics test1..test4 and groups test123-group, test34-group with unconsumed
+/// backlogs on the source, and the same (empty) topics on the target.
+#[derive(Parser)]
+#[command(name = "seed_topology")]
+struct Args {
+    /// Source cluster.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:19092")]
+    source: String,
+    /// Target cluster, where the same topics are created, empty.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:29092",
+        overrides_with = "no_target"
+    )]
+    target: String,
+    /// Leave the target alone (the last of --target and --no-target counts).
+    #[arg(long, overrides_with = "target")]
+    no_target: bool,
+    /// First delete those topics (scratch clusters only).
+    #[arg(long)]
+    reset: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut source = "127.0.0.1:19092".to_string();
-    let mut target: Option<String> = Some("127.0.0.1:29092".to_string());
-    let mut reset = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--source" => source = args.next().context("--source needs HOST:PORT")?,
-            "--target" => target = Some(args.next().context("--target needs HOST:PORT")?),
-            "--no-target" => target = None,
-            "--reset" => reset = true,
-            "-h" | "--help" => {
-                println!(
-                    "usage: seed_topology [--source HOST:PORT] [--target HOST:PORT | --no-target] [--reset]\n\
-                     Creates topics test1..test4 and groups test123-group, test34-group with unconsumed\n\
-                     backlogs on the source, and the same (empty) topics on the target.\n\
-                     --reset deletes those topics first (scratch clusters only)."
-                );
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
+    let args = Args::parse();
+    let source = args.source;
+    let target = (!args.no_target).then_some(args.target);
+    let reset = args.reset;
 
     let src = admin(&source)?;
     if reset {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
 
+use crate::config::Compression;
 use crate::copy::assign::balance;
 use crate::digest::{Digest, record_hash};
 use crate::kafka::Cluster;
@@ -75,7 +76,7 @@ const TUNING_BYTES: usize = 64 << 20;
 fn tuning(readers: usize) -> Tuning {
     Tuning {
         buffer_bytes: (TUNING_BYTES / readers.max(1)).max(4 << 20),
-        compression: "none".into(),
+        compression: Compression::None,
         max_batch_bytes: None,
     }
 }

@@ -21,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::context::Ctx;
 use super::endpoint::Endpoint;
 use super::ffi::{cstr_to_string, describe_err};
+use crate::config::Compression;
 use crate::digest::{HeaderFn, RecordView};
 
 /// librdkafka's `rd_kafka_message_t`, with the error code read as a plain integer: an
@@ -59,8 +60,8 @@ pub struct Tuning {
     /// quarter of it: librdkafka needs about as much again for a queued record's bookkeeping
     /// and copies, and the consumer's fetch response in flight (an eighth) comes on top.
     pub buffer_bytes: usize,
-    /// `compression.type` of the producer (lz4, zstd, snappy, gzip, none).
-    pub compression: String,
+    /// `compression.type` of the producer.
+    pub compression: Compression,
     /// Upper bound of a produced batch, when the target topics accept less than the
     /// writer's default (1,000,000 bytes): the broker refuses a whole batch larger than
     /// the topic's `max.message.bytes`, even one made of small records.
@@ -180,8 +181,11 @@ impl RecordView for SourceRecord<'_> {
             }
             // SAFETY: name is NUL-terminated, value points at size bytes (or is NULL).
             let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-            let value = (!value.is_null())
-                .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+            let value = (!value.is_null()).then(|| {
+                // SAFETY: value is not NULL here and points at size bytes owned by the
+                // message, which outlives this call.
+                unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+            });
             f(name, value);
             i += 1;
         }

@@ -24,6 +24,7 @@ use anyhow::{Context as _, bail};
 use super::Cluster;
 use super::error::Awaiting;
 use super::reader::{Assignment, Polled, SourceReader, Tuning};
+use crate::config::Compression;
 use crate::model::Tp;
 
 /// How long one round of fetches waits for the leaders' answers before the high watermarks
@@ -132,7 +133,7 @@ fn probe(
         .collect();
     let tuning = Tuning {
         buffer_bytes: 4 << 20,
-        compression: "none".into(),
+        compression: Compression::None,
         max_batch_bytes: None,
     };
     let mut reader = SourceReader::on_leaders(cluster, &topics, &assignments, &tuning)?;

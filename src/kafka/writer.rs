@@ -164,7 +164,7 @@ impl TargetWriter {
                 "message.timeout.ms",
                 delivery_timeout(cluster.timeout).as_millis().to_string(),
             )
-            .set("compression.type", &tuning.compression)
+            .set("compression.type", tuning.compression.as_str())
             .set("linger.ms", "20")
             .set(
                 "batch.size",

@@ -6,7 +6,7 @@ use super::{
     GroupPlan, PLAN_VERSION, PartitionPlan, Plan, ResumeAt, SkipReason, Snapshot, Status,
     TopicAction, TopicPlan, Totals, Tp, Watermarks,
 };
-use crate::config::{FilterConfig, UncommittedPolicy, glob_match, is_internal_topic};
+use crate::config::{FilterConfig, UncommittedPolicy, is_internal_topic};
 
 /// The decision for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn compute(
     let mut problems = Vec::new();
 
     for p in &filter.groups {
-        if p != "*" && !snap.all_groups.iter().any(|g| glob_match(p, g)) {
+        if p.as_str() != "*" && !snap.all_groups.iter().any(|g| p.matches(g)) {
             warnings.push(format!(
                 "the group pattern {p:?} in filter.groups matches no consumer group on the source"
             ));
@@ -123,7 +123,7 @@ pub fn compute(
         .collect();
 
     for p in &filter.topics {
-        if p != "*" && !consumers.keys().any(|t| glob_match(p, t)) {
+        if p.as_str() != "*" && !consumers.keys().any(|t| p.matches(t)) {
             warnings.push(format!(
                 "the topic pattern {p:?} in filter.topics matches no topic a selected group consumes"
             ));
@@ -426,6 +426,7 @@ pub(super) fn totals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Patterns;
     use crate::plan::{GroupSnapshot, Member, TopicInfo};
     use proptest::prelude::*;
 
@@ -680,7 +681,7 @@ mod tests {
         s.source_offsets
             .insert(Tp::new("__consumer_offsets", 0), wm(0, 9));
         let f = FilterConfig {
-            exclude_topics: vec!["test4".into()],
+            exclude_topics: Patterns::new(["test4"]),
             ..FilterConfig::default()
         };
         let p = plan(&s, &f, false);
@@ -768,8 +769,8 @@ mod tests {
         let mut s = seed();
         s.groups[0].commits.insert(Tp::new("gone", 0), 3);
         let f = FilterConfig {
-            groups: vec!["test*".into(), "nomatch-*".into()],
-            topics: vec!["test*".into(), "zzz".into()],
+            groups: Patterns::new(["test*", "nomatch-*"]),
+            topics: Patterns::new(["test*", "zzz"]),
             ..FilterConfig::default()
         };
         let p = plan(&s, &f, false);
