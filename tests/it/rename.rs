@@ -2,10 +2,9 @@
 //! groups resume there at the translated offsets, `verify` compares the renamed copies, and
 //! mappings that would mix topics are refused with the place of the offending key.
 
-mod support;
-
-use support::records::assert_copied_to;
-use support::{Cluster, Rec, TS, config_for, kmigrate, unique, verify_ok, workdir};
+use crate::support;
+use crate::support::records::assert_copied_to;
+use crate::support::{Cluster, Rec, TS, config_for, kmigrate, unique, verify_ok, workdir};
 
 /// Every partition of `target_topic` holds exactly `topic`'s records from `from[p]` on, and
 /// something was copied to each.

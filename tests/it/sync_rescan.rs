@@ -6,17 +6,18 @@
 //! the target exactly once and in order, and every group, the new ones too, resumes exactly,
 //! also after a `kill -9` right after a rescan grew the state.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::process::{Bg, Progress, spawn, state_json, while_running};
+use crate::support::records::{assert_copied, produce_bulk};
+use crate::support::{
+    Cluster, Rng, STATE, TIMEOUT, block, kmigrate_raw, unique, verify_ok, workdir,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use support::process::{Bg, Progress, spawn, state_json, while_running};
-use support::records::{assert_copied, produce_bulk};
-use support::{Cluster, Rng, STATE, TIMEOUT, block, kmigrate_raw, unique, verify_ok, workdir};
 
 /// Raises `topic`'s partition count to `count` and waits until its metadata shows them.
 fn add_partitions(c: &Cluster, topic: &str, count: i32) {

@@ -2,23 +2,22 @@
 //! a real consumer of each group on the target receives exactly what that group had not
 //! consumed on the source, and `verify` proves the copy or names what differs.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::records::{assert_records, high, highs};
+use crate::support::{
+    Cluster, Rec, Run, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
+};
 use kmigrate::report::thousands;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::records::{assert_records, high, highs};
-use support::{
-    Cluster, Rec, Run, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
-};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.

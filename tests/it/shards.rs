@@ -5,13 +5,11 @@
 //! are refused. Then every record is on the target exactly once, every group's offsets are
 //! exact, `verify` without --shard checks all the shards, and `status` merges them.
 
-mod support;
-
 use std::time::Duration;
 
-use support::mixed::{PARTS, assert_exact, cleanup, group_names, setup};
-use support::process::{Progress, spawn, while_running};
-use support::{Cluster, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, workdir};
+use crate::support::mixed::{PARTS, assert_exact, cleanup, group_names, setup};
+use crate::support::process::{Progress, spawn, while_running};
+use crate::support::{Cluster, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, workdir};
 
 fn shard_state(dir: &std::path::Path, index: u32) -> std::path::PathBuf {
     dir.join(format!("{STATE}.shard-{index}-of-3"))

@@ -1,9 +1,7 @@
 //! The command line as an operator meets it: help text, exit codes, configuration errors.
 //! None of these needs a cluster.
 
-mod support;
-
-use support::{kmigrate, kmigrate_raw, workdir};
+use crate::support::{kmigrate, kmigrate_raw, workdir};
 
 #[test]
 fn help_documents_every_command_and_exit_codes() {

@@ -9,13 +9,11 @@
 //! `KMIGRATE_TESTBED=external` and no such variables (docker compose has no secure
 //! listeners) these tests say so and pass without running.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Rec, Run, TS, kmigrate_env, unique, workdir};
+use crate::support::{Cluster, Rec, Run, TS, kmigrate_env, unique, workdir};
 
 /// The environment variables the configurations refer to. Deliberately not the test
 /// bed's names: the value kmigrate gets is the one each test passes.

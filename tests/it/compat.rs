@@ -15,10 +15,8 @@
 //! exactly the source's records from the plan's start on, and each group's commits on the
 //! target must be the exact translations.
 
-mod support;
-
-use support::records::{assert_copied, high};
-use support::{Cluster, Rec, TS, config_for, kmigrate, unique, verify_ok, workdir};
+use crate::support::records::{assert_copied, high};
+use crate::support::{Cluster, Rec, TS, config_for, kmigrate, unique, verify_ok, workdir};
 
 /// Records per partition of each topic.
 const A_COUNTS: [usize; 3] = [40, 30, 12];

@@ -1,14 +1,13 @@
 //! `kmigrate plan` against the real test bed: exact offsets for every rule of the plan.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::{Cluster, Run, config_for, kmigrate, unique, workdir};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
-use support::{Cluster, Run, config_for, kmigrate, unique, workdir};
 
 const TS: i64 = 1_700_000_000_000;
 

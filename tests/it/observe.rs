@@ -2,17 +2,16 @@
 //! (`--metrics`) and the JSON events (`--progress json`) report the same figures as the
 //! tables and as the target itself.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::process::spawn;
+use crate::support::records::{highs, produce_bulk};
+use crate::support::{Cluster, Run, config_for, kmigrate, unique, workdir};
 use serde_json::Value;
-use support::process::spawn;
-use support::records::{highs, produce_bulk};
-use support::{Cluster, Run, config_for, kmigrate, unique, workdir};
 
 /// A port nobody listens on now (the OS picks it; released before kmigrate binds it).
 fn free_addr() -> String {

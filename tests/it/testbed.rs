@@ -1,9 +1,7 @@
 //! The test bed itself: both clusters answer, are distinct, and carry every record shape
 //! kmigrate must preserve, exactly. If this fails, nothing else can be trusted.
 
-mod support;
-
-use support::{Cluster, Rec, unique};
+use crate::support::{Cluster, Rec, unique};
 
 fn shapes(partition: i32) -> Vec<Rec> {
     vec![

@@ -5,13 +5,11 @@
 //! headers, timestamp, partition, order) and every group's translated offset exactly.
 //! `KMIGRATE_FAULT_SEED` replays the kill points of a failed run.
 
-mod support;
-
 use std::time::Instant;
 
-use support::mixed::{PARTS, PER, assert_exact, cleanup, group_names, setup};
-use support::process::{Progress, spawn, state_json, while_running};
-use support::{Cluster, Rng, STATE, config_for, kmigrate, workdir};
+use crate::support::mixed::{PARTS, PER, assert_exact, cleanup, group_names, setup};
+use crate::support::process::{Progress, spawn, state_json, while_running};
+use crate::support::{Cluster, Rng, STATE, config_for, kmigrate, workdir};
 
 #[test]
 fn four_pipelines_copy_mixed_sizes_exactly() {

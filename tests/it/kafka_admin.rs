@@ -4,8 +4,6 @@
 //!
 //! Needs the test bed (`scripts/testbed up`); each test makes its own topics and groups.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use support::{Cluster, TIMEOUT, block, unique};
+use crate::support::{Cluster, TIMEOUT, block, unique};
 
 /// Request timeout of the `Admin` under test.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);

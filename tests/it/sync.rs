@@ -3,25 +3,24 @@
 //! the target exactly once and in order (key, value, headers, timestamp, partition), and
 //! every group resumes on the target at the first record it had not consumed on the source.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::exact;
+use crate::support::exact::Sides;
+use crate::support::process::{Bg, Progress, spawn, spawn_logging, state_json, while_running};
+use crate::support::records::assert_partition_copied;
+use crate::support::{
+    Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use support::exact;
-use support::exact::Sides;
-use support::process::{Bg, Progress, spawn, spawn_logging, state_json, while_running};
-use support::records::assert_partition_copied;
-use support::{
-    Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
-};
 
 const PARTS: i32 = 4;
 

@@ -2,9 +2,7 @@
 //! and one paragraph that names the file, line and column (or the flag) and the fix.
 //! Only the "patterns that match nothing" cases need the test bed.
 
-mod support;
-
-use support::{Cluster, Run, config_for, kmigrate, kmigrate_raw, unique, workdir};
+use crate::support::{Cluster, Run, config_for, kmigrate, kmigrate_raw, unique, workdir};
 
 /// Exit 2, one line on stderr that starts with "error:" and contains every `expected`
 /// fragment, nothing on stdout, no panic.
