@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod cli_docs;
 mod compat;
+mod faults;
 mod fuzz_corpus;
 mod kafka_admin;
 mod kubernetes;

@@ -7,11 +7,12 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::support;
 use crate::support::process::spawn;
 use crate::support::records::{highs, produce_bulk};
 use crate::support::{Cluster, Run, config_for, kmigrate, unique, workdir};
-use serde_json::Value;
 
 /// A port nobody listens on now (the OS picks it; released before kmigrate binds it).
 fn free_addr() -> String {

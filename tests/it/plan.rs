@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support;
-use crate::support::{Cluster, Run, config_for, kmigrate, unique, workdir};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
+
+use crate::support;
+use crate::support::{Cluster, Run, config_for, kmigrate, unique, workdir};
 
 const TS: i64 = 1_700_000_000_000;
 

@@ -5,16 +5,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
 use crate::support;
 use crate::support::process::{Progress, spawn, state_json, while_running};
 use crate::support::records::{
     assert_copied, assert_records, count, high, highs, noise, produce_bulk,
 };
 use crate::support::{Cluster, Rec, Run, STATE, TS, config_for, kmigrate, unique, workdir};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Helpers.

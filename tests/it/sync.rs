@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
 use crate::support;
 use crate::support::exact;
 use crate::support::exact::Sides;
@@ -17,10 +22,6 @@ use crate::support::records::assert_partition_copied;
 use crate::support::{
     Cluster, Rng, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
 };
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
 const PARTS: i32 = 4;
 
@@ -476,7 +477,7 @@ fn cutover_killed_mid_tail_and_mid_commit_then_rerun_is_exact() {
         .map(|i| {
             std::array::from_fn(|p| match i {
                 0 => first[p],
-                _ => first[p] + (rng.next() % (2_001 - first[p]) as u64) as i64,
+                _ => first[p] + (rng.next_u64() % (2_001 - first[p]) as u64) as i64,
             })
         })
         .collect();
@@ -507,7 +508,7 @@ fn cutover_killed_mid_tail_and_mid_commit_then_rerun_is_exact() {
             1 => [17_000; 4],
             _ if i % 4 == 0 => continue,
             _ => std::array::from_fn(|p| {
-                planned[i][p] + (rng.next() % (17_001 - planned[i][p]) as u64) as i64
+                planned[i][p] + (rng.next_u64() % (17_001 - planned[i][p]) as u64) as i64
             }),
         };
         let offsets: Vec<(&str, i32, i64)> = (0..PARTS)

@@ -9,15 +9,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
 use crate::support;
 use crate::support::process::{Bg, Progress, spawn, state_json, while_running};
 use crate::support::records::{assert_copied, produce_bulk};
 use crate::support::{
     Cluster, Rng, STATE, TIMEOUT, block, kmigrate_raw, unique, verify_ok, workdir,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Raises `topic`'s partition count to `count` and waits until its metadata shows them.
 fn add_partitions(c: &Cluster, topic: &str, count: i32) {

@@ -7,17 +7,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support;
-use crate::support::records::{assert_records, high, highs};
-use crate::support::{
-    Cluster, Rec, Run, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
-};
 use kmigrate::report::thousands;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::support;
+use crate::support::records::{assert_records, high, highs};
+use crate::support::{
+    Cluster, Rec, Run, STATE, TS, config_for, kmigrate, kmigrate_raw, unique, verify_ok, workdir,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.

@@ -218,7 +218,7 @@ pub fn assert_translations(
             continue;
         }
         let mut picks = vec![0, copied.len() - 1];
-        picks.extend((0..samples).map(|_| (rng.next() % copied.len() as u64) as usize));
+        picks.extend((0..samples).map(|_| (rng.next_u64() % copied.len() as u64) as usize));
         for i in picks {
             let at = copied[i];
             let (p_s, o_s) = (p.to_string(), at.offset.to_string());

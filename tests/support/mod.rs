@@ -3,7 +3,9 @@
 //! The clusters come from `KMIGRATE_TEST_SOURCE` / `KMIGRATE_TEST_TARGET` (default: the
 //! local test bed's 127.0.0.1:19092 and 127.0.0.1:29092). Every test makes its own topic and
 //! group names with [`unique`], so tests run in parallel against one test bed.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//!
+//! Both test binaries (`tests/it`, `tests/outage`) take this module by path. `tests/it`
+//! uses every helper here, so a helper no test needs any more is dead code there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +20,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod bed;
 pub mod exact;
 pub mod mixed;
 pub mod process;
@@ -150,19 +153,8 @@ impl Cluster {
         self.create_topic_with(topic, partitions, TopicReplication::Fixed(1), configs);
     }
 
-    /// [`Cluster::create_topic`] with each partition's replicas given (broker ids, the
-    /// preferred leader first): every partition gets the replica list `replicas`.
-    pub fn create_replicated_topic(&self, topic: &str, partitions: i32, replicas: &[i32]) {
-        let assignment: Vec<&[i32]> = (0..partitions).map(|_| replicas).collect();
-        self.create_topic_with(
-            topic,
-            partitions,
-            TopicReplication::Variable(&assignment),
-            &[],
-        );
-    }
-
-    fn create_topic_with(
+    /// [`Cluster::create_topic`] with the replicas given.
+    pub fn create_topic_with(
         &self,
         topic: &str,
         partitions: i32,
@@ -523,7 +515,7 @@ impl Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -533,6 +525,6 @@ impl Rng {
 
     /// Uniform in [lo, hi).
     pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+        lo + (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
     }
 }

@@ -1,138 +1,31 @@
-//! Faults on purpose, against the real test bed: kmigrate killed mid-copy, a broker stopped
-//! mid-copy, clusters unreachable at start, a damaged or unwritable state file, a full disk,
-//! a record too large for the target. After each, the target is checked record by record
-//! (key, value, headers, timestamp, partition, order) and every group's translated offset
-//! exactly: nothing lost, nothing duplicated.
+//! Faults on purpose, against the real test bed: kmigrate killed mid-copy, a damaged or
+//! unwritable state file, a full disk, a record too large for the target, records written
+//! twice. After each, the target is checked record by record (key, value, headers,
+//! timestamp, partition, order) and every group's translated offset exactly: nothing lost,
+//! nothing duplicated. The faults that stop the test bed's brokers are in
+//! `tests/outage/brokers.rs`.
 //!
-//! Tests that stop a broker (`scripts/testbed stop|start`) hold [`BROKERS`] exclusively, so
-//! no other test of this file runs during an outage, and restart it from a guard's `Drop`,
-//! so a failing test leaves the test bed up.
-//! They need the local test bed (not `KMIGRATE_TESTBED=external`) and are skipped, saying
-//! so, without it. Tests that mount a tmpfs or a read-only bind mount need root and are
-//! skipped, saying so, without it.
-//!
-//! The broker-outage tests take about a minute each: they run when
-//! `KMIGRATE_FAULT_TESTS=long` (CI sets it) and are skipped, saying so, otherwise.
-//! `KMIGRATE_FAULT_SEED` replays the random kill points of a failed run.
-
-mod support;
+//! Tests that mount a tmpfs or a read-only bind mount need root and are skipped, saying so,
+//! without it. `KMIGRATE_FAULT_SEED` replays the random kill points of a failed run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
-use support::exact;
-use support::process::{Progress, spawn, state_json, while_running};
-use support::records::{assert_copied, assert_records, counts, highs, noise, produce_bulk};
-use support::{Cluster, Rec, Rng, STATE, TS, config_for, kmigrate, unique, verify_ok, workdir};
+
+use crate::support;
+use crate::support::bed::{assert_exact, cleanup, exists, setup};
+use crate::support::process::{Progress, spawn, state_json, while_running};
+use crate::support::records::{assert_copied, assert_records, counts, highs, noise, produce_bulk};
+use crate::support::{
+    Cluster, Rec, Rng, STATE, TS, config_for, kmigrate, unique, verify_ok, workdir,
+};
 
 // ---------------------------------------------------------------------------------------
-// Broker outages: serialised, and always undone.
-
-/// Tests in this file run in parallel, but never while a broker is stopped: a test that
-/// stops one holds this exclusively ([`outage_lock`]), every other test shares it
-/// ([`brokers_up`]). (Cargo runs the other test binaries one at a time, not alongside.)
-static BROKERS: RwLock<()> = RwLock::new(());
-
-fn outage_lock() -> RwLockWriteGuard<'static, ()> {
-    BROKERS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn brokers_up() -> RwLockReadGuard<'static, ()> {
-    BROKERS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn testbed(args: &[&str]) -> std::process::Output {
-    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running scripts/testbed {args:?}: {e}"))
-}
-
-/// Whether this run may stop and start the test bed's brokers; says why not when it may not.
-fn can_stop_brokers(test: &str) -> bool {
-    if std::env::var("KMIGRATE_TESTBED").as_deref() == Ok("external") {
-        eprintln!(
-            "SKIPPED {test}: KMIGRATE_TESTBED=external, the clusters are managed elsewhere and \
-             scripts/testbed cannot stop and start them"
-        );
-        return false;
-    }
-    // The test bed scripts/testbed manages must be the one the tests talk to (same
-    // KMIGRATE_CACHE), or stopping "the target" would stop nothing the test sees.
-    let env = String::from_utf8_lossy(&testbed(&["env"]).stdout).into_owned();
-    let (s, t) = (support::source_bootstrap(), support::target_bootstrap());
-    assert!(
-        env.contains(&format!("KMIGRATE_TEST_SOURCE={s}\n"))
-            && env.contains(&format!("KMIGRATE_TEST_TARGET={t}\n")),
-        "scripts/testbed manages other clusters than the tests use ({s}, {t}):\n{env}\
-         export the same KMIGRATE_CACHE (and ports) as when the test bed was started"
-    );
-    true
-}
-
-/// Whether the long fault tests run (`KMIGRATE_FAULT_TESTS=long`); says so when they do not.
-fn long_tests(test: &str) -> bool {
-    if std::env::var("KMIGRATE_FAULT_TESTS").as_deref() == Ok("long") {
-        return true;
-    }
-    eprintln!("SKIPPED {test}: a long fault test; set KMIGRATE_FAULT_TESTS=long to run it");
-    false
-}
-
-/// A stopped broker, started again when this is dropped (also when the test panics).
-struct Outage {
-    cluster: &'static str,
-    up: bool,
-}
-
-impl Outage {
-    fn stop(cluster: &'static str) -> Outage {
-        let out = testbed(&["stop", cluster]);
-        assert!(
-            out.status.success(),
-            "scripts/testbed stop {cluster}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Outage { cluster, up: false }
-    }
-
-    fn start(&mut self) {
-        if self.up {
-            return;
-        }
-        self.up = true;
-        let out = testbed(&["start", self.cluster]);
-        assert!(
-            out.status.success(),
-            "scripts/testbed start {}: {}",
-            self.cluster,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Outage {
-    fn drop(&mut self) {
-        if !self.up {
-            self.up = true;
-            let out = testbed(&["start", self.cluster]);
-            if !out.status.success() {
-                eprintln!(
-                    "could not start the {} broker again: {}",
-                    self.cluster,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
-}
+// Mounts.
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -183,7 +76,7 @@ impl Drop for Mount {
 }
 
 // ---------------------------------------------------------------------------------------
-// Data, processes and assertions.
+// Assertions.
 
 /// Asserts a group's committed offsets on the target, partition by partition.
 fn assert_group(tgt: &Cluster, group: &str, topic: &str, want: &[i64]) {
@@ -196,45 +89,11 @@ fn assert_group(tgt: &Cluster, group: &str, topic: &str, want: &[i64]) {
     );
 }
 
-/// Whether a topic exists on a cluster (with partitions).
-fn exists(c: &Cluster, topic: &str) -> bool {
-    let client: BaseConsumer = c.config().create().expect("metadata client");
-    let md = client
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    md.topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-}
-
-/// A topic of `parts` partitions of `per` records on the source, the same topic empty on
-/// the target, and groups with the given commits. Returns the topic name.
-fn setup(prefix: &str, parts: i32, per: usize, groups: &[(&str, &[i64])]) -> String {
-    let topic = unique(prefix);
-    let (src, tgt) = (Cluster::source(), Cluster::target());
-    exact::setup((&src, &tgt), &topic, parts, per, groups, |c| {
-        c.create_topic(&topic, parts, &[])
-    });
-    topic
-}
-
-fn cleanup(topic: &str) {
-    Cluster::source().delete_topic(topic);
-    Cluster::target().delete_topic(topic);
-}
-
-/// The copy is exact and every group resumes exactly (see [`exact::assert_exact`]).
-fn assert_exact(dir: &Path, topic: &str, per: usize, groups: &[(&str, &[i64])]) {
-    let (src, tgt) = (Cluster::source(), Cluster::target());
-    exact::assert_exact((&src, &tgt), dir, topic, per, groups);
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests.
 
 #[test]
 fn sigkill_at_five_points_then_resume_is_exact() {
-    let _bed = brokers_up();
     // A copy of 120,000 records, throttled so that it lasts several seconds, killed with
     // SIGKILL at five random points (by share of the records on the target), each rerun
     // resuming the state the previous one left. Records sent after the last checkpoint
@@ -291,216 +150,8 @@ fn sigkill_at_five_points_then_resume_is_exact() {
     cleanup(&topic);
 }
 
-/// A broker stopped for 20 s while a copy runs, then started again. kmigrate either rides it
-/// out or stops with exit 3, a message naming the cluster, and a state that resumes; after
-/// the (possibly resumed) run, verify passes and the copy and the groups are exact.
-fn broker_down_20s_mid_copy(cluster: &'static str) {
-    const PARTS: i32 = 3;
-    const PER: usize = 20_000;
-    let g1 = unique("f-down-g1");
-    let g2 = unique("f-down-g2");
-    let commits: [(&str, &[i64]); 2] = [(&g1, &[0, 10, 100]), (&g2, &[7, 10, 19_000])];
-    let topic = setup(&format!("f-down-{cluster}"), PARTS, PER, &commits);
-    let total: i64 = (PER as i64) * 3 - 110;
-    let dir = workdir("f-down");
-    let config = config_for(&[&g1, &g2], "[migration]\nmax_bytes_per_second = 1000000\n");
-    std::fs::write(dir.join("migrate.toml"), &config).expect("config");
-    let progress = Progress::new(&Cluster::target(), &topic, PARTS);
-
-    // The copy takes about 13 s at this rate; a broker takes a few seconds to shut down.
-    let mut bg = spawn(&dir, &["run", "--yes"]);
-    while_running(&mut bg, "a sixth of the records on the target", || {
-        progress.total() >= total / 6
-    });
-    let t0 = Instant::now();
-    let mut outage = Outage::stop(cluster);
-    // The outage must come mid-copy: with the source down, the target shows how far the
-    // copy got; with the target down, kmigrate cannot have finished.
-    let copied = (cluster == "source").then(|| progress.total());
-    eprintln!(
-        "{cluster} stopped in {:?} ({:?} of {total} records on the target)",
-        t0.elapsed(),
-        copied
-    );
-    assert!(
-        copied.is_none_or(|c| c < total),
-        "the copy was over before the {cluster} stopped"
-    );
-    assert_ne!(
-        bg.exited(),
-        Some(0),
-        "kmigrate completed before the outage:\n{}",
-        bg.output()
-    );
-    std::thread::sleep(Duration::from_secs(20).saturating_sub(t0.elapsed()));
-    let during = bg.exited();
-    outage.start();
-    eprintln!(
-        "{cluster} answering again after {:?} (kmigrate {})",
-        t0.elapsed(),
-        match during {
-            Some(code) => format!("exited {code} during the outage"),
-            None => "still running".into(),
-        }
-    );
-    let first = bg.wait_within(Duration::from_secs(240));
-    match first.code {
-        0 => eprintln!("kmigrate rode the outage out"),
-        3 => {
-            eprintln!("kmigrate stopped: {}", first.stderr.trim());
-            assert!(
-                first.stderr.contains(&format!("{cluster} cluster"))
-                    || first.stderr.contains("written twice"),
-                "the error names the {cluster} cluster or the records written twice:\n{}",
-                first.stderr
-            );
-            assert!(
-                first.stderr.contains("kmigrate run"),
-                "says how to go on:\n{}",
-                first.stderr
-            );
-            let state = state_json(&dir);
-            assert_eq!(state["phase"], "copying", "{state}");
-            let run = kmigrate(&dir, &config, &["run", "--yes"]);
-            assert!(
-                !run.stderr.contains("is not source record"),
-                "the producer wrote records twice across the {cluster} broker's restart \
-                 (librdkafka's idempotent producer retried a batch under a new epoch, see \
-                 confluentinc/librdkafka#4953); kmigrate detected it and stopped without \
-                 losing a record, but the target is not an exact copy:\n{}",
-                run.stderr
-            );
-            assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-            assert!(run.stderr.contains("resuming"), "{}", run.stderr);
-        }
-        code => panic!(
-            "kmigrate exit {code} after a {cluster} outage:\n{}\n{}",
-            first.stdout, first.stderr
-        ),
-    }
-    assert_exact(&dir, &topic, PER, &commits);
-    cleanup(&topic);
-}
-
-#[test]
-fn target_broker_down_20s_mid_copy() {
-    let name = "target_broker_down_20s_mid_copy";
-    if !long_tests(name) || !can_stop_brokers(name) {
-        return;
-    }
-    let _alone = outage_lock();
-    broker_down_20s_mid_copy("target");
-}
-
-#[test]
-fn source_broker_down_20s_mid_copy() {
-    let name = "source_broker_down_20s_mid_copy";
-    if !long_tests(name) || !can_stop_brokers(name) {
-        return;
-    }
-    let _alone = outage_lock();
-    broker_down_20s_mid_copy("source");
-}
-
-/// A port nothing listens on.
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    let addr = l.local_addr().expect("local address");
-    drop(l);
-    addr.to_string()
-}
-
-/// `kmigrate run` against an unreachable cluster: exit 3 within the timeout, an error
-/// naming the cluster and the fix, nothing on the target, no state file.
-fn assert_unreachable(
-    what: &str,
-    dir: &Path,
-    config: &str,
-    role: &str,
-    bootstrap: &str,
-    topic: &str,
-) {
-    let t0 = Instant::now();
-    let run = kmigrate(dir, config, &["run", "--yes"]);
-    let took = t0.elapsed();
-    eprintln!(
-        "{what}: exit {} in {took:?}: {}",
-        run.code,
-        run.stderr.trim()
-    );
-    assert_eq!(run.code, 3, "{what}:\n{}\n{}", run.stdout, run.stderr);
-    // timeout_secs = 5; process start and the answering cluster's requests on top.
-    assert!(took < Duration::from_secs(5 + 3), "{what}: took {took:?}");
-    assert!(
-        run.stderr.contains(&format!("{role} cluster {bootstrap}"))
-            && run
-                .stderr
-                .contains(&format!("bootstrap_servers in [{role}]")),
-        "{what}: the error names the {role} cluster and the fix:\n{}",
-        run.stderr
-    );
-    assert!(!dir.join(STATE).exists(), "{what}: no state file");
-    if role == "source" {
-        assert!(
-            !exists(&Cluster::target(), topic),
-            "{what}: no topic created on the target"
-        );
-    }
-}
-
-#[test]
-fn unreachable_cluster_at_start_fails_within_timeout_with_exit_3() {
-    // Wrong bootstrap ports (nothing listens) for either side, and each real broker
-    // stopped. create_topics = true: a run that got far enough would create the topic on
-    // the target, so its absence proves nothing was written there.
-    let _alone = outage_lock();
-    let topic = unique("f-unreach");
-    let g = unique("f-unreach-g");
-    let src = Cluster::source();
-    src.create_topic(&topic, 2, &[]);
-    src.produce_n(&topic, 0, 10, TS);
-    src.produce_n(&topic, 1, 10, TS);
-    src.commit(&g, &[(&topic, 0, 2), (&topic, 1, 0)]);
-    let dir = workdir("f-unreach");
-    let migration = "[migration]\ntimeout_secs = 5\ncreate_topics = true\n";
-    let good = config_for(&[&g], migration);
-    let (s, t) = (support::source_bootstrap(), support::target_bootstrap());
-
-    let wrong = closed_port();
-    let config = good.replace(&format!("{s:?}"), &format!("{wrong:?}"));
-    assert_unreachable("wrong source port", &dir, &config, "source", &wrong, &topic);
-    let config = good.replace(&format!("{t:?}"), &format!("{wrong:?}"));
-    assert_unreachable("wrong target port", &dir, &config, "target", &wrong, &topic);
-
-    let name = "unreachable_cluster_at_start (stopped brokers)";
-    if can_stop_brokers(name) {
-        for (role, bootstrap) in [("source", &s), ("target", &t)] {
-            let mut outage = Outage::stop(role);
-            assert_unreachable(
-                &format!("{role} broker stopped"),
-                &dir,
-                &good,
-                role,
-                bootstrap,
-                &topic,
-            );
-            outage.start();
-            assert!(
-                !exists(&Cluster::target(), &topic),
-                "{role} broker stopped: no topic created on the target"
-            );
-        }
-    }
-    // The same configuration works once both answer.
-    let run = kmigrate(&dir, &good, &["run", "--yes"]);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_exact(&dir, &topic, 10, &[(&g, &[2, 0])]);
-    cleanup(&topic);
-}
-
 #[test]
 fn damaged_or_foreign_state_file_is_refused_before_any_copy() {
-    let _bed = brokers_up();
     // A completed migration, then one more record on the source. A fresh start would copy
     // every planned record again (the groups' commits on the source have not moved): each
     // damaged state file must be refused with exit 2 before anything is written, and left
@@ -595,7 +246,6 @@ fn config_with_state(g: &str, state_file: &str, extra: &str) -> String {
 
 #[test]
 fn unwritable_state_file_is_refused_before_any_copy() {
-    let _bed = brokers_up();
     // create_topics = true: the topic's absence on the target proves nothing was done there.
     const PER: usize = 10_000;
     let g = unique("f-ro-g");
@@ -692,7 +342,6 @@ fn disk_full_while_saving_state_keeps_the_previous_state() {
         );
         return;
     }
-    let _bed = brokers_up();
     const PER: usize = 15_000;
     let g = unique("f-full-g");
     let commits: [(&str, &[i64]); 1] = [(&g, &[0, 3])];
@@ -776,7 +425,6 @@ fn set_topic_config(c: &Cluster, topic: &str, key: &str, value: &str) {
 
 #[test]
 fn record_larger_than_target_max_message_bytes_stops_at_that_record() {
-    let _bed = brokers_up();
     // Partition 0: 10 small records, one of 60 KB (incompressible), 10 small. The target
     // topic takes at most 20,000 bytes per batch. The run must stop naming the topic,
     // partition and offset 10 and the setting to change, with records 0..10 on the target
@@ -866,7 +514,6 @@ fn records_written_twice_past_a_checkpoint_are_refused_not_skipped() {
     // records 50..60 and then 50..60 again. Counting them as 20 records written would skip
     // source records 60..70, which are not on the target: a silent loss. The resume must
     // compare each record it skips with the target's and refuse at the first duplicate.
-    let _bed = brokers_up();
     let g = unique("f-dup-g");
     let topic = unique("f-dup");
     let (src, tgt) = (Cluster::source(), Cluster::target());

@@ -8,19 +8,21 @@
 //! They run when `KMIGRATE_FAULT_TESTS=long` (CI sets it) with the local test bed, and are
 //! skipped, saying so, otherwise. Tests that stop brokers of one replicated cluster hold its
 //! lock, and every stopped or paused broker is started again by a guard's `Drop`, also when
-//! a test fails. `KMIGRATE_FAULT_SEED` replays the random kill points of a failed run.
-
-mod support;
+//! a test fails. Each test also copies from or to one of the test bed's own clusters, so it
+//! holds [`crate::brokers_up`]: no test of `brokers.rs` stops that cluster meanwhile.
+//! `KMIGRATE_FAULT_SEED` replays the random kill points of a failed run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::TopicReplication;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use support::exact::{self, Commits};
-use support::process::{Progress, spawn, state_json, while_running};
-use support::{Cluster, Rng, STATE, kmigrate, unique, workdir};
+
+use crate::support::exact::{self, Commits};
+use crate::support::process::{Progress, spawn, state_json, while_running};
+use crate::support::{Cluster, Rng, STATE, kmigrate, unique, workdir};
 
 /// One test at a time stops brokers of a replicated cluster.
 static TARGET3: Mutex<()> = Mutex::new(());
@@ -72,16 +74,19 @@ struct Bed {
     /// The target's bootstrap servers.
     t3: String,
     _alone: MutexGuard<'static, ()>,
+    _up: RwLockReadGuard<'static, ()>,
 }
 
 fn target3_bed(test: &str) -> Option<Bed> {
     let t3 = replicated(test, "target3")?;
     let _alone = lock(&TARGET3);
+    let _up = crate::brokers_up();
     Some(Bed {
         src: Cluster::source(),
         tgt: Cluster::connect(&t3, "target3"),
         t3,
         _alone,
+        _up,
     })
 }
 
@@ -146,6 +151,20 @@ fn config(source: &str, target: &str, groups: &[&str], extra: &str) -> String {
          [filter]\ngroups = [{}]\n{extra}\n",
         groups.join(", ")
     )
+}
+
+impl Cluster {
+    /// [`Cluster::create_topic`] with each partition's replicas given (broker ids, the
+    /// preferred leader first): every partition gets the replica list `replicas`.
+    fn create_replicated_topic(&self, topic: &str, partitions: i32, replicas: &[i32]) {
+        let assignment: Vec<&[i32]> = (0..partitions).map(|_| replicas).collect();
+        self.create_topic_with(
+            topic,
+            partitions,
+            TopicReplication::Variable(&assignment),
+            &[],
+        );
+    }
 }
 
 /// The topic on both clusters (on a replicated cluster with every partition led by broker 1,
@@ -308,6 +327,7 @@ fn sigkill_while_a_follower_stalls_then_resume_is_exact() {
         tgt,
         t3,
         _alone,
+        _up,
     }) = target3_bed(name)
     else {
         return;
@@ -371,6 +391,7 @@ fn leader_and_coordinator_killed_mid_copy_and_during_translation() {
         tgt,
         t3,
         _alone,
+        _up,
     }) = target3_bed(name)
     else {
         return;
@@ -459,6 +480,7 @@ fn sigkill_at_five_points_on_a_replicated_target_then_resume_is_exact() {
         tgt,
         t3,
         _alone,
+        _up,
     }) = target3_bed(name)
     else {
         return;
@@ -512,6 +534,7 @@ fn source_leader_killed_mid_copy_is_exact() {
         return;
     };
     let _alone = lock(&SOURCE3);
+    let _up = crate::brokers_up();
     let (src, tgt) = (Cluster::connect(&s3, "source3"), Cluster::target());
     const PARTS: i32 = 4;
     const PER: usize = 20_000;
