@@ -5,6 +5,10 @@
 //! brokers of 3-broker clusters while copying from or to the test bed's other cluster. So a
 //! test that stops a broker of the test bed holds [`outage_lock`] exclusively, and every
 //! other test that needs the test bed's brokers holds [`brokers_up`], shared.
+//!
+//! The long tests (a minute or more each) are `#[ignore]`d, so a plain run reports them as
+//! not run: `KMIGRATE_FAULT_TESTS=long scripts/test` runs them (`.ci/run` does), and so does
+//! `cargo test --test outage -- --include-ignored` against a running test bed.
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 

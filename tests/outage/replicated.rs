@@ -5,11 +5,12 @@
 //! headers, timestamp, partition, order), every group's committed offset exactly, and
 //! `kmigrate verify` passes.
 //!
-//! They run when `KMIGRATE_FAULT_TESTS=long` (CI sets it) with the local test bed, and are
-//! skipped, saying so, otherwise. Tests that stop brokers of one replicated cluster hold its
-//! lock, and every stopped or paused broker is started again by a guard's `Drop`, also when
-//! a test fails. Each test also copies from or to one of the test bed's own clusters, so it
-//! holds [`crate::brokers_up`]: no test of `brokers.rs` stops that cluster meanwhile.
+//! They take about 3 minutes together: they are `#[ignore]`d, and
+//! `KMIGRATE_FAULT_TESTS=long scripts/test` (CI) runs them with the local test bed. Tests
+//! that stop brokers of one replicated cluster hold its lock, and every stopped or paused
+//! broker is started again by a guard's `Drop`, also when a test fails. Each test also
+//! copies from or to one of the test bed's own clusters, so it holds [`crate::brokers_up`]:
+//! no test of `brokers.rs` stops that cluster meanwhile.
 //! `KMIGRATE_FAULT_SEED` replays the random kill points of a failed run.
 
 use std::path::Path;
@@ -49,10 +50,6 @@ fn testbed(args: &[&str]) -> std::process::Output {
 /// The bootstrap servers of the replicated cluster `name` (source3 or target3), started if
 /// it is not running; `None`, saying why, when this run does not test replicated clusters.
 fn replicated(test: &str, name: &str) -> Option<String> {
-    if std::env::var("KMIGRATE_FAULT_TESTS").as_deref() != Ok("long") {
-        eprintln!("SKIPPED {test}: a long fault test; set KMIGRATE_FAULT_TESTS=long to run it");
-        return None;
-    }
     if std::env::var("KMIGRATE_TESTBED").as_deref() == Ok("external") {
         eprintln!("SKIPPED {test}: KMIGRATE_TESTBED=external has no 3-broker clusters");
         return None;
@@ -315,6 +312,7 @@ impl Watch<'_> {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[ignore = "long fault test (stops brokers): KMIGRATE_FAULT_TESTS=long scripts/test runs it"]
 fn sigkill_while_a_follower_stalls_then_resume_is_exact() {
     // The copy's target partitions are all led by broker 1. Broker 3, a follower only, stalls
     // (SIGSTOP): the leader keeps appending what kmigrate sends, but the high watermark waits
@@ -380,6 +378,7 @@ fn sigkill_while_a_follower_stalls_then_resume_is_exact() {
 }
 
 #[test]
+#[ignore = "long fault test (stops brokers): KMIGRATE_FAULT_TESTS=long scripts/test runs it"]
 fn leader_and_coordinator_killed_mid_copy_and_during_translation() {
     // One broker leads every partition of the topic and coordinates a group: killed -9
     // mid-copy, restarted 15 s later. Once it is back in sync, the group's coordinator of
@@ -473,6 +472,7 @@ fn leader_and_coordinator_killed_mid_copy_and_during_translation() {
 }
 
 #[test]
+#[ignore = "long fault test (stops brokers): KMIGRATE_FAULT_TESTS=long scripts/test runs it"]
 fn sigkill_at_five_points_on_a_replicated_target_then_resume_is_exact() {
     let name = "sigkill_at_five_points_on_a_replicated_target_then_resume_is_exact";
     let Some(Bed {
@@ -526,6 +526,7 @@ fn sigkill_at_five_points_on_a_replicated_target_then_resume_is_exact() {
 }
 
 #[test]
+#[ignore = "long fault test (stops brokers): KMIGRATE_FAULT_TESTS=long scripts/test runs it"]
 fn source_leader_killed_mid_copy_is_exact() {
     // A 3-broker source whose partitions are all led by broker 1, killed -9 mid-copy and
     // restarted 15 s later: the reader follows the new leader; one run, exact.
