@@ -39,13 +39,10 @@ pub fn execute(cfg: &Config, args: &PlanArgs) -> anyhow::Result<Outcome> {
 /// Reads both clusters and computes a fresh plan.
 pub fn make(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Result<Plan> {
     let snap = plan::gather::gather(cfg, source, target)?;
+    let rules = plan::compute::Rules::of(cfg);
     Ok(plan::compute::compute(
         &snap,
-        &cfg.filter,
-        cfg.migration.uncommitted_partitions,
-        cfg.migration.create_topics,
-        &cfg.source.bootstrap_servers,
-        &cfg.target.bootstrap_servers,
+        &rules,
         crate::model::now_ms(),
     ))
 }

@@ -274,14 +274,21 @@ fn complete(
 
 /// The partitions a group reads on the target that grew on the source since the plan.
 fn arrived_after_plan(source: &Cluster, state: &crate::ledger::State) -> anyhow::Result<Vec<Late>> {
-    let owned = state.shard.map(|s| partitions_of(&state.plan, s));
-    let watched = late::watched(&state.plan, owned.as_deref());
+    let owned = owned(state);
+    let watched = late::watched(&state.plan, owned.as_ref());
     let tps: Vec<Tp> = watched.iter().map(|(tp, _)| tp.clone()).collect();
     let now = source
         .admin()?
         .watermarks(&tps)
         .context("re-reading the source's offsets after the copy")?;
     Ok(late::arrived_after_plan(&watched, &now))
+}
+
+/// A shard's partitions, as indexes into its plan's partitions (`None`: unsharded).
+fn owned(state: &crate::ledger::State) -> Option<std::collections::BTreeSet<usize>> {
+    state
+        .shard
+        .map(|s| partitions_of(&state.plan, s).into_iter().collect())
 }
 
 fn late_text(late: &[Late]) -> String {
@@ -361,8 +368,8 @@ fn commit_offsets(
         let state = &ledger.state;
         // A shard's worker commits its own partitions' offsets only; the other shards'
         // workers commit theirs.
-        let owned = state.shard.map(|s| partitions_of(&state.plan, s));
-        let skipped = translate::skipped_partitions_to_commit(&state.plan, owned.as_deref());
+        let owned = owned(state);
+        let skipped = translate::skipped_partitions_to_commit(&state.plan, owned.as_ref());
         let ends: BTreeMap<Tp, i64> = target
             .admin()?
             .low_high(&skipped)
@@ -370,7 +377,7 @@ fn commit_offsets(
             .into_iter()
             .map(|(tp, (_, high))| (tp, high))
             .collect();
-        let mut targets = translate::group_targets(&state.plan, state, &ends, owned.as_deref());
+        let mut targets = translate::group_targets(&state.plan, state, &ends, owned.as_ref());
         // The groups' commits now, not the plan's: one that kept consuming during the copy
         // resumes after what it consumed.
         let finals = final_commits(source, state).unwrap_or_else(|e| {
