@@ -38,7 +38,7 @@ fn load(cfg: &Config) -> anyhow::Result<Vec<PartitionState>> {
     let files: Vec<PathBuf> = if plain.exists() {
         vec![plain.clone()]
     } else {
-        super::shards::find(plain)?
+        crate::ledger::shards::find(plain)?
             .into_iter()
             .map(|(_, p)| p)
             .collect()

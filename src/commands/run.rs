@@ -76,7 +76,7 @@ fn observed(
                     plain_path.display()
                 )));
             }
-            super::shards::check_count(plain_path, s)?;
+            crate::ledger::shards::check_count(plain_path, s)?;
             if args.replan {
                 return Err(usage(
                     "--replan cannot be used with --shard: every worker must run the same \
@@ -84,13 +84,22 @@ fn observed(
                      with that file.",
                 ));
             }
-            Some(super::shards::lock(state_path, &format!("shard {s}"))?)
+            let what = format!("shard {s}");
+            Some(crate::ledger::shards::lock(state_path)?.map_err(|busy| {
+                usage(format!(
+                    "{what} is being run by another kmigrate (pid {}, lock {}): two workers on \
+                     one shard would copy its records twice. Give each worker its own shard \
+                     index, or wait for the other one to end.",
+                    busy.pid.map_or("unknown".to_string(), |p| p.to_string()),
+                    busy.path.display()
+                ))
+            })?)
         }
         None => None,
     };
     let existing = Ledger::open(state_path)?;
     if existing.is_none() && shard.is_none() {
-        let found = super::shards::find(plain_path)?;
+        let found = crate::ledger::shards::find(plain_path)?;
         if let Some((s, path)) = found.first() {
             return Err(usage(format!(
                 "this migration is run in {} shards (state file {} and others): run each \

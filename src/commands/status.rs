@@ -51,7 +51,7 @@ pub fn execute(cfg: &Config, args: &StatusArgs) -> anyhow::Result<Outcome> {
     let files: Vec<(Option<Shard>, PathBuf)> = if plain.exists() {
         vec![(None, plain.clone())]
     } else {
-        let found = super::shards::find(plain)?;
+        let found = crate::ledger::shards::find(plain)?;
         let Some(count) = found.iter().map(|(s, _)| s.count).max() else {
             return Err(usage(format!(
                 "no migration to show: neither {} nor shard state files beside it \
@@ -94,7 +94,7 @@ pub fn execute(cfg: &Config, args: &StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 fn one(shard: Option<Shard>, path: &std::path::Path) -> anyhow::Result<ShardStatus> {
-    let holder = fsutil::lock_holder(&super::shards::lock_path(path))?;
+    let holder = fsutil::lock_holder(&crate::ledger::shards::lock_path(path))?;
     let state = State::load(path)?;
     let mut s = ShardStatus {
         shard: shard.map(|s| s.to_string()),

@@ -69,18 +69,17 @@ pub(super) fn lock(state_path: &Path, command: &str) -> anyhow::Result<Lock> {
             state_path.display()
         ))
     })?;
-    let path = super::shards::lock_path(state_path);
-    match fsutil::lock_exclusive(&path)? {
-        Ok(lock) => Ok(lock),
-        Err(pid) => Err(usage(format!(
+    crate::ledger::shards::lock(state_path)?.map_err(|busy| {
+        let (pid, path) = (busy.pid, busy.path);
+        usage(format!(
             "another kmigrate (pid {}) is running this migration (lock {}), e.g. a `kmigrate \
              sync`: stop it first (Ctrl-C, or `kill -TERM {}`), wait until it has saved and \
              exited, then run `kmigrate {command}` again",
             pid.map_or("unknown".to_string(), |p| p.to_string()),
             path.display(),
             pid.map_or("PID".to_string(), |p| p.to_string()),
-        ))),
-    }
+        ))
+    })
 }
 
 /// Resumes the sync recorded in the state file, or plans a live one, asks, creates the
@@ -91,7 +90,7 @@ fn open_or_start(
     state_path: &Path,
     yes: bool,
 ) -> anyhow::Result<(Ledger, bool)> {
-    if let Some((s, path)) = super::shards::find(state_path)?.first() {
+    if let Some((s, path)) = crate::ledger::shards::find(state_path)?.first() {
         return Err(usage(format!(
             "this migration is run in {} shards (state file {}): `kmigrate sync` follows an \
              unsharded migration only. Finish it with `kmigrate run --shard`, or move the \

@@ -22,7 +22,7 @@ pub fn execute(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let paths: Vec<PathBuf> = match args.shard {
         Some(s) => vec![s.state_file(plain)],
         None if plain.exists() => vec![plain.clone()],
-        None => match super::shards::complete_split(plain)? {
+        None => match crate::ledger::shards::complete_split(plain)? {
             Some(found) => found.into_iter().map(|(_, p)| p).collect(),
             None => vec![plain.clone()],
         },

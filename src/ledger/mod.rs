@@ -21,6 +21,8 @@ use crate::offsets::{OffsetMap, Tracker};
 use crate::plan::live::{self, Growth, Moved};
 use crate::plan::{PartitionPlan, Plan, Status};
 
+pub mod shards;
+
 pub const STATE_VERSION: u32 = 1;
 
 /// A partition's progress as saved in the state file.
