@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cli::{MapFormat, OffsetsArgs, OffsetsCommand};
 use crate::config::Config;
 use crate::error::{Outcome, usage};
-use crate::ledger::{PartitionState, State};
+use crate::ledger::{PartitionState, State, shards};
 use crate::offsets::{Run, translate_one};
 use crate::report;
 
@@ -38,10 +38,7 @@ fn load(cfg: &Config) -> anyhow::Result<Vec<PartitionState>> {
     let files: Vec<PathBuf> = if plain.exists() {
         vec![plain.clone()]
     } else {
-        crate::ledger::shards::find(plain)?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
+        shards::find(plain)?.into_iter().map(|(_, p)| p).collect()
     };
     let mut out = Vec::new();
     for path in &files {

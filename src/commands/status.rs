@@ -10,7 +10,7 @@ use crate::cli::{Format, StatusArgs};
 use crate::config::Config;
 use crate::error::{Outcome, usage};
 use crate::fsutil;
-use crate::ledger::{Phase, State};
+use crate::ledger::{Phase, State, shards};
 use crate::model::Shard;
 use crate::report::{self, Align, Table, thousands};
 
@@ -51,7 +51,7 @@ pub fn execute(cfg: &Config, args: &StatusArgs) -> anyhow::Result<Outcome> {
     let files: Vec<(Option<Shard>, PathBuf)> = if plain.exists() {
         vec![(None, plain.clone())]
     } else {
-        let found = crate::ledger::shards::find(plain)?;
+        let found = shards::find(plain)?;
         let Some(count) = found.iter().map(|(s, _)| s.count).max() else {
             return Err(usage(format!(
                 "no migration to show: neither {} nor shard state files beside it \
@@ -94,7 +94,7 @@ pub fn execute(cfg: &Config, args: &StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 fn one(shard: Option<Shard>, path: &std::path::Path) -> anyhow::Result<ShardStatus> {
-    let holder = fsutil::lock_holder(&crate::ledger::shards::lock_path(path))?;
+    let holder = fsutil::lock_holder(&shards::lock_path(path))?;
     let state = State::load(path)?;
     let mut s = ShardStatus {
         shard: shard.map(|s| s.to_string()),

@@ -7,22 +7,22 @@ use std::path::PathBuf;
 use crate::cli::{Format, VerifyArgs};
 use crate::config::Config;
 use crate::error::{Outcome, usage};
-use crate::kafka::{Cluster, Role};
-use crate::ledger::State;
+use crate::ledger::{State, shards};
+use crate::migration::Clusters;
 use crate::report::{self, Align, Table, thousands};
 use crate::verify::{self, Report};
 
 /// Above this many partitions, only mismatches get a row unless `--verbose`.
 const MAX_ROWS: usize = 100;
 
-pub fn execute(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+pub fn execute(cfg: &Config, clusters: &Clusters, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let plain = &cfg.migration.state_file;
     // A sharded run left one state file per shard: without --shard, all of them are
     // verified (the plain file, when there is one, is an unsharded run's and wins).
     let paths: Vec<PathBuf> = match args.shard {
         Some(s) => vec![s.state_file(plain)],
         None if plain.exists() => vec![plain.clone()],
-        None => match crate::ledger::shards::complete_split(plain)? {
+        None => match shards::complete_split(plain)? {
             Some(found) => found.into_iter().map(|(_, p)| p).collect(),
             None => vec![plain.clone()],
         },
@@ -47,12 +47,15 @@ pub fn execute(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         }
         states.push(state);
     }
-    let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
-    let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
     let readers = args.pipelines.map_or(cfg.migration.pipelines, usize::from);
     let mut reports = Vec::new();
     for state in &states {
-        reports.push(verify::verify(&source, &target, state, readers)?);
+        reports.push(verify::verify(
+            &clusters.source,
+            &clusters.target,
+            state,
+            readers,
+        )?);
     }
     let rep = merge(reports);
     match args.format {

@@ -6,6 +6,7 @@
 pub mod follow;
 pub mod json;
 pub mod metrics;
+pub mod migration;
 mod summary;
 
 pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};
