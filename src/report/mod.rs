@@ -7,7 +7,10 @@ pub mod follow;
 pub mod json;
 pub mod metrics;
 pub mod migration;
+pub mod offsets;
+pub mod status;
 mod summary;
+pub mod verify;
 
 pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};
 pub use crate::text::{Align, Table, bytes, duration, plural, thousands, time_ms};
