@@ -92,6 +92,7 @@ fn follow_run(m: &Migration, ledger: &mut Ledger) -> anyhow::Result<()> {
 fn migrate_fixed(cfg: &Config, clusters: Clusters, args: &CutoverArgs) -> anyhow::Result<Outcome> {
     let how = Fixed {
         yes: args.yes,
+        force_offsets: args.force_offsets,
         ..Fixed::default()
     };
     let display = Display {
@@ -99,5 +100,5 @@ fn migrate_fixed(cfg: &Config, clusters: Clusters, args: &CutoverArgs) -> anyhow
         metrics: None,
         metrics_linger: None,
     };
-    fixed::execute(cfg, clusters, &how, (None, args.force_offsets), &display)
+    fixed::execute(cfg, clusters, &how, &display)
 }

@@ -16,17 +16,13 @@ pub fn execute(cfg: &Config, clusters: Clusters, args: &RunArgs) -> anyhow::Resu
         replan: args.replan,
         allow_active_groups: args.allow_active_groups,
         shard: args.shard,
+        pipelines: args.pipelines,
+        force_offsets: args.force_offsets,
     };
     let display = Display {
         progress: args.progress,
         metrics: args.metrics.clone(),
         metrics_linger: args.metrics_linger,
     };
-    fixed::execute(
-        cfg,
-        clusters,
-        &how,
-        (args.pipelines, args.force_offsets),
-        &display,
-    )
+    fixed::execute(cfg, clusters, &how, &display)
 }

@@ -21,19 +21,17 @@ pub struct Display {
     pub metrics_linger: Option<std::time::Duration>,
 }
 
-/// Runs the migration of a fixed plan, shown as `display` says (`pipelines`, `force`:
-/// the command line's `--pipelines` and `--force-offsets`).
+/// Runs the migration of a fixed plan, shown as `display` says.
 pub fn execute(
     cfg: &Config,
     clusters: Clusters,
     how: &Fixed,
-    (pipelines, force): (Option<u16>, bool),
     display: &Display,
 ) -> anyhow::Result<Outcome> {
     let obs = Observer::start(display.progress, display.metrics.as_deref())?;
     obs.phase(RunPhase::Planning);
-    let m = Migration::new(cfg, clusters, pipelines)?;
-    let result = observed(&m, how, force, &obs);
+    let m = Migration::new(cfg, clusters, how.pipelines)?;
+    let result = observed(&m, how, &obs);
     match &result {
         // An interrupted run is not done: the rerun continues it.
         Ok(Outcome::Interrupted) => {}
@@ -44,13 +42,13 @@ pub fn execute(
     result
 }
 
-fn observed(m: &Migration, how: &Fixed, force: bool, obs: &Observer) -> anyhow::Result<Outcome> {
+fn observed(m: &Migration, how: &Fixed, obs: &Observer) -> anyhow::Result<Outcome> {
     let state_path = start::state_path(m, how.shard);
     // Before anything else: a run that cannot save its progress must not start copying.
     guards::run_state_writable(&state_path)?;
     let _lock = start::shard_lock(m, how, &state_path)?;
     let mut ledger = match start::open_fixed(m, how, &state_path)? {
-        Opened::Copied(mut ledger) => return complete(m, &mut ledger, None, force, obs),
+        Opened::Copied(mut ledger) => return complete(m, &mut ledger, None, how, obs),
         Opened::Copy(ledger) => ledger,
     };
     obs.phase(RunPhase::Copying);
@@ -60,7 +58,7 @@ fn observed(m: &Migration, how: &Fixed, force: bool, obs: &Observer) -> anyhow::
             report::note(&texts::run_interrupted(snap.records, &state_path));
             Ok(Outcome::Interrupted)
         }
-        Ended::Complete => complete(m, &mut ledger, Some(&snap), force, obs),
+        Ended::Complete => complete(m, &mut ledger, Some(&snap), how, obs),
     }
 }
 
@@ -70,20 +68,20 @@ fn complete(
     m: &Migration,
     ledger: &mut Ledger,
     snap: Option<&Snapshot>,
-    force: bool,
+    how: &Fixed,
     obs: &Observer,
 ) -> anyhow::Result<Outcome> {
     let owned = finish::owned(&ledger.state);
     let late = finish::arrived_after_plan(&m.source, &ledger.state, owned.as_ref())?;
-    let how = Finish {
+    let end = Finish {
         command: "run",
         offsets: Offsets::OfPlan {
             owned: owned.as_ref(),
         },
-        force,
+        force: how.force_offsets,
         obs: Some(obs),
     };
-    let outcome = finish::finish(m, ledger, snap, &how)?.outcome();
+    let outcome = finish::finish(m, ledger, snap, &end)?.outcome();
     if late.is_empty() {
         return Ok(outcome);
     }

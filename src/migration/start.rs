@@ -24,6 +24,10 @@ pub struct Fixed {
     pub replan: bool,
     pub allow_active_groups: bool,
     pub shard: Option<Shard>,
+    /// `--pipelines`: overrides the configuration's.
+    pub pipelines: Option<u16>,
+    /// `--force-offsets`: move a group's offset on the target backwards too.
+    pub force_offsets: bool,
 }
 
 /// A fixed plan's state file, opened or started.
