@@ -8,7 +8,6 @@ use anyhow::Context as _;
 
 use super::Migration;
 use crate::copy::Snapshot;
-use crate::copy::shard::partitions_of;
 use crate::error::Outcome;
 use crate::kafka::Cluster;
 use crate::ledger::{Ledger, Phase, State};
@@ -67,13 +66,6 @@ impl Finished {
             Finished::Checked(outcome) => outcome,
         }
     }
-}
-
-/// A shard's partitions, as indexes into its plan's partitions (`None`: unsharded).
-pub fn owned(state: &State) -> Option<BTreeSet<usize>> {
-    state
-        .shard
-        .map(|s| partitions_of(&state.plan, s).into_iter().collect())
 }
 
 /// Checks the copy; then commits every group's offsets on the target and records them.

@@ -10,7 +10,6 @@ use crate::cli::ProgressMode;
 use crate::config::Config;
 use crate::copy::{Ended, Snapshot};
 use crate::error::Outcome;
-use crate::ledger::Ledger;
 use crate::report::{self, Observer, RunPhase, migration as texts};
 
 /// How a run shows its progress: `--progress`, `--metrics`, `--metrics-linger`.
@@ -47,18 +46,18 @@ fn observed(m: &Migration, how: &Fixed, obs: &Observer) -> anyhow::Result<Outcom
     // Before anything else: a run that cannot save its progress must not start copying.
     guards::run_state_writable(&state_path)?;
     let _lock = start::shard_lock(m, how, &state_path)?;
-    let mut ledger = match start::open_fixed(m, how, &state_path)? {
-        Opened::Copied(mut ledger) => return complete(m, &mut ledger, None, how, obs),
-        Opened::Copy(ledger) => ledger,
-    };
+    let mut opened = start::open_fixed(m, how, &state_path)?;
+    if opened.copied {
+        return complete(m, &mut opened, None, how, obs);
+    }
     obs.phase(RunPhase::Copying);
-    let (ended, snap) = m.copy(&mut ledger, obs.sink().as_mut())?;
+    let (ended, snap) = m.copy(&mut opened.ledger, obs.sink().as_mut())?;
     match ended {
         Ended::Interrupted => {
             report::note(&texts::run_interrupted(snap.records, &state_path));
             Ok(Outcome::Interrupted)
         }
-        Ended::Complete => complete(m, &mut ledger, Some(&snap), how, obs),
+        Ended::Complete => complete(m, &mut opened, Some(&snap), how, obs),
     }
 }
 
@@ -66,12 +65,12 @@ fn observed(m: &Migration, how: &Fixed, obs: &Observer) -> anyhow::Result<Outcom
 /// say so when records arrived on the source after the plan (exit 1).
 fn complete(
     m: &Migration,
-    ledger: &mut Ledger,
+    opened: &mut Opened,
     snap: Option<&Snapshot>,
     how: &Fixed,
     obs: &Observer,
 ) -> anyhow::Result<Outcome> {
-    let owned = finish::owned(&ledger.state);
+    let Opened { ledger, owned, .. } = opened;
     let late = finish::arrived_after_plan(&m.source, &ledger.state, owned.as_ref())?;
     let end = Finish {
         command: "run",

@@ -2,6 +2,7 @@
 //! its target made ready and its state file started: of a fixed plan (`run`, also one
 //! shard of it) or of a live one (`sync`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::Migration;
@@ -31,11 +32,23 @@ pub struct Fixed {
 }
 
 /// A fixed plan's state file, opened or started.
-pub enum Opened {
-    /// Records are left to copy.
-    Copy(Ledger),
+pub struct Opened {
+    pub ledger: Ledger,
     /// Every planned record was copied by an earlier run.
-    Copied(Ledger),
+    pub copied: bool,
+    /// A shard's partitions, as indexes into the plan's (`None`: unsharded): worked out
+    /// once, here, for the whole command.
+    pub owned: Option<BTreeSet<usize>>,
+}
+
+impl Opened {
+    fn new(ledger: Ledger, copied: bool, owned: Option<Vec<usize>>) -> Opened {
+        Opened {
+            ledger,
+            copied,
+            owned: owned.map(|o| o.into_iter().collect()),
+        }
+    }
 }
 
 /// Where a fixed plan's migration keeps its state: the migration's `state_file`, or the
@@ -93,7 +106,7 @@ pub fn open_fixed(m: &Migration, how: &Fixed, state_path: &Path) -> anyhow::Resu
     }
     match existing {
         Some(ledger) => resume_fixed(m, how, ledger),
-        None => start_fixed(m, how, state_path).map(Opened::Copy),
+        None => start_fixed(m, how, state_path),
     }
 }
 
@@ -101,6 +114,7 @@ pub fn open_fixed(m: &Migration, how: &Fixed, state_path: &Path) -> anyhow::Resu
 /// configuration, the source unchanged and its groups inactive.
 fn resume_fixed(m: &Migration, how: &Fixed, ledger: Ledger) -> anyhow::Result<Opened> {
     let state = &ledger.state;
+    let owned = state.shard.map(|s| partitions_of(&state.plan, s));
     let state_path = ledger.path();
     if state.shard != how.shard {
         return Err(usage(format!(
@@ -143,7 +157,7 @@ fn resume_fixed(m: &Migration, how: &Fixed, ledger: Ledger) -> anyhow::Result<Op
             "the migration recorded in {} has copied every planned record already",
             state_path.display()
         ));
-        return Ok(Opened::Copied(ledger));
+        return Ok(Opened::new(ledger, true, owned));
     }
     report::note(&format!(
         "resuming the migration started at {} (state file {})",
@@ -152,12 +166,12 @@ fn resume_fixed(m: &Migration, how: &Fixed, ledger: Ledger) -> anyhow::Result<Op
     ));
     guards::source_unchanged(&m.source, &state.plan, false)?;
     guards::groups_inactive(&m.source, &state.plan, how.allow_active_groups)?;
-    Ok(Opened::Copy(ledger))
+    Ok(Opened::new(ledger, false, owned))
 }
 
 /// Plans (or reads `--plan`, planning again under `--replan` when the source moved),
 /// checks, asks, makes the target ready and starts the state file (a shard's: its share).
-fn start_fixed(m: &Migration, how: &Fixed, state_path: &Path) -> anyhow::Result<Ledger> {
+fn start_fixed(m: &Migration, how: &Fixed, state_path: &Path) -> anyhow::Result<Opened> {
     if let (Some(s), None) = (how.shard, &how.plan) {
         return Err(usage(format!(
             "--shard {s} needs --plan FILE: every worker must run the same saved plan \
@@ -183,17 +197,17 @@ fn start_fixed(m: &Migration, how: &Fixed, state_path: &Path) -> anyhow::Result<
     guards::confirm("run", &plan, how.yes)?;
     let needs = Needs::of_plan(&m.target, &plan, how.shard.is_some())?;
     prepare_target(&m.target, &needs, m.cfg.migration.create_topics)?;
-    match how.shard {
-        None => Ledger::create(state_path, &plan, None),
-        Some(s) => {
-            let owned = partitions_of(&plan, s);
-            report::note(&format!(
-                "shard {s}: {} of the plan's partitions",
-                owned.len()
-            ));
-            Ledger::create(state_path, &plan, Some((s, owned.as_slice())))
-        }
-    }
+    let Some(s) = how.shard else {
+        let ledger = Ledger::create(state_path, &plan, None)?;
+        return Ok(Opened::new(ledger, false, None));
+    };
+    let owned = partitions_of(&plan, s);
+    report::note(&format!(
+        "shard {s}: {} of the plan's partitions",
+        owned.len()
+    ));
+    let ledger = Ledger::create(state_path, &plan, Some((s, owned.as_slice())))?;
+    Ok(Opened::new(ledger, false, Some(owned)))
 }
 
 fn read_plan(path: &Path) -> anyhow::Result<Plan> {
