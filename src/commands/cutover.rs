@@ -25,34 +25,26 @@ pub fn execute(cfg: &Config, clusters: Clusters, args: &CutoverArgs) -> anyhow::
     let state_path = cfg.migration.state_file.as_path();
     let _lock = guards::lock_migration(state_path, "cutover")?;
     let Some(mut ledger) = Ledger::open(state_path)? else {
-        report::note("no `kmigrate sync` state file: migrating as `kmigrate run` does");
+        report::note(texts::CUTOVER_WITHOUT_SYNC);
         return migrate_fixed(cfg, clusters, args);
     };
     guards::resumable_live(cfg, &ledger, true)?;
     let of_run = !ledger.state.plan.live;
-    report::note(&format!(
-        "cutting over the {} started at {} (state file {})",
-        if of_run { "run" } else { "sync" },
-        report::time_ms(ledger.state.started_at_ms),
-        state_path.display()
-    ));
+    report::note(&texts::cutting_over(of_run, &ledger));
     guards::ask(args.yes)?;
     let m = Migration::new(cfg, clusters, None)?;
     if of_run {
         follow_run(&m, &mut ledger)?;
     }
     let Some(last) = wait_until_still(&m, &ledger.state, (args.wait, args.quiet))? else {
-        report::note("interrupted while waiting for the source to stop: nothing was changed");
+        report::note(texts::CUTOVER_INTERRUPTED_WAITING);
         return Ok(Outcome::Interrupted);
     };
     tracing::debug!("the source is still: groups empty, offsets quiet");
     let mut sink = report::copy_progress(ProgressMode::Auto);
     let (ended, snap) = extend_and_copy(&m, &mut ledger, &last, sink.as_mut())?;
     if ended == Ended::Interrupted || m.stopped() {
-        report::note(&format!(
-            "interrupted: progress is saved in {}; run `kmigrate cutover` again to finish",
-            state_path.display()
-        ));
+        report::note(&texts::cutover_interrupted(state_path));
         return Ok(Outcome::Interrupted);
     }
     let tail = snap.as_ref().map_or(0, |s| s.records_this_run);
@@ -79,10 +71,7 @@ pub fn execute(cfg: &Config, clusters: Clusters, args: &CutoverArgs) -> anyhow::
 /// follows are created when missing.
 fn follow_run(m: &Migration, ledger: &mut Ledger) -> anyhow::Result<()> {
     ledger.go_live()?;
-    report::note(
-        "the run's copy is kept; the cutover copies what arrived on the source after its plan \
-         and commits the groups' final offsets",
-    );
+    report::note(texts::CUTOVER_AFTER_RUN);
     let needs = Needs::of_plan(&m.target, &ledger.state.plan, true)?;
     prepare_target(&m.target, &needs, m.cfg.migration.create_topics)
 }

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::ledger::Ledger;
 use crate::ledger::shards::Busy;
 use crate::model::Tp;
 use crate::plan::Plan;
 use crate::plan::late::Late;
 use crate::plan::live::{Growth, Quiet, Reset};
-use crate::text::thousands;
+use crate::text::{thousands, time_ms};
 use crate::translate::PastCopy;
 
 /// The question's preamble: what `command` is about to copy, from where to where.
@@ -70,6 +71,36 @@ pub fn sync_stopped(records: u64, state_path: &Path) -> String {
          sync` continues it; once producers and consumers are stopped, `kmigrate cutover` \
          finishes it.",
         thousands(records as i64),
+        state_path.display()
+    )
+}
+
+/// A cutover with no state file before it.
+pub const CUTOVER_WITHOUT_SYNC: &str =
+    "no `kmigrate sync` state file: migrating as `kmigrate run` does";
+
+/// A cutover after a `kmigrate run` (which found records that arrived after its plan).
+pub const CUTOVER_AFTER_RUN: &str = "the run's copy is kept; the cutover copies what arrived \
+     on the source after its plan and commits the groups' final offsets";
+
+/// A cutover stopped by Ctrl-C / SIGTERM before the source was still.
+pub const CUTOVER_INTERRUPTED_WAITING: &str =
+    "interrupted while waiting for the source to stop: nothing was changed";
+
+/// What a cutover finishes (`of_run`: a `kmigrate run`'s state file, else a sync's).
+pub fn cutting_over(of_run: bool, ledger: &Ledger) -> String {
+    format!(
+        "cutting over the {} started at {} (state file {})",
+        if of_run { "run" } else { "sync" },
+        time_ms(ledger.state.started_at_ms),
+        ledger.path().display()
+    )
+}
+
+/// A cutover stopped by Ctrl-C / SIGTERM while copying the tail.
+pub fn cutover_interrupted(state_path: &Path) -> String {
+    format!(
+        "interrupted: progress is saved in {}; run `kmigrate cutover` again to finish",
         state_path.display()
     )
 }
