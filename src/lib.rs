@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file, validation, secrets;
 //! - [`plan`]: `gather` (I/O), `compute` (pure rules), `render`;
 //! - [`kafka`]: the only module that talks to rdkafka;
+//! - [`migration`]: the steps the migrating commands share (guards, target, follow, finish);
 //! - [`report`]: tables and numbers for people;
 //! - [`commands`]: one entry point per CLI command.
 //!
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fsutil;
 pub mod kafka;
 pub mod ledger;
+pub mod migration;
 pub mod model;
 pub mod offsets;
 pub mod plan;

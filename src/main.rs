@@ -12,7 +12,7 @@ use kmigrate::cli::{Cli, Command, ProgressMode};
 use kmigrate::commands;
 use kmigrate::config::{self, Config};
 use kmigrate::error::{ExitKind, Outcome, exit_kind};
-use kmigrate::kafka::{Cluster, Role};
+use kmigrate::migration::Clusters;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
@@ -65,7 +65,8 @@ fn init_logging(level: &str, json: bool) {
     }
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+/// The configuration, and its two clusters (built once, handed to the command).
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, Clusters)> {
     let src = config::config_source(cli.config.as_deref(), None);
     let loaded = config::load(&src)?;
     for warning in &loaded.warnings {
@@ -79,11 +80,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     )?;
     // librdkafka's refusal of a property is a configuration error: report it now, with its
     // place in the file, rather than in the middle of a command.
-    for (role, c) in [(Role::Source, &cfg.source), (Role::Target, &cfg.target)] {
-        Cluster::new(role, c, cfg.migration.timeout).check_properties(&cfg.origin)?;
-    }
+    let clusters = Clusters::new(&cfg)?;
     tracing::debug!(config = %cfg.redacted_summary(), "configuration loaded");
-    Ok(cfg)
+    Ok((cfg, clusters))
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
@@ -102,13 +101,13 @@ fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
         | Command::Status(_)
         | Command::Offsets(_) => {}
     }
-    let cfg = load_config(cli)?;
+    let (cfg, clusters) = load_config(cli)?;
     match &cli.command {
-        Command::Plan(args) => commands::plan::execute(&cfg, args),
-        Command::Run(args) => commands::run::execute(&cfg, args),
-        Command::Sync(args) => commands::sync::execute(&cfg, args),
-        Command::Cutover(args) => commands::cutover::execute(&cfg, args),
-        Command::Verify(args) => commands::verify::execute(&cfg, args),
+        Command::Plan(args) => commands::plan::execute(&cfg, &clusters, args),
+        Command::Run(args) => commands::run::execute(&cfg, clusters, args),
+        Command::Sync(args) => commands::sync::execute(&cfg, clusters, args),
+        Command::Cutover(args) => commands::cutover::execute(&cfg, clusters, args),
+        Command::Verify(args) => commands::verify::execute(&cfg, &clusters, args),
         Command::Status(args) => commands::status::execute(&cfg, args),
         Command::Offsets(args) => commands::offsets::execute(&cfg, args),
         // Handled above, before the configuration is loaded.

@@ -23,7 +23,7 @@ pub fn group_targets(
     plan: &Plan,
     state: &State,
     target_ends: &BTreeMap<Tp, i64>,
-    owned: Option<&[usize]>,
+    owned: Option<&BTreeSet<usize>>,
 ) -> BTreeMap<String, BTreeMap<Tp, i64>> {
     let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
     let copied: BTreeMap<Tp, &PartitionState> = state
@@ -223,7 +223,7 @@ pub fn uncovered_commits(
 
 /// Partitions with nothing copied whose groups still need the target's end (by their
 /// names on the target); of a shard's worker, only its own (`owned`, as in [`group_targets`]).
-pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&[usize]>) -> Vec<Tp> {
+pub fn skipped_partitions_to_commit(plan: &Plan, owned: Option<&BTreeSet<usize>>) -> Vec<Tp> {
     plan.partitions
         .iter()
         .enumerate()
@@ -350,7 +350,7 @@ pub fn commit(
 mod tests {
     use super::*;
     use crate::config::{FilterConfig, UncommittedPolicy};
-    use crate::plan::compute::compute;
+    use crate::plan::compute::{Rules, compute};
     use crate::plan::{GroupSnapshot, Snapshot, TopicInfo, Watermarks};
 
     /// A live state of [`crate::plan::live`]'s plan with partition 0 ([20, 50)) copied to
@@ -513,11 +513,13 @@ mod tests {
     fn test_plan() -> Plan {
         compute(
             &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
+            &Rules {
+                filter: &FilterConfig::default(),
+                policy: UncommittedPolicy::Skip,
+                create_topics: false,
+                source: "s:1",
+                target: "t:1",
+            },
             0,
         )
     }
@@ -618,11 +620,13 @@ mod tests {
         );
         let plan = compute(
             &snap,
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
+            &Rules {
+                filter: &FilterConfig::default(),
+                policy: UncommittedPolicy::Skip,
+                create_topics: false,
+                source: "s:1",
+                target: "t:1",
+            },
             0,
         );
         let mut state = State::new(&plan, 0);
@@ -697,19 +701,20 @@ mod tests {
                 count: 2,
             };
             let mut state = State::new_part(&plan, 0, Some((shard, owned.as_slice())));
+            let owned_set: BTreeSet<usize> = owned.iter().copied().collect();
             for ps in &mut state.partitions {
                 for (i, src) in (5..10).enumerate() {
                     ps.translation.observe(src, 100 + i as i64);
                 }
                 ps.translation.finish(105);
             }
-            let skipped = skipped_partitions_to_commit(&plan, Some(owned.as_slice()));
+            let skipped = skipped_partitions_to_commit(&plan, Some(&owned_set));
             let mine: BTreeMap<Tp, i64> = ends
                 .iter()
                 .filter(|(tp, _)| skipped.contains(tp))
                 .map(|(tp, e)| (tp.clone(), *e))
                 .collect();
-            for (g, offsets) in group_targets(&plan, &state, &ends, Some(owned.as_slice())) {
+            for (g, offsets) in group_targets(&plan, &state, &ends, Some(&owned_set)) {
                 for (tp, o) in offsets {
                     assert!(all.entry(g.clone()).or_default().insert(tp, o).is_none());
                 }

@@ -6,7 +6,6 @@ pub mod docs;
 pub mod offsets;
 pub mod plan;
 pub mod run;
-pub mod shards;
 pub mod status;
 pub mod sync;
 pub mod verify;

@@ -6,14 +6,12 @@ use anyhow::Context as _;
 use crate::cli::{Format, PlanArgs};
 use crate::config::Config;
 use crate::error::Outcome;
-use crate::kafka::{Cluster, Role};
-use crate::plan::{self, Plan, render};
+use crate::migration::Clusters;
+use crate::plan::render;
 use crate::{fsutil, report};
 
-pub fn execute(cfg: &Config, args: &PlanArgs) -> anyhow::Result<Outcome> {
-    let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
-    let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
-    let plan = make(cfg, &source, &target)?;
+pub fn execute(cfg: &Config, clusters: &Clusters, args: &PlanArgs) -> anyhow::Result<Outcome> {
+    let plan = clusters.plan(cfg)?;
     let text = render::text(&plan, args.verbose);
     match args.format {
         Format::Table => report::print(&text),
@@ -34,18 +32,4 @@ pub fn execute(cfg: &Config, args: &PlanArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ProblemsFound
     })
-}
-
-/// Reads both clusters and computes a fresh plan.
-pub fn make(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Result<Plan> {
-    let snap = plan::gather::gather(cfg, source, target)?;
-    Ok(plan::compute::compute(
-        &snap,
-        &cfg.filter,
-        cfg.migration.uncommitted_partitions,
-        cfg.migration.create_topics,
-        &cfg.source.bootstrap_servers,
-        &cfg.target.bootstrap_servers,
-        crate::model::now_ms(),
-    ))
 }

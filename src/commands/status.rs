@@ -4,54 +4,21 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use crate::cli::{Format, StatusArgs};
 use crate::config::Config;
 use crate::error::{Outcome, usage};
 use crate::fsutil;
-use crate::ledger::{Phase, State};
+use crate::ledger::{Phase, State, shards};
 use crate::model::Shard;
-use crate::report::{self, Align, Table, thousands};
-
-/// One shard's (or an unsharded run's) progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ShardStatus {
-    /// `INDEX/COUNT`; `null` for an unsharded run.
-    pub shard: Option<String>,
-    /// `done` (complete), `running` (a worker holds its lock), `failed` (neither: it
-    /// failed or was stopped; start its worker again to resume) or `not-started`.
-    pub status: &'static str,
-    /// Pid of the worker holding the lock, when running and known.
-    pub pid: Option<u32>,
-    /// `copying`, `copied` or `complete`; `null` before the state file exists.
-    pub phase: Option<Phase>,
-    pub partitions: usize,
-    pub partitions_done: usize,
-    pub records_written: u64,
-    /// Offsets the plan copies for this shard (an upper bound of records).
-    pub offsets_planned: u64,
-    /// Offsets still to copy (the lag of the copy).
-    pub offsets_left: u64,
-    pub state_file: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Status {
-    pub shards: Vec<ShardStatus>,
-    pub records_written: u64,
-    pub offsets_planned: u64,
-    pub offsets_left: u64,
-    /// Every shard is complete.
-    pub complete: bool,
-}
+use crate::report;
+use crate::report::status::{self as status_report, ShardStatus, Status};
 
 pub fn execute(cfg: &Config, args: &StatusArgs) -> anyhow::Result<Outcome> {
     let plain = &cfg.migration.state_file;
     let files: Vec<(Option<Shard>, PathBuf)> = if plain.exists() {
         vec![(None, plain.clone())]
     } else {
-        let found = super::shards::find(plain)?;
+        let found = shards::find(plain)?;
         let Some(count) = found.iter().map(|(s, _)| s.count).max() else {
             return Err(usage(format!(
                 "no migration to show: neither {} nor shard state files beside it \
@@ -88,13 +55,13 @@ pub fn execute(cfg: &Config, args: &StatusArgs) -> anyhow::Result<Outcome> {
     };
     match args.format {
         Format::Json => report::print(&format!("{}\n", serde_json::to_string_pretty(&status)?)),
-        Format::Table => report::print(&render(&status)),
+        Format::Table => report::print(&status_report::text(&status)),
     }
     Ok(Outcome::Success)
 }
 
 fn one(shard: Option<Shard>, path: &std::path::Path) -> anyhow::Result<ShardStatus> {
-    let holder = fsutil::lock_holder(&super::shards::lock_path(path))?;
+    let holder = fsutil::lock_holder(&shards::lock_path(path))?;
     let state = State::load(path)?;
     let mut s = ShardStatus {
         shard: shard.map(|s| s.to_string()),
@@ -130,46 +97,4 @@ fn one(shard: Option<Shard>, path: &std::path::Path) -> anyhow::Result<ShardStat
         (None, None) => "not-started",
     };
     Ok(s)
-}
-
-fn render(st: &Status) -> String {
-    let mut t = Table::new(&[
-        ("SHARD", Align::Left),
-        ("STATUS", Align::Left),
-        ("PHASE", Align::Left),
-        ("PARTITIONS DONE", Align::Right),
-        ("RECORDS WRITTEN", Align::Right),
-        ("OFFSETS PLANNED", Align::Right),
-        ("OFFSETS LEFT", Align::Right),
-    ]);
-    for s in &st.shards {
-        t.row(vec![
-            s.shard.clone().unwrap_or_else(|| "-".to_string()),
-            match s.pid {
-                Some(pid) => format!("{} (pid {pid})", s.status),
-                None => s.status.to_string(),
-            },
-            s.phase.map_or("-".to_string(), |p| {
-                serde_json::to_value(p)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            }),
-            format!("{}/{}", s.partitions_done, s.partitions),
-            thousands(s.records_written as i64),
-            thousands(s.offsets_planned as i64),
-            thousands(s.offsets_left as i64),
-        ]);
-    }
-    let done = st.shards.iter().filter(|s| s.status == "done").count();
-    format!(
-        "{}\n{} of {} shard(s) done: {} records written, {} of {} offsets left to copy{}\n",
-        t.render(0),
-        done,
-        st.shards.len(),
-        thousands(st.records_written as i64),
-        thousands(st.offsets_left as i64),
-        thousands(st.offsets_planned as i64),
-        if st.complete { " (complete)" } else { "" }
-    )
 }

@@ -7,22 +7,19 @@ use std::path::PathBuf;
 use crate::cli::{Format, VerifyArgs};
 use crate::config::Config;
 use crate::error::{Outcome, usage};
-use crate::kafka::{Cluster, Role};
-use crate::ledger::State;
-use crate::report::{self, Align, Table, thousands};
+use crate::ledger::{State, shards};
+use crate::migration::Clusters;
+use crate::report;
 use crate::verify::{self, Report};
 
-/// Above this many partitions, only mismatches get a row unless `--verbose`.
-const MAX_ROWS: usize = 100;
-
-pub fn execute(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+pub fn execute(cfg: &Config, clusters: &Clusters, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let plain = &cfg.migration.state_file;
     // A sharded run left one state file per shard: without --shard, all of them are
     // verified (the plain file, when there is one, is an unsharded run's and wins).
     let paths: Vec<PathBuf> = match args.shard {
         Some(s) => vec![s.state_file(plain)],
         None if plain.exists() => vec![plain.clone()],
-        None => match super::shards::complete_split(plain)? {
+        None => match shards::complete_split(plain)? {
             Some(found) => found.into_iter().map(|(_, p)| p).collect(),
             None => vec![plain.clone()],
         },
@@ -47,18 +44,21 @@ pub fn execute(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         }
         states.push(state);
     }
-    let source = Cluster::new(Role::Source, &cfg.source, cfg.migration.timeout);
-    let target = Cluster::new(Role::Target, &cfg.target, cfg.migration.timeout);
     let readers = args.pipelines.map_or(cfg.migration.pipelines, usize::from);
     let mut reports = Vec::new();
     for state in &states {
-        reports.push(verify::verify(&source, &target, state, readers)?);
+        reports.push(verify::verify(
+            &clusters.source,
+            &clusters.target,
+            state,
+            readers,
+        )?);
     }
     let rep = merge(reports);
     match args.format {
         Format::Json => report::print(&format!("{}\n", serde_json::to_string_pretty(&rep)?)),
         Format::Table => {
-            let text = render(&rep, args.verbose);
+            let text = report::verify::text(&rep, args.verbose);
             report::print(&text);
             report::log(&cfg.migration.log_file, "verify", &text);
         }
@@ -100,77 +100,5 @@ fn merge(reports: Vec<Report>) -> Report {
             mismatch: (!m.is_empty()).then(|| m.join("; ")),
         })
         .collect();
-    out
-}
-
-fn render(rep: &Report, verbose: bool) -> String {
-    let mut out = String::from("PARTITIONS\n");
-    let mut t = Table::new(&[
-        ("TOPIC", Align::Left),
-        ("PART", Align::Right),
-        ("SOURCE RECORDS", Align::Right),
-        ("TARGET RECORDS", Align::Right),
-        ("RESULT", Align::Left),
-    ]);
-    let all = verbose || rep.partitions.len() <= MAX_ROWS;
-    for p in rep
-        .partitions
-        .iter()
-        .filter(|p| all || p.mismatch.is_some())
-    {
-        let topic = if p.target_topic == p.topic {
-            p.topic.clone()
-        } else {
-            format!("{} -> {}", p.topic, p.target_topic)
-        };
-        t.row(vec![
-            topic,
-            p.partition.to_string(),
-            thousands(p.source_records as i64),
-            thousands(p.target_records as i64),
-            match &p.mismatch {
-                None => "ok".to_string(),
-                Some(m) => format!("MISMATCH: {m}"),
-            },
-        ]);
-    }
-    if t.is_empty() {
-        out.push_str("  (all ok)\n");
-    } else {
-        out.push_str(&t.render(2));
-    }
-    if !rep.groups.is_empty() {
-        out.push_str("\nGROUP OFFSETS ON THE TARGET\n");
-        let mut t = Table::new(&[("GROUP", Align::Left), ("RESULT", Align::Left)]);
-        for g in &rep.groups {
-            t.row(vec![
-                g.group.clone(),
-                match &g.mismatch {
-                    None => "ok: at the translated offsets".to_string(),
-                    Some(m) => format!("MISMATCH: {m}"),
-                },
-            ]);
-        }
-        out.push_str(&t.render(2));
-    }
-    let bad = rep
-        .partitions
-        .iter()
-        .filter(|p| p.mismatch.is_some())
-        .count()
-        + rep.groups.iter().filter(|g| g.mismatch.is_some()).count();
-    let secs = rep.seconds.max(0.001);
-    out.push_str(&format!(
-        "\n{}: {} partitions, {} records compared on both sides in {:.1} s ({:.1} MB/s of source data)\n",
-        if bad == 0 {
-            "VERIFIED".to_string()
-        } else {
-            format!("{bad} MISMATCH(ES)")
-        },
-        thousands(rep.partitions.len() as i64),
-        thousands(rep.records as i64),
-        rep.seconds,
-        rep.bytes as f64 / secs / 1e6
-    ));
     out
 }

@@ -9,6 +9,7 @@
 mod file;
 mod fingerprint;
 mod live;
+pub mod shards;
 mod state;
 
 pub use file::Ledger;

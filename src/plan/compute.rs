@@ -74,17 +74,40 @@ pub fn decide(
     }
 }
 
+/// The rules a plan is computed under, from the configuration, and the clusters it is
+/// made for (their bootstrap strings).
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub filter: &'a FilterConfig,
+    pub policy: UncommittedPolicy,
+    pub create_topics: bool,
+    pub source: &'a str,
+    pub target: &'a str,
+}
+
+impl<'a> Rules<'a> {
+    /// The rules of a configuration.
+    pub fn of(cfg: &'a crate::config::Config) -> Rules<'a> {
+        Rules {
+            filter: &cfg.filter,
+            policy: cfg.migration.uncommitted_partitions,
+            create_topics: cfg.migration.create_topics,
+            source: &cfg.source.bootstrap_servers,
+            target: &cfg.target.bootstrap_servers,
+        }
+    }
+}
+
 /// Builds the plan from what was read. `created_at_ms` and the bootstrap strings are passed
 /// in so that this stays deterministic.
-pub fn compute(
-    snap: &Snapshot,
-    filter: &FilterConfig,
-    policy: UncommittedPolicy,
-    create_topics: bool,
-    source: &str,
-    target: &str,
-    created_at_ms: i64,
-) -> Plan {
+pub fn compute(snap: &Snapshot, rules: &Rules, created_at_ms: i64) -> Plan {
+    let Rules {
+        filter,
+        policy,
+        create_topics,
+        source,
+        target,
+    } = *rules;
     let mut warnings = Vec::new();
     let mut problems = Vec::new();
 
@@ -600,7 +623,14 @@ mod tests {
     }
 
     fn plan(s: &Snapshot, f: &FilterConfig, create: bool) -> Plan {
-        compute(s, f, E, create, "src:1", "tgt:2", 0)
+        let rules = Rules {
+            filter: f,
+            policy: E,
+            create_topics: create,
+            source: "src:1",
+            target: "tgt:2",
+        };
+        compute(s, &rules, 0)
     }
 
     fn part<'a>(p: &'a Plan, t: &str, n: i32) -> &'a PartitionPlan {
@@ -666,7 +696,14 @@ mod tests {
             part(&p, "test4", 2).reason,
             Some(SkipReason::NothingUnconsumed)
         );
-        let p = compute(&s, &FilterConfig::default(), S, false, "a", "b", 0);
+        let rules = Rules {
+            filter: &FilterConfig::default(),
+            policy: S,
+            create_topics: false,
+            source: "a",
+            target: "b",
+        };
+        let p = compute(&s, &rules, 0);
         assert_eq!(part(&p, "test4", 1).reason, Some(SkipReason::Uncommitted));
     }
 

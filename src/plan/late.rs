@@ -2,7 +2,7 @@
 //! covers the plan's ranges only, so a run that found such records must not report success.
 //! Pure: the caller reads the source's watermarks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Plan, SkipReason, Status, Tp, Watermarks};
 
@@ -25,7 +25,7 @@ impl Late {
 /// The partitions whose new records a consumer group would miss on the target: those the
 /// plan copies, and those it skips because their groups had consumed everything (or what was
 /// left expired). `owned`: a shard's indexes into `plan.partitions`.
-pub fn watched(plan: &Plan, owned: Option<&[usize]>) -> Vec<(Tp, i64)> {
+pub fn watched(plan: &Plan, owned: Option<&BTreeSet<usize>>) -> Vec<(Tp, i64)> {
     plan.partitions
         .iter()
         .enumerate()

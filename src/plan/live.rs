@@ -438,7 +438,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::{FilterConfig, UncommittedPolicy};
     use crate::model::GroupState;
-    use crate::plan::compute::compute;
+    use crate::plan::compute::{Rules, compute};
     use crate::plan::{GroupSnapshot, Snapshot, TopicInfo};
     use proptest::prelude::*;
 
@@ -500,11 +500,13 @@ pub(crate) mod tests {
     pub(crate) fn fixed_plan() -> Plan {
         compute(
             &snapshot(),
-            &FilterConfig::default(),
-            UncommittedPolicy::Skip,
-            false,
-            "s:1",
-            "t:1",
+            &Rules {
+                filter: &FilterConfig::default(),
+                policy: UncommittedPolicy::Skip,
+                create_topics: false,
+                source: "s:1",
+                target: "t:1",
+            },
             0,
         )
     }
@@ -620,11 +622,13 @@ pub(crate) mod tests {
     pub(crate) fn live_of(snap: &Snapshot, policy: UncommittedPolicy, create: bool) -> Plan {
         let mut plan = compute(
             snap,
-            &FilterConfig::default(),
-            policy,
-            create,
-            "s:1",
-            "t:1",
+            &Rules {
+                filter: &FilterConfig::default(),
+                policy,
+                create_topics: create,
+                source: "s:1",
+                target: "t:1",
+            },
             0,
         );
         follow(&mut plan);

@@ -6,7 +6,11 @@
 pub mod follow;
 pub mod json;
 pub mod metrics;
+pub mod migration;
+pub mod offsets;
+pub mod status;
 mod summary;
+pub mod verify;
 pub mod waiting;
 
 pub use self::summary::{GroupResult, RunPhase, RunSummary, ThisRun, TopicResult};

@@ -1,6 +1,7 @@
-//! What `run`, `verify` and `status` share about a plan run by several workers
-//! (`--shard INDEX/COUNT`): where the shards' state files are, the lock that keeps two
-//! workers off one shard, and the refusal to mix splits of different sizes.
+//! The state files of a plan run by several workers (`--shard INDEX/COUNT`) and the lock
+//! beside every state file: where the shards' files are, the lock that keeps two processes
+//! off one state file (two workers on one shard, or a `run` beside a `sync`), and the
+//! refusal to mix splits of different sizes.
 
 use std::path::{Path, PathBuf};
 
@@ -17,20 +18,20 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes the lock of `state_path` for the whole command; refused (exit 2) when another
-/// process holds it, naming that process.
-pub fn lock(state_path: &Path, what: &str) -> anyhow::Result<Lock> {
+/// Another process holds the lock of a state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// The pid it wrote in the lock file, when readable.
+    pub pid: Option<u32>,
+    /// The lock file.
+    pub path: PathBuf,
+}
+
+/// Takes the lock of `state_path` for the whole command without waiting; `Ok(Err(busy))`
+/// when another process holds it (the caller says who and what to do).
+pub fn lock(state_path: &Path) -> anyhow::Result<Result<Lock, Busy>> {
     let path = lock_path(state_path);
-    match fsutil::lock_exclusive(&path)? {
-        Ok(lock) => Ok(lock),
-        Err(pid) => Err(usage(format!(
-            "{what} is being run by another kmigrate (pid {}, lock {}): two workers on one \
-             shard would copy its records twice. Give each worker its own shard index, or wait \
-             for the other one to end.",
-            pid.map_or("unknown".to_string(), |p| p.to_string()),
-            path.display()
-        ))),
-    }
+    Ok(fsutil::lock_exclusive(&path)?.map_err(|pid| Busy { pid, path }))
 }
 
 /// The shards' state files beside the migration's `state_file`, sorted by (count, index).

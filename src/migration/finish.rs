@@ -1,0 +1,281 @@
+//! The end of a migration, shared by `run` and `cutover`: check what the target holds
+//! against the copy, then (unless `translate_offsets = false`) work out every group's
+//! offsets on the target, commit them, record the outcomes in the state file, and report.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+
+use super::Migration;
+use crate::copy::Snapshot;
+use crate::error::Outcome;
+use crate::kafka::Cluster;
+use crate::ledger::{Ledger, Phase, State};
+use crate::model::Tp;
+use crate::plan::late::{self, Late};
+use crate::report::{
+    self, GroupResult, Observer, RunPhase, RunSummary, ThisRun, TopicResult, migration as texts,
+};
+use crate::translate;
+
+/// Where the groups' offsets on the target come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Offsets<'a> {
+    /// A `run`: translated from the commits the plan read, each replaced by the group's
+    /// commit after the copy when it moved since (read leniently: when the source does not
+    /// answer, the plan's stand). `owned`: a shard's partitions, which alone it commits.
+    OfPlan { owned: Option<&'a BTreeSet<usize>> },
+    /// A `cutover`: translated from every group's final commit, read once the source is
+    /// still (an error when the source does not answer).
+    Final,
+}
+
+/// How one command finishes.
+pub struct Finish<'a> {
+    /// The command a refused group is told to run again.
+    pub command: &'static str,
+    pub offsets: Offsets<'a>,
+    /// `--force-offsets`: move a group's offset on the target backwards too.
+    pub force: bool,
+    /// The run's progress display, JSON events and metrics, when it has them.
+    pub obs: Option<&'a Observer>,
+}
+
+impl Finish<'_> {
+    fn observe(&self, summary: &RunSummary) {
+        if let Some(obs) = self.obs {
+            obs.summary(summary);
+        }
+    }
+}
+
+/// How a migration's end went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The target does not match the copy: no group offset was committed.
+    Mismatch,
+    /// The copy checked out; the groups' offsets were committed (when translated at all):
+    /// success when the migration is complete, problems found when a group was refused.
+    Checked(Outcome),
+}
+
+impl Finished {
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Finished::Mismatch => Outcome::ProblemsFound,
+            Finished::Checked(outcome) => outcome,
+        }
+    }
+}
+
+/// Checks the copy; then commits every group's offsets on the target and records them.
+pub fn finish(
+    m: &Migration,
+    ledger: &mut Ledger,
+    snap: Option<&Snapshot>,
+    how: &Finish,
+) -> anyhow::Result<Finished> {
+    let mut summary = check_copy(m, &ledger.state, snap)?;
+    if !summary.mismatches.is_empty() {
+        report::note(match how.offsets {
+            Offsets::OfPlan { .. } => {
+                "the target does not match the plan: group offsets were not committed"
+            }
+            Offsets::Final => {
+                "the target does not match the copy: group offsets were not committed"
+            }
+        });
+        how.observe(&summary);
+        return Ok(Finished::Mismatch);
+    }
+    tracing::debug!("target checked");
+    if !m.cfg.migration.translate_offsets {
+        ledger.complete_without_offsets()?;
+        report::note("translate_offsets = false: no group offsets were committed on the target");
+        how.observe(&summary);
+        return Ok(Finished::Checked(Outcome::Success));
+    }
+    if let Some(obs) = how.obs {
+        obs.phase(RunPhase::Committing);
+    }
+    if ledger.phase() == Phase::Copied {
+        let mut targets = match how.offsets {
+            Offsets::OfPlan { owned } => of_plan(&m.source, &m.target, &ledger.state, owned)?,
+            Offsets::Final => of_final_commits(&m.source, &ledger.state)?,
+        };
+        translate::drop_done(&mut targets, &ledger.state.offsets);
+        tracing::debug!(groups = targets.len(), "group offsets translated");
+        let rerun = format!("kmigrate {}", how.command);
+        let results = translate::commit(&m.target, &targets, how.force, &rerun)?;
+        tracing::debug!("groups committed on the target");
+        ledger.record_offsets(results)?;
+    }
+    summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
+    let text = summary.offsets_text();
+    report::print(&text);
+    m.log(&format!("{} (offsets)", how.command), &text);
+    how.observe(&summary);
+    Ok(Finished::Checked(if ledger.phase() == Phase::Complete {
+        Outcome::Success
+    } else {
+        Outcome::ProblemsFound
+    }))
+}
+
+/// A `run`'s group offsets: the plan's commits translated, replaced by the commits after
+/// the copy where the groups moved on.
+fn of_plan(
+    source: &Cluster,
+    target: &Cluster,
+    state: &State,
+    owned: Option<&BTreeSet<usize>>,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
+    // A shard's worker commits its own partitions' offsets only; the other shards'
+    // workers commit theirs.
+    let skipped = translate::skipped_partitions_to_commit(&state.plan, owned);
+    let ends: BTreeMap<Tp, i64> = target
+        .admin()?
+        .low_high(&skipped)
+        .context("reading the target's end of partitions with nothing to copy")?
+        .into_iter()
+        .map(|(tp, (_, high))| (tp, high))
+        .collect();
+    let mut targets = translate::group_targets(&state.plan, state, &ends, owned);
+    // The groups' commits now, not the plan's: one that kept consuming during the copy
+    // resumes after what it consumed.
+    let finals = final_commits(source, state).unwrap_or_else(|e| {
+        report::warning(&texts::final_commits_unread(&e));
+        BTreeMap::new()
+    });
+    let past = translate::apply_final_commits(state, &mut targets, &finals);
+    if !past.is_empty() {
+        report::warning(&texts::past_copy(&past));
+    }
+    Ok(targets)
+}
+
+/// A cutover's group offsets: every group's final commit on the source, translated through
+/// the offset map; warns about commits the copy does not cover or that lie below its start.
+fn of_final_commits(
+    source: &Cluster,
+    state: &State,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
+    let finals = final_commits(source, state)?;
+    tracing::debug!(groups = finals.len(), "final commits read on the source");
+    let uncovered = translate::uncovered_commits(state, &finals);
+    if !uncovered.is_empty() {
+        report::warning(&texts::uncovered(&uncovered));
+    }
+    // A commit below the copy's start translates to the first copied record: say what the
+    // group misses (the low watermarks as planned: below them the source expired records).
+    let ranges = super::follow::ranges(state, &state.plan);
+    for r in crate::plan::live::resets(&ranges, &finals) {
+        report::warning(&texts::reset_at_cutover(&r));
+    }
+    translate::final_targets(state, &finals)
+        .map_err(|problems| anyhow::anyhow!(texts::untranslatable(&problems)))
+}
+
+/// The committed offsets on the source now of every planned group whose offsets are not on
+/// the target yet (a rerun does not ask again for those committed before).
+fn final_commits(
+    source: &Cluster,
+    state: &State,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
+    // Read after the copy, which may have outlived a coordinator: asked through a new
+    // session, so that each group's coordinator is looked up now.
+    let admin = source.fresh_admin()?;
+    let done: BTreeSet<&str> = state
+        .offsets
+        .iter()
+        .filter(|g| g.outcome.is_done())
+        .map(|g| g.group.as_str())
+        .collect();
+    state
+        .plan
+        .groups
+        .iter()
+        .filter(|g| !done.contains(g.group.as_str()))
+        .map(|g| {
+            let commits = admin.committed(&g.group).with_context(|| {
+                format!(
+                    "reading the final committed offsets of group {} on the source",
+                    g.group
+                )
+            })?;
+            Ok((g.group.clone(), commits))
+        })
+        .collect()
+}
+
+/// The partitions a group reads on the target that grew on the source since the plan
+/// (`owned`: a shard's, as in [`Offsets::OfPlan`]).
+pub fn arrived_after_plan(
+    source: &Cluster,
+    state: &State,
+    owned: Option<&BTreeSet<usize>>,
+) -> anyhow::Result<Vec<Late>> {
+    let watched = late::watched(&state.plan, owned);
+    let tps: Vec<Tp> = watched.iter().map(|(tp, _)| tp.clone()).collect();
+    let now = source
+        .admin()?
+        .watermarks(&tps)
+        .context("re-reading the source's offsets after the copy")?;
+    Ok(late::arrived_after_plan(&watched, &now))
+}
+
+/// Compares what the target holds with what was copied, per topic, and reports it (the
+/// reference procedure's step 5).
+fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::Result<RunSummary> {
+    let tps: Vec<Tp> = state.partitions.iter().map(|p| p.target_tp()).collect();
+    let highs = m
+        .target
+        .admin()?
+        .low_high(&tps)
+        .context("reading the target's offsets to check the copy")?;
+    // (source topic, target topic) -> (planned offsets, written, target growth)
+    let mut per_topic: BTreeMap<(&str, &str), (i64, u64, i64)> = BTreeMap::new();
+    let mut mismatches = Vec::new();
+    for (p, tp) in state.partitions.iter().zip(&tps) {
+        let e = per_topic
+            .entry((p.topic.as_str(), tp.topic.as_str()))
+            .or_default();
+        e.0 += p.end - p.start;
+        e.1 += p.progress.written;
+        let growth = highs
+            .get(tp)
+            .map_or(0, |(_, h)| h - p.progress.base.unwrap_or(*h));
+        e.2 += growth;
+        if growth != p.progress.written as i64 {
+            mismatches.push(format!(
+                "{tp}: {} record(s) written but the target partition grew by {growth}",
+                p.progress.written
+            ));
+        }
+    }
+    let summary = RunSummary {
+        topics: per_topic
+            .into_iter()
+            .map(
+                |((topic, target_topic), (planned, written, growth))| TopicResult {
+                    topic: topic.to_string(),
+                    target_topic: target_topic.to_string(),
+                    planned_offsets: planned,
+                    written_records: written,
+                    target_growth: growth,
+                },
+            )
+            .collect(),
+        mismatches,
+        this_run: snap.map(|s| ThisRun {
+            records: s.records_this_run,
+            bytes: s.bytes_this_run,
+            elapsed_ms: s.elapsed.as_millis() as u64,
+        }),
+        groups: Vec::new(),
+    };
+    let out = summary.copy_text();
+    report::print(&out);
+    m.log("run", &out);
+    Ok(summary)
+}

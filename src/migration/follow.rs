@@ -1,0 +1,191 @@
+//! Following the live source (`sync`): about every second, extend each partition's range
+//! to the source's last stable offset (saved before anything past the old end is copied)
+//! and copy the new records with the copy stage's exact resume; every `rescan_secs`, read
+//! the source's groups and topics again and follow what is new.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::Migration;
+use super::target::{Needs, prepare_target};
+use crate::copy::{Ended, ProgressSink, Snapshot};
+use crate::kafka::Cluster;
+use crate::ledger::{Ledger, State};
+use crate::model::{Tp, Watermarks};
+use crate::plan::Plan;
+use crate::plan::live;
+use crate::report::{self, follow::Display, migration as texts};
+
+/// How often the source's offsets are read again.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// The follow loop: until Ctrl-C / SIGTERM, one round after another (rescan when due,
+/// extend, copy, report), each followed by a pause. A round's error is handled here, in
+/// one place: it ends the loop.
+pub fn follow(m: &Migration, ledger: &mut Ledger, rescan: &mut Rescan) -> anyhow::Result<()> {
+    let mut display = Display::new();
+    while !m.stopped() {
+        let started = Instant::now();
+        match round(m, ledger, rescan, &mut display) {
+            Ok(Ended::Complete) => {}
+            Ok(Ended::Interrupted) => break,
+            Err(e) => return Err(e),
+        }
+        pause(
+            m.stop_flag(),
+            FOLLOW_EVERY.saturating_sub(started.elapsed()),
+        );
+    }
+    display.close();
+    ledger.save()
+}
+
+/// One round: rescan when due, read the source's offsets, extend and copy, report.
+fn round(
+    m: &Migration,
+    ledger: &mut Ledger,
+    rescan: &mut Rescan,
+    display: &mut Display,
+) -> anyhow::Result<Ended> {
+    if Instant::now() >= rescan.next {
+        rescan.run(m, ledger)?;
+    }
+    let now = source_offsets(&m.source, &source_tps(&ledger.state))?;
+    // Behind the source as it was just read: what this round copies.
+    let behind = report::follow::lags(&ledger.state, &now);
+    let (ended, _) = extend_and_copy(m, ledger, &now, display)?;
+    if ended == Ended::Complete {
+        display.round(behind, ledger.state.written());
+    }
+    Ok(ended)
+}
+
+/// The source partitions a state copies.
+pub fn source_tps(state: &State) -> Vec<Tp> {
+    state
+        .partitions
+        .iter()
+        .map(|p| Tp::new(&p.topic, p.partition))
+        .collect()
+}
+
+/// Reads the source's offsets of the state's partitions.
+pub fn source_offsets(source: &Cluster, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
+    source
+        .admin()?
+        .watermarks(tps)
+        .context("reading the source's last stable offsets of the copied partitions")
+}
+
+/// Extends the ranges to the source's offsets `now` (saved first) and copies what is not on
+/// the target yet. Returns how the copy ended and its figures (none when there was nothing
+/// to copy).
+pub fn extend_and_copy(
+    m: &Migration,
+    ledger: &mut Ledger,
+    now: &BTreeMap<Tp, Watermarks>,
+    sink: &mut dyn ProgressSink,
+) -> anyhow::Result<(Ended, Option<Snapshot>)> {
+    let moved = ledger.extend(now)?;
+    tracing::debug!(partitions = moved.len(), "ranges extended");
+    if ledger.state.partitions.iter().all(|p| p.progress.done) {
+        ledger.mark_copied();
+        return Ok((Ended::Complete, None));
+    }
+    let (ended, snap) = m.copy(ledger, sink)?;
+    Ok((ended, Some(snap)))
+}
+
+/// Reading the source's groups and topics again, every `rescan_secs`: what is new enters
+/// the state, and what needs the operator is reported once, when it first shows.
+pub struct Rescan {
+    every: Duration,
+    /// When the next rescan is due.
+    next: Instant,
+    /// Which groups were below the copy's start at the last rescan.
+    resets: live::Resets,
+    /// Warnings given already.
+    warned: BTreeSet<String>,
+}
+
+impl Rescan {
+    /// `now`: the first rescan is due at once (a resumed sync looks for what appeared while
+    /// it was stopped), else after `every`.
+    pub fn new(every: Duration, now: bool) -> Rescan {
+        Rescan {
+            every,
+            next: Instant::now() + if now { Duration::ZERO } else { every },
+            resets: live::Resets::default(),
+            warned: BTreeSet::new(),
+        }
+    }
+
+    /// Plans again as the sync's start did, follows what is new (target topics and
+    /// partitions first, then the state file, saved), and reports new offset resets.
+    fn run(&mut self, m: &Migration, ledger: &mut Ledger) -> anyhow::Result<()> {
+        let mut fresh = m.plan().context(
+            "rescanning the source for new groups, topics and partitions (the copy so far \
+                 is saved: `kmigrate sync` again continues it)",
+        )?;
+        live::follow(&mut fresh);
+        let growth = live::grow(&ledger.state.plan, &fresh);
+        for held in &growth.held {
+            self.warn_once(held.text());
+        }
+        // A rescan creates topics only where create_topics allows it (the others are held).
+        if !growth.create.is_empty() || !growth.raise.is_empty() {
+            prepare_target(&m.target, &Needs::of_growth(&growth), true)?;
+        }
+        if ledger.grow(&growth)? {
+            report::note(&texts::growth(&growth));
+        }
+        let found = live::resets(&ranges(&ledger.state, &fresh), &commits(&fresh));
+        for r in self.resets.news(found) {
+            report::warning(&texts::reset_while_syncing(&r, ledger.path()));
+        }
+        self.next = Instant::now() + self.every;
+        Ok(())
+    }
+
+    fn warn_once(&mut self, text: String) {
+        if !self.warned.contains(&text) {
+            report::warning(&text);
+            self.warned.insert(text);
+        }
+    }
+}
+
+/// Per copied partition, (the copy's start, the source's low watermark as `plan` read it).
+pub fn ranges(state: &State, plan: &Plan) -> BTreeMap<Tp, (i64, i64)> {
+    let lows: BTreeMap<Tp, i64> = plan.partitions.iter().map(|p| (p.tp(), p.low)).collect();
+    state
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let tp = Tp::new(&p.topic, p.partition);
+            lows.get(&tp).map(|low| (tp, (p.start, *low)))
+        })
+        .collect()
+}
+
+/// The selected groups' commits as `fresh` read them: group -> partition -> offset.
+fn commits(fresh: &Plan) -> BTreeMap<String, BTreeMap<Tp, i64>> {
+    let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+    for p in &fresh.partitions {
+        for (g, c) in &p.committed {
+            out.entry(g.clone()).or_default().insert(p.tp(), *c);
+        }
+    }
+    out
+}
+
+/// Sleeps up to `d`, waking early on a stop request.
+pub fn pause(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,55 @@
+//! Waiting until the source is still (`cutover`): no planned group has members, and the
+//! source's offsets of the copied partitions stay put for a while.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::Migration;
+use super::follow::{source_offsets, source_tps};
+use super::guards::active_groups;
+use crate::error::usage;
+use crate::ledger::State;
+use crate::model::{Tp, Watermarks};
+use crate::plan::live::Quiet;
+use crate::report::migration as texts;
+
+/// Waits up to `wait` s until no planned group has members on the source and the source's
+/// offsets of the copied partitions stayed still for `quiet` s; returns the offsets read
+/// last (`None` when interrupted). Refuses (exit 2) naming the groups or partitions still
+/// active.
+pub fn wait_until_still(
+    m: &Migration,
+    state: &State,
+    (wait, quiet_secs): (u64, u64),
+) -> anyhow::Result<Option<BTreeMap<Tp, Watermarks>>> {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(wait);
+    let quiet_ms = (quiet_secs * 1000) as i64;
+    let tps = source_tps(state);
+    let mut quiet: Quiet<(i64, i64)> = Quiet::default();
+    loop {
+        let active = active_groups(&m.source, &state.plan)?;
+        let now = source_offsets(&m.source, &tps)?;
+        let marks = now
+            .iter()
+            .map(|(tp, w)| (tp.clone(), (w.high, w.stable)))
+            .collect();
+        let at = t0.elapsed().as_millis() as i64;
+        quiet.observe(at, &marks);
+        let still = quiet.quiet_for(at, quiet_ms);
+        if active.is_empty() && still {
+            return Ok(Some(now));
+        }
+        if m.stopped() {
+            return Ok(None);
+        }
+        if Instant::now() >= deadline {
+            return Err(usage(texts::not_still(
+                (wait, quiet_secs),
+                &active,
+                (!still).then_some(&quiet),
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
