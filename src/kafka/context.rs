@@ -90,16 +90,43 @@ pub(super) fn tidy(msg: &str) -> String {
     m.trim().to_string()
 }
 
+/// A librdkafka line as the same for every client: [`tidy`], and without the client's
+/// name ("kmigrate#consumer-88: "), which differs between the clients a sync builds.
+fn plain(msg: &str) -> String {
+    let m = tidy(msg);
+    match m.split_once(": ") {
+        Some((name, rest)) if name.contains('#') && !name.contains(' ') => rest.to_string(),
+        _ => m,
+    }
+}
+
+/// librdkafka's syslog level as rdkafka's enum.
+pub(super) fn log_level(level: std::ffi::c_int) -> RDKafkaLogLevel {
+    match level {
+        0 => RDKafkaLogLevel::Emerg,
+        1 => RDKafkaLogLevel::Alert,
+        2 => RDKafkaLogLevel::Critical,
+        3 => RDKafkaLogLevel::Error,
+        4 => RDKafkaLogLevel::Warning,
+        5 => RDKafkaLogLevel::Notice,
+        6 => RDKafkaLogLevel::Info,
+        _ => RDKafkaLogLevel::Debug,
+    }
+}
+
 impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         // Every client of a cluster says the same while a broker is down: one line per
-        // text and window, with the count of repeats.
-        repeats::limited(&format!("{fac}: {log_message}"), |line| match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                tracing::error!(target: "librdkafka", "{line}")
-            }
-            _ => tracing::debug!(target: "librdkafka", "{line}"),
-        });
+        // text and window, with the count of repeats, whichever client said it.
+        repeats::limited(
+            &format!("{fac}: {}", plain(log_message)),
+            |line| match level {
+                RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                    tracing::error!(target: "librdkafka", "{line}")
+                }
+                _ => tracing::debug!(target: "librdkafka", "{line}"),
+            },
+        );
         // A connection failure is logged (as FAIL) just before its error event, and even
         // on clients whose error events nobody reads: keep the words to explain a later
         // timeout or refusal. What the failure means is decided by the event's code.
@@ -110,7 +137,7 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: RdKafkaError, reason: &str) {
         repeats::limited(
-            &format!("client error: {error}: {reason}"),
+            &format!("client error: {error}: {}", plain(reason)),
             |line| tracing::debug!(target: "librdkafka", "{line}"),
         );
         match error::code_of(&error) {
@@ -122,3 +149,22 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_line_of_two_clients_is_one_text() {
+        let a = "[thrd:app]: kmigrate#consumer-88: 1/1 brokers are down";
+        let b = "[thrd:app]: kmigrate#consumer-89: 1/1 brokers are down";
+        assert_eq!(plain(a), "1/1 brokers are down");
+        assert_eq!(plain(a), plain(b));
+        let c = "[thrd:127.0.0.1:31092/bootstrap]: 127.0.0.1:31092/bootstrap: Connect to \
+                 ipv4#127.0.0.1:31092 failed: Connection refused (after 0ms in state CONNECT)";
+        assert_eq!(
+            plain(c),
+            "Connect to ipv4#127.0.0.1:31092 failed: Connection refused"
+        );
+    }
+}

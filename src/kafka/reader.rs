@@ -14,11 +14,12 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use rdkafka::ClientContext as _;
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::Ctx;
+use super::context::{self, Ctx};
 use super::endpoint::Endpoint;
 use super::ffi::{cstr_to_string, describe_err};
 use crate::config::Compression;
@@ -205,6 +206,11 @@ pub struct SourceReader {
     /// The consumer's queue, read a batch at a time: one lock and one wake-up per batch
     /// instead of per record, which with small records is a tenth of the copy's CPU.
     queue: *mut rd::rd_kafka_queue_t,
+    /// The client's log lines. Reading the consumer queue in batches serves librdkafka's
+    /// own operations the C way: its log lines would go to librdkafka's default logger
+    /// (straight to stderr, one per client and retry) instead of through [`Ctx`]. Given a
+    /// queue of their own, they are forwarded to `Ctx` at each read.
+    logs: *mut rd::rd_kafka_queue_t,
     /// Messages taken from the queue and not handed out yet (owned: destroyed on drop).
     batch: VecDeque<*mut RawMessage>,
     scratch: Vec<*mut rd::rd_kafka_message_t>,
@@ -285,6 +291,29 @@ impl SourceReader {
             )
             .set("fetch.wait.max.ms", "100");
         let consumer: BaseConsumer<Ctx> = cluster.create(&config, "source reader")?;
+        let logs = own_log_queue(&consumer);
+        // SAFETY: valid consumer handle; the queue reference is released in drop.
+        let queue = unsafe { rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+        if queue.is_null() {
+            anyhow::bail!(
+                "the reader of the {} has no consumer queue",
+                cluster.describe()
+            );
+        }
+        // What the client said before its log lines had their queue (a failed first
+        // connection) waits in the consumer queue, where a batch read would print it: it is
+        // forwarded now, before anything is assigned.
+        forward_logs(consumer.context(), queue);
+        // Built before the assignment, so that its drop releases the queues if that fails.
+        let reader = SourceReader {
+            consumer,
+            queue,
+            logs,
+            batch: VecDeque::with_capacity(BATCH),
+            scratch: vec![std::ptr::null_mut(); BATCH],
+            topics: topics.to_vec(),
+            by_rkt: HashMap::new(),
+        };
         let mut tpl = TopicPartitionList::new();
         for a in assignments {
             let topic = topics
@@ -295,29 +324,14 @@ impl SourceReader {
                     format!("assigning {topic}/{} from offset {}", a.partition, a.from)
                 })?;
         }
-        consumer.assign(&tpl).with_context(|| {
+        reader.consumer.assign(&tpl).with_context(|| {
             format!(
                 "assigning {} partition(s) on the {}",
                 assignments.len(),
                 cluster.describe()
             )
         })?;
-        // SAFETY: valid consumer handle; the queue reference is released in drop.
-        let queue = unsafe { rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
-        if queue.is_null() {
-            anyhow::bail!(
-                "the reader of the {} has no consumer queue",
-                cluster.describe()
-            );
-        }
-        Ok(SourceReader {
-            consumer,
-            queue,
-            batch: VecDeque::with_capacity(BATCH),
-            scratch: vec![std::ptr::null_mut(); BATCH],
-            topics: topics.to_vec(),
-            by_rkt: HashMap::new(),
-        })
+        Ok(reader)
     }
 
     fn topic_index(&mut self, rkt: *mut rd::rd_kafka_topic_t) -> Option<usize> {
@@ -341,6 +355,7 @@ impl SourceReader {
         if !self.batch.is_empty() {
             return;
         }
+        forward_logs(self.consumer.context(), self.logs);
         let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
         if self.take(0, BATCH) == 0 {
             self.take(ms, 1);
@@ -445,6 +460,61 @@ impl Drop for SourceReader {
         }
         // SAFETY: the reference taken in new, released once, before the consumer.
         unsafe { rd::rd_kafka_queue_destroy(self.queue) };
+        if !self.logs.is_null() {
+            forward_logs(self.consumer.context(), self.logs);
+            // SAFETY: created in new, released once. The client's log queue stays
+            // forwarded to it (librdkafka holds its own reference): what the consumer logs
+            // while it closes is dropped with the client, not printed past kmigrate's log.
+            unsafe { rd::rd_kafka_queue_destroy(self.logs) };
+        }
+    }
+}
+
+/// Gives the consumer's log lines a queue of their own (see [`SourceReader::logs`]); null
+/// when librdkafka refuses, and the lines then go where they went before.
+fn own_log_queue(consumer: &BaseConsumer<Ctx>) -> *mut rd::rd_kafka_queue_t {
+    let rk = consumer.client().native_ptr();
+    // SAFETY: valid client handle; the new queue is owned by the reader and released in
+    // its drop, after the client's log queue is set back to the main queue.
+    unsafe {
+        let logs = rd::rd_kafka_queue_new(rk);
+        if logs.is_null() {
+            return logs;
+        }
+        if rd::rd_kafka_set_log_queue(rk, logs)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            rd::rd_kafka_queue_destroy(logs);
+            return std::ptr::null_mut();
+        }
+        logs
+    }
+}
+
+/// Hands every log line waiting in `logs` to the client's context; any other event there is
+/// dropped.
+fn forward_logs(ctx: &Ctx, logs: *mut rd::rd_kafka_queue_t) {
+    if logs.is_null() {
+        return;
+    }
+    loop {
+        // SAFETY: valid queue; a non-null event is ours until destroyed below.
+        let ev = unsafe { rd::rd_kafka_queue_poll(logs, 0) };
+        if ev.is_null() {
+            return;
+        }
+        let (mut fac, mut text, mut level) = (std::ptr::null(), std::ptr::null(), 0);
+        // SAFETY: `ev` is a live event; the strings it gives live as long as it does.
+        let line = unsafe {
+            (rd::rd_kafka_event_type(ev) == rd::RD_KAFKA_EVENT_LOG
+                && rd::rd_kafka_event_log(ev, &mut fac, &mut text, &mut level) == 0)
+                .then(|| (cstr_to_string(fac), cstr_to_string(text)))
+        };
+        if let Some((fac, text)) = line {
+            ctx.log(context::log_level(level), &fac, &text);
+        }
+        // SAFETY: destroyed once, after its strings were copied.
+        unsafe { rd::rd_kafka_event_destroy(ev) };
     }
 }
 
