@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use super::Cluster;
-use super::error::Awaiting;
+use super::error::{Awaiting, Code, KafkaError};
 use super::reader::{Assignment, Polled, SourceReader, Tuning};
 use crate::config::Compression;
 use crate::model::Tp;
@@ -64,10 +64,26 @@ pub fn wait_until_committed(cluster: &Cluster, tps: &[Tp], wait: Duration) -> an
             .low_high(&pending)
             .context("reading the high watermarks of the target partitions kmigrate wrote to")?;
         pending.retain(|tp| highs.contains_key(tp));
-        let answers = probe(cluster, &pending, &highs)?;
-        pending = unsettled(&pending, &answers);
+        let round = probe(cluster, &pending, &highs)?;
+        pending = unsettled(&pending, &round.answers);
         if pending.is_empty() {
             break;
+        }
+        // No answer at all because a new connection reached no broker says nothing about
+        // the replicas: that is the failure to report, after the step's time.
+        if let Some(why) = &round.unreachable {
+            if start.elapsed() >= cluster.timeout {
+                return Err(anyhow::Error::new(KafkaError::with_message(
+                    Code::TRANSPORT,
+                    "fetching past the high watermark of the target partitions kmigrate wrote to",
+                    format!(
+                        "no broker of the {} answered a new connection ({why}): check that \
+                         bootstrap_servers names brokers that are up",
+                        cluster.describe()
+                    ),
+                )));
+            }
+            continue;
         }
         if start.elapsed() >= wait {
             return Err(anyhow::Error::new(Awaiting(format!(
@@ -104,15 +120,22 @@ pub fn wait_until_committed(cluster: &Cluster, tps: &[Tp], wait: Duration) -> an
     Ok(())
 }
 
+/// What one round of probes found.
+struct Round {
+    answers: BTreeMap<Tp, Probe>,
+    /// Not one answer came, and the reader said why (no broker reachable, ...).
+    unreachable: Option<String>,
+}
+
 /// One round: a fetch at `high + 1` of each partition, from its leader.
-fn probe(
-    cluster: &Cluster,
-    tps: &[Tp],
-    highs: &BTreeMap<Tp, (i64, i64)>,
-) -> anyhow::Result<BTreeMap<Tp, Probe>> {
+fn probe(cluster: &Cluster, tps: &[Tp], highs: &BTreeMap<Tp, (i64, i64)>) -> anyhow::Result<Round> {
     let mut answers = BTreeMap::new();
+    let mut trouble = None;
     if tps.is_empty() {
-        return Ok(answers);
+        return Ok(Round {
+            answers,
+            unreachable: None,
+        });
     }
     let topics: Vec<String> = tps
         .iter()
@@ -147,7 +170,11 @@ fn probe(
             Polled::Eof {
                 topic, partition, ..
             } => (topic, partition, Probe::Moved),
-            Polled::Idle | Polled::Transient(_) => continue,
+            Polled::Idle => continue,
+            Polled::Transient(why) => {
+                trouble = Some(why);
+                continue;
+            }
             Polled::Fatal(what) => bail!(
                 "fetching past the high watermark on the {}: {what}",
                 cluster.describe()
@@ -157,10 +184,14 @@ fn probe(
             .entry(Tp::new(&topics[topic], partition))
             .or_insert(answer);
     }
+    let unreachable = trouble.filter(|_| answers.is_empty());
     for tp in tps {
         answers.entry(tp.clone()).or_insert(Probe::Silent);
     }
-    Ok(answers)
+    Ok(Round {
+        answers,
+        unreachable,
+    })
 }
 
 /// Up to five partitions, for a message.
