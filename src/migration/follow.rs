@@ -12,11 +12,12 @@ use anyhow::Context as _;
 use super::Migration;
 use super::target::{Needs, prepare_target};
 use crate::copy::{Ended, ProgressSink, Snapshot};
-use crate::kafka::Cluster;
+use crate::kafka::{Cluster, error};
 use crate::ledger::{Ledger, State};
 use crate::model::{Tp, Watermarks};
 use crate::plan::Plan;
 use crate::plan::live;
+use crate::report::waiting::Waiting;
 use crate::report::{self, follow::Display, migration as texts};
 
 /// How often the source's offsets are read again.
@@ -24,23 +25,44 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// The follow loop: until Ctrl-C / SIGTERM, one round after another (rescan when due,
 /// extend, copy, report), each followed by a pause. A round's error is handled here, in
-/// one place: it ends the loop.
+/// one place. A sync runs for days: a broker, a leader or the network away for longer than
+/// a step's time is waited out (said at once and every minute, shown in the status), and
+/// the next round resumes exactly as a rerun would, from the state saved when the round
+/// failed. What cannot heal by itself (a refusal, a topic gone, records lost) ends the loop.
 pub fn follow(m: &Migration, ledger: &mut Ledger, rescan: &mut Rescan) -> anyhow::Result<()> {
     let mut display = Display::new();
+    let mut waiting = Waiting::default();
     while !m.stopped() {
         let started = Instant::now();
-        match round(m, ledger, rescan, &mut display) {
-            Ok(Ended::Complete) => {}
+        let rest = match round(m, ledger, rescan, &mut display) {
+            Ok(Ended::Complete) => {
+                if let Some(text) = waiting.recovered(Instant::now()) {
+                    report::note(&text);
+                }
+                FOLLOW_EVERY.saturating_sub(started.elapsed())
+            }
             Ok(Ended::Interrupted) => break,
+            Err(e) if error::heals(&e) => wait(&mut waiting, &mut display, &e),
             Err(e) => return Err(e),
-        }
-        pause(
-            m.stop_flag(),
-            FOLLOW_EVERY.saturating_sub(started.elapsed()),
-        );
+        };
+        pause(m.stop_flag(), rest);
     }
     display.close();
     ledger.save()
+}
+
+/// A round failed with an error the clusters coming back heal: says so when due, shows it
+/// in the status, and returns the pause before the next try.
+fn wait(waiting: &mut Waiting, display: &mut Display, e: &anyhow::Error) -> Duration {
+    let now = Instant::now();
+    tracing::debug!("round failed, waiting: {e:#}");
+    if let Some(text) = waiting.failed(&format!("{e:#}"), now) {
+        report::warning(&text);
+    }
+    if let Some(status) = waiting.status(now) {
+        display.waiting(&status);
+    }
+    waiting.pause(now)
 }
 
 /// One round: rescan when due, read the source's offsets, extend and copy, report.
@@ -51,7 +73,7 @@ fn round(
     display: &mut Display,
 ) -> anyhow::Result<Ended> {
     if Instant::now() >= rescan.next {
-        rescan.run(m, ledger)?;
+        rescan.run_or_warn(m, ledger)?;
     }
     let now = source_offsets(&m.source, &source_tps(&ledger.state))?;
     // Behind the source as it was just read: what this round copies.
@@ -148,6 +170,20 @@ impl Rescan {
         }
         self.next = Instant::now() + self.every;
         Ok(())
+    }
+
+    /// [`Rescan::run`], for a sync that runs for days: an outage fails the round (and is
+    /// waited out); any other failure is said once, and the sync goes on following what it
+    /// follows already until the next rescan tries again.
+    fn run_or_warn(&mut self, m: &Migration, ledger: &mut Ledger) -> anyhow::Result<()> {
+        match self.run(m, ledger) {
+            Err(e) if !error::heals(&e) => {
+                self.warn_once(texts::rescan_failed(&e, self.every));
+                self.next = Instant::now() + self.every;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     fn warn_once(&mut self, text: String) {

@@ -284,6 +284,17 @@ pub fn growth(growth: &Growth) -> String {
 }
 
 /// The warning for a reset seen while syncing, with what the operator can do.
+/// A rescan that failed with what the clusters coming back would not heal (a pattern that
+/// matches nothing for a moment, a new topic whose name on the target collides): sync keeps
+/// following what it follows already.
+pub fn rescan_failed(e: &anyhow::Error, every: Duration) -> String {
+    format!(
+        "{e:#}. sync goes on following the partitions and groups it follows already; the \
+         next rescan, in {} s, tries again",
+        every.as_secs()
+    )
+}
+
 pub fn reset_while_syncing(r: &Reset, state_path: &Path) -> String {
     format!(
         "{}. If the group is to read them on the target, start the migration over (stop \

@@ -568,3 +568,160 @@ fn source_leader_killed_mid_copy_is_exact() {
     assert_exact(&src, &tgt, &dir, &topic, PER, &commits);
     cleanup(&src, &tgt, &topic);
 }
+
+#[test]
+#[ignore = "long fault test (stops brokers): KMIGRATE_FAULT_TESTS=long scripts/test runs it"]
+fn sync_waits_out_its_only_bootstrap_broker_killed_for_three_minutes() {
+    // The target is named by one address only, broker 1's, which leads every partition of
+    // the topic. Broker 1 is killed -9 while sync follows a source under traffic, and
+    // started again 3 minutes later: leaders move to brokers 2 and 3, and every client sync
+    // builds meanwhile finds no broker to bootstrap from. Sync must not exit: it says what
+    // it waits for, goes on when broker 1 is back, and the copy is exact. Its log holds no
+    // burst of repeated lines.
+    let name = "sync_waits_out_its_only_bootstrap_broker_killed_for_three_minutes";
+    let Some(Bed {
+        src,
+        tgt,
+        t3,
+        _alone,
+        _up,
+    }) = target3_bed(name)
+    else {
+        return;
+    };
+    const PARTS: i32 = 4;
+    const PER: usize = 5_000;
+    const DOWN: Duration = Duration::from_secs(180);
+    let g = unique("r-boot-g");
+    let commits: [(&str, &[i64]); 1] = [(&g, &[0, 10, 100, 1_000])];
+    let topic = setup(&src, &tgt, "r-boot", PARTS, PER, &commits);
+    let only = t3
+        .split(',')
+        .next()
+        .expect("broker 1's address")
+        .to_string();
+    let dir = workdir("r-boot");
+    std::fs::write(
+        dir.join("migrate.toml"),
+        config(&src.bootstrap, &only, &[&g], ""),
+    )
+    .expect("config");
+    let mut sync = crate::support::process::spawn_logging(&dir, &["sync", "--yes"], "info");
+    let planned: u64 = (PER as u64) * 4 - 1_110;
+    while_running(&mut sync, "copying the backlog", || {
+        written(&dir) >= planned
+    });
+
+    // Traffic: 10 more records per partition every 2 s, before, during and after the outage.
+    let mut produced = 0usize;
+    let more = |n: &mut usize| {
+        for p in 0..PARTS {
+            let ts0 = 1_700_000_000_000 + (*n as i64) * 1000;
+            let recs: Vec<crate::support::Rec> = (0..10)
+                .map(|i| {
+                    crate::support::Rec::kv(
+                        p,
+                        &format!("live-{n}-{i}"),
+                        &format!("v{n}.{i}"),
+                        ts0 + i,
+                    )
+                })
+                .collect();
+            src.produce(&topic, &recs);
+        }
+        *n += 1;
+    };
+    more(&mut produced);
+    let mut b1 = Broker::new("target3", 1);
+    b1.kill();
+    let down_at = Instant::now();
+    while down_at.elapsed() < DOWN {
+        assert_eq!(
+            sync.exited(),
+            None,
+            "sync exited while broker 1 was down:\n{}",
+            sync.stderr()
+        );
+        more(&mut produced);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    b1.restore();
+    more(&mut produced);
+    let total = planned + (produced as u64) * 10 * PARTS as u64;
+    while_running(&mut sync, "copying what arrived during the outage", || {
+        written(&dir) >= total
+    });
+    assert_eq!(written(&dir), total, "records on the target");
+    let log = sync.stderr();
+    sync.signal("-TERM");
+    let run = sync.wait();
+    assert_eq!(run.code, 130, "sync stopped by SIGTERM:\n{}", run.stderr);
+    assert!(
+        log.contains("waiting for the clusters to answer again"),
+        "sync says what it waits for:\n{log}"
+    );
+    assert!(log.contains("the clusters answer again after"), "{log}");
+    assert_no_bursts(&log, DOWN);
+
+    let cut = crate::support::kmigrate_raw(&dir, &["cutover", "--yes"]);
+    assert_eq!(cut.code, 0, "cutover:\n{}\n{}", cut.stdout, cut.stderr);
+    let start = [0, 10, 100, 1_000];
+    let copied = crate::support::records::assert_copied(&src, &tgt, &topic, &start);
+    let want: Vec<i64> = start
+        .iter()
+        .map(|s| PER as i64 + (produced as i64) * 10 - s)
+        .collect();
+    assert_eq!(
+        crate::support::records::counts(&copied),
+        want,
+        "records per partition"
+    );
+    let parts: Vec<(&str, i32)> = (0..PARTS).map(|p| (topic.as_str(), p)).collect();
+    assert_eq!(
+        tgt.committed(&g, &parts),
+        vec![Some(0); PARTS as usize],
+        "group {g} resumes at each partition's first copied record"
+    );
+    crate::support::verify_ok(&dir);
+    wait_in_sync(&tgt, &topic);
+    cleanup(&src, &tgt, &topic);
+}
+
+/// Records on the target according to the state file.
+fn written(dir: &Path) -> u64 {
+    if !dir.join(STATE).exists() {
+        return 0;
+    }
+    let s = state_json(dir);
+    s["partitions"].as_array().map_or(0, |ps| {
+        ps.iter()
+            .filter_map(|p| p["progress"]["written"].as_u64())
+            .sum()
+    })
+}
+
+/// No line of `log` (its text without the time and level) stands more often than once per
+/// 10 s of `span`, plus the first, and none comes from librdkafka's own logger ("%3|...",
+/// straight to stderr, past kmigrate's log).
+fn assert_no_bursts(log: &str, span: Duration) {
+    let raw = log.lines().filter(|l| l.starts_with('%')).count();
+    assert_eq!(raw, 0, "lines of librdkafka's own logger:\n{log}");
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in log.lines() {
+        let text = line
+            .split_once("  ")
+            .map_or(line, |(_, rest)| rest)
+            .split(" (and ")
+            .next()
+            .unwrap_or(line)
+            .trim()
+            .to_string();
+        *seen.entry(text).or_default() += 1;
+    }
+    let most = span.as_secs() as usize / 10 + 3;
+    let bursts: Vec<_> = seen.iter().filter(|(_, n)| **n > most).collect();
+    assert!(
+        bursts.is_empty(),
+        "lines repeated more than {most} times: {bursts:?}"
+    );
+}
