@@ -349,7 +349,7 @@ pub fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FilterConfig, UncommittedPolicy};
+    use crate::config::UncommittedPolicy;
     use crate::plan::compute::{Rules, compute};
     use crate::plan::{GroupSnapshot, Snapshot, TopicInfo, Watermarks};
 
@@ -511,17 +511,7 @@ mod tests {
 
     /// The plan of [`snapshot`], groups' uncommitted partitions skipped.
     fn test_plan() -> Plan {
-        compute(
-            &snapshot(),
-            &Rules {
-                filter: &FilterConfig::default(),
-                policy: UncommittedPolicy::Skip,
-                create_topics: false,
-                source: "s:1",
-                target: "t:1",
-            },
-            0,
-        )
+        compute(&snapshot(), &Rules::test(UncommittedPolicy::Skip, false), 0)
     }
 
     fn snapshot() -> Snapshot {
@@ -618,17 +608,7 @@ mod tests {
                 configs: BTreeMap::new(),
             },
         );
-        let plan = compute(
-            &snap,
-            &Rules {
-                filter: &FilterConfig::default(),
-                policy: UncommittedPolicy::Skip,
-                create_topics: false,
-                source: "s:1",
-                target: "t:1",
-            },
-            0,
-        );
+        let plan = compute(&snap, &Rules::test(UncommittedPolicy::Skip, false), 0);
         let mut state = State::new(&plan, 0);
         assert_eq!(state.partitions[0].target_tp(), Tp::new("t.v2", 0));
         let ps = &mut state.partitions[0];

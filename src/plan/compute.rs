@@ -98,6 +98,23 @@ impl<'a> Rules<'a> {
     }
 }
 
+#[cfg(test)]
+impl Rules<'static> {
+    /// The rules unit tests plan with: every group and topic selected, a plan made for
+    /// `s:1` -> `t:1`.
+    pub(crate) fn test(policy: UncommittedPolicy, create_topics: bool) -> Rules<'static> {
+        static ALL: std::sync::LazyLock<FilterConfig> =
+            std::sync::LazyLock::new(FilterConfig::default);
+        Rules {
+            filter: &ALL,
+            policy,
+            create_topics,
+            source: "s:1",
+            target: "t:1",
+        }
+    }
+}
+
 /// Builds the plan from what was read. `created_at_ms` and the bootstrap strings are passed
 /// in so that this stays deterministic.
 pub fn compute(snap: &Snapshot, rules: &Rules, created_at_ms: i64) -> Plan {

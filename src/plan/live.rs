@@ -436,7 +436,7 @@ impl<V: Clone + PartialEq> Quiet<V> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::{FilterConfig, UncommittedPolicy};
+    use crate::config::UncommittedPolicy;
     use crate::model::GroupState;
     use crate::plan::compute::{Rules, compute};
     use crate::plan::{GroupSnapshot, Snapshot, TopicInfo};
@@ -498,17 +498,7 @@ pub(crate) mod tests {
 
     /// The plan of [`snapshot`], as `run` makes it.
     pub(crate) fn fixed_plan() -> Plan {
-        compute(
-            &snapshot(),
-            &Rules {
-                filter: &FilterConfig::default(),
-                policy: UncommittedPolicy::Skip,
-                create_topics: false,
-                source: "s:1",
-                target: "t:1",
-            },
-            0,
-        )
+        compute(&snapshot(), &Rules::test(UncommittedPolicy::Skip, false), 0)
     }
 
     /// The live plan of [`snapshot`].
@@ -620,17 +610,7 @@ pub(crate) mod tests {
 
     /// The live plan `sync` makes of a snapshot.
     pub(crate) fn live_of(snap: &Snapshot, policy: UncommittedPolicy, create: bool) -> Plan {
-        let mut plan = compute(
-            snap,
-            &Rules {
-                filter: &FilterConfig::default(),
-                policy,
-                create_topics: create,
-                source: "s:1",
-                target: "t:1",
-            },
-            0,
-        );
+        let mut plan = compute(snap, &Rules::test(policy, create), 0);
         follow(&mut plan);
         plan
     }
