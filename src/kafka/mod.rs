@@ -9,6 +9,7 @@
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
 //! - [`reader`]: reading partition ranges (copy and verify);
 //! - [`settle`]: waiting until a replicated target partition holds only committed records;
+//! - [`watch`]: which followed source partitions got new records (sync);
 //! - [`writer`]: producing records to the target.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod reader;
 pub mod repeats;
 pub mod retry;
 pub mod settle;
+pub mod watch;
 pub mod writer;
 
 use std::sync::{Arc, Mutex};

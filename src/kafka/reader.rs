@@ -251,12 +251,54 @@ impl SourceReader {
         SourceReader::with_config(cluster, config, topics, assignments, tuning)
     }
 
+    /// A reader that only tells when partitions get new records (see `super::watch`): it
+    /// holds one fetch open per broker (`fetch.wait.max.ms`), answered as soon as records
+    /// arrive, and queues at most one small fetch per partition, so an idle partition costs
+    /// nothing but its share of that request.
+    pub fn watcher(
+        cluster: &Endpoint,
+        topics: &[String],
+        assignments: &[Assignment],
+    ) -> anyhow::Result<SourceReader> {
+        let tuning = Tuning {
+            buffer_bytes: 4 << 20,
+            compression: Compression::None,
+            max_batch_bytes: None,
+        };
+        let mut config = cluster.client_config();
+        config.remove("client.rack");
+        let watching = [
+            // Nothing is copied through this client: one record per partition says enough.
+            ("enable.partition.eof", "false"),
+            ("max.partition.fetch.bytes", "1"),
+            ("fetch.max.bytes", "1048576"),
+            ("queued.min.messages", "1"),
+            ("fetch.wait.max.ms", "1000"),
+            ("fetch.queue.backoff.ms", "1000"),
+        ];
+        let reader = SourceReader::unassigned(cluster, config, topics, &tuning, &watching)?;
+        reader.assign(assignments, cluster)?;
+        Ok(reader)
+    }
+
     fn with_config(
         cluster: &Endpoint,
-        mut config: rdkafka::config::ClientConfig,
+        config: rdkafka::config::ClientConfig,
         topics: &[String],
         assignments: &[Assignment],
         tuning: &Tuning,
+    ) -> anyhow::Result<SourceReader> {
+        let reader = SourceReader::unassigned(cluster, config, topics, tuning, &[])?;
+        reader.assign(assignments, cluster)?;
+        Ok(reader)
+    }
+
+    fn unassigned(
+        cluster: &Endpoint,
+        mut config: rdkafka::config::ClientConfig,
+        topics: &[String],
+        tuning: &Tuning,
+        overrides: &[(&str, &str)],
     ) -> anyhow::Result<SourceReader> {
         let queue_bytes = tuning.buffer_bytes / 4;
         let fetch_max = (tuning.buffer_bytes / 8).clamp(1 << 20, 50 << 20);
@@ -290,6 +332,9 @@ impl SourceReader {
                 (fetch_max + (1 << 20)).to_string(),
             )
             .set("fetch.wait.max.ms", "100");
+        for (k, v) in overrides {
+            config.set(*k, *v);
+        }
         let consumer: BaseConsumer<Ctx> = cluster.create(&config, "source reader")?;
         let logs = own_log_queue(&consumer);
         // SAFETY: valid consumer handle; the queue reference is released in drop.
@@ -305,7 +350,7 @@ impl SourceReader {
         // forwarded now, before anything is assigned.
         forward_logs(consumer.context(), queue);
         // Built before the assignment, so that its drop releases the queues if that fails.
-        let reader = SourceReader {
+        Ok(SourceReader {
             consumer,
             queue,
             logs,
@@ -313,10 +358,14 @@ impl SourceReader {
             scratch: vec![std::ptr::null_mut(); BATCH],
             topics: topics.to_vec(),
             by_rkt: HashMap::new(),
-        };
+        })
+    }
+
+    fn assign(&self, assignments: &[Assignment], cluster: &Endpoint) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for a in assignments {
-            let topic = topics
+            let topic = self
+                .topics
                 .get(a.topic)
                 .with_context(|| format!("no topic with index {}", a.topic))?;
             tpl.add_partition_offset(topic, a.partition, Offset::Offset(a.from))
@@ -324,14 +373,13 @@ impl SourceReader {
                     format!("assigning {topic}/{} from offset {}", a.partition, a.from)
                 })?;
         }
-        reader.consumer.assign(&tpl).with_context(|| {
+        self.consumer.assign(&tpl).with_context(|| {
             format!(
                 "assigning {} partition(s) on the {}",
                 assignments.len(),
                 cluster.describe()
             )
-        })?;
-        Ok(reader)
+        })
     }
 
     fn topic_index(&mut self, rkt: *mut rd::rd_kafka_topic_t) -> Option<usize> {
@@ -434,6 +482,33 @@ impl SourceReader {
         } else {
             Polled::Fatal(what)
         }
+    }
+
+    /// Moves each partition of `at` (topic index, partition, offset) to its offset and
+    /// fetches it again if it was paused.
+    pub fn rewind(&self, at: &[Assignment]) -> anyhow::Result<()> {
+        if at.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for a in at {
+            let topic = self
+                .topics
+                .get(a.topic)
+                .with_context(|| format!("no topic with index {}", a.topic))?;
+            tpl.add_partition_offset(topic, a.partition, Offset::Offset(a.from))
+                .with_context(|| format!("moving {topic}/{} to offset {}", a.partition, a.from))?;
+        }
+        let tpl = self
+            .consumer
+            .seek_partitions(tpl, Duration::from_secs(10))
+            .with_context(|| format!("moving the reader of {} partition(s)", at.len()))?;
+        if let Some(e) = tpl.elements().iter().find_map(|e| e.error().err()) {
+            anyhow::bail!("moving the reader of {} partition(s): {e}", at.len());
+        }
+        self.consumer
+            .resume(&tpl)
+            .with_context(|| format!("resuming the reader of {} partition(s)", at.len()))
     }
 
     /// Stops fetching a partition whose range is read completely.

@@ -1,7 +1,12 @@
-//! Following the live source (`sync`): about every second, extend each partition's range
-//! to the source's last stable offset (saved before anything past the old end is copied)
-//! and copy the new records with the copy stage's exact resume; every `rescan_secs`, read
-//! the source's groups and topics again and follow what is new.
+//! Following the live source (`sync`): about every second, extend the ranges of the
+//! partitions that got records to the source's last stable offset (saved before anything
+//! past the old end is copied) and copy the new records with the copy stage's exact resume;
+//! every `rescan_secs`, read the source's groups and topics again and follow what is new.
+//!
+//! Which partitions got records is told by a [`Watcher`] armed at the copy's ends: an idle
+//! source costs one waiting fetch per broker, not a read of every partition's offsets each
+//! second. Every partition's offsets are read at the first round, after each rescan, after
+//! a failed round, and while the watcher cannot be trusted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +17,7 @@ use anyhow::Context as _;
 use super::Migration;
 use super::target::{Needs, prepare_target};
 use crate::copy::{Ended, ProgressSink, Snapshot};
+use crate::kafka::watch::Watcher;
 use crate::kafka::{Cluster, error};
 use crate::ledger::{Ledger, State};
 use crate::model::{Tp, Watermarks};
@@ -20,8 +26,11 @@ use crate::plan::live;
 use crate::report::waiting::Waiting;
 use crate::report::{self, follow::Display, migration as texts};
 
-/// How often the source's offsets are read again.
+/// How often the offsets of the partitions that got records are read.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How often every partition's offsets are read even though the watcher saw nothing there:
+/// the last stable offset also moves past aborted transactions, which show no record.
+const FULL_EVERY: Duration = Duration::from_secs(300);
 
 /// The follow loop: until Ctrl-C / SIGTERM, one round after another (rescan when due,
 /// extend, copy, report), each followed by a pause. A round's error is handled here, in
@@ -32,9 +41,10 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 pub fn follow(m: &Migration, ledger: &mut Ledger, rescan: &mut Rescan) -> anyhow::Result<()> {
     let mut display = Display::new();
     let mut waiting = Waiting::default();
+    let mut watch = Watch::default();
     while !m.stopped() {
         let started = Instant::now();
-        let rest = match round(m, ledger, rescan, &mut display) {
+        let rest = match round(m, ledger, rescan, &mut watch, &mut display) {
             Ok(Ended::Complete) => {
                 if let Some(text) = waiting.recovered(Instant::now()) {
                     report::note(&text);
@@ -42,10 +52,13 @@ pub fn follow(m: &Migration, ledger: &mut Ledger, rescan: &mut Rescan) -> anyhow
                 FOLLOW_EVERY.saturating_sub(started.elapsed())
             }
             Ok(Ended::Interrupted) => break,
-            Err(e) if error::heals(&e) => wait(&mut waiting, &mut display, &e),
+            Err(e) if error::heals(&e) => {
+                watch.full = true;
+                wait(&mut waiting, &mut display, &e)
+            }
             Err(e) => return Err(e),
         };
-        pause(m.stop_flag(), rest);
+        watch.pause(m.stop_flag(), rest);
     }
     display.close();
     ledger.save()
@@ -65,21 +78,118 @@ fn wait(waiting: &mut Waiting, display: &mut Display, e: &anyhow::Error) -> Dura
     waiting.pause(now)
 }
 
-/// One round: rescan when due, read the source's offsets, extend and copy, report.
+/// What tells a round which partitions to read: the watcher, once the copy has caught up,
+/// and whether the next round reads them all.
+struct Watch {
+    watcher: Option<Watcher>,
+    /// Whether the next round reads every partition's offsets.
+    full: bool,
+    /// When every partition's offsets are read next in any case.
+    full_at: Instant,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch {
+            watcher: None,
+            full: true,
+            full_at: Instant::now(),
+        }
+    }
+}
+
+impl Watch {
+    /// The partitions whose offsets this round reads: all of them, or those the watcher
+    /// saw records in. Every partition when there is no watcher, when it failed, when the
+    /// state follows partitions it does not watch (a rescan added them), after a failed
+    /// round, and every [`FULL_EVERY`].
+    fn partitions(&mut self, state: &State) -> Vec<Tp> {
+        let usable = self.watcher.as_ref().filter(|w| {
+            !self.full
+                && Instant::now() < self.full_at
+                && w.broken().is_none()
+                && w.len() == state.partitions.len()
+        });
+        match usable {
+            Some(w) => w.changed(),
+            None => {
+                self.full = true;
+                source_tps(state)
+            }
+        }
+    }
+
+    /// After a round that copied everything up to the ends of the partitions `read`: the
+    /// watcher watches them from there (one is made, watching every partition, after a
+    /// round that read them all). A watcher that cannot be made or moved is dropped, and
+    /// every partition is read until it can.
+    fn arm(&mut self, m: &Migration, state: &State, read: &BTreeMap<Tp, Watermarks>) {
+        if read.is_empty() && !self.full && self.watcher.is_some() {
+            return;
+        }
+        let ends = |all: bool| -> BTreeMap<Tp, i64> {
+            state
+                .partitions
+                .iter()
+                .map(|p| (Tp::new(&p.topic, p.partition), p.end))
+                .filter(|(tp, _)| all || read.contains_key(tp))
+                .collect()
+        };
+        let armed = match self.watcher.as_mut() {
+            Some(w) if !self.full => w.rearm(&ends(false)),
+            _ => {
+                self.watcher = None;
+                self.full_at = Instant::now() + FULL_EVERY;
+                Watcher::new(&m.source, &ends(true)).map(|w| self.watcher = Some(w))
+            }
+        };
+        self.full = armed.is_err();
+        if let Err(e) = armed {
+            tracing::debug!("{e:#}; reading every partition's offsets each round");
+            self.watcher = None;
+        }
+    }
+
+    /// Sleeps up to `d`, waking early on a stop request, while the watcher takes what the
+    /// source says.
+    fn pause(&mut self, stop: &AtomicBool, d: Duration) {
+        let Some(w) = self.watcher.as_mut() else {
+            return pause(stop, d);
+        };
+        let until = Instant::now() + d;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            w.poll(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+    }
+}
+
+/// One round: rescan when due, read the source's offsets where records arrived, extend and
+/// copy, report.
 fn round(
     m: &Migration,
     ledger: &mut Ledger,
     rescan: &mut Rescan,
+    watch: &mut Watch,
     display: &mut Display,
 ) -> anyhow::Result<Ended> {
     if Instant::now() >= rescan.next {
         rescan.run_or_warn(m, ledger)?;
     }
-    let now = source_offsets(&m.source, &source_tps(&ledger.state))?;
+    let tps = watch.partitions(&ledger.state);
+    let now = if tps.is_empty() {
+        BTreeMap::new()
+    } else {
+        source_offsets(&m.source, &tps)?
+    };
     // Behind the source as it was just read: what this round copies.
     let behind = report::follow::lags(&ledger.state, &now);
     let (ended, _) = extend_and_copy(m, ledger, &now, display)?;
     if ended == Ended::Complete {
+        watch.arm(m, &ledger.state, &now);
         display.round(behind, ledger.state.written());
     }
     Ok(ended)
