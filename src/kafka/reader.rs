@@ -268,13 +268,14 @@ impl SourceReader {
         let mut config = cluster.client_config();
         config.remove("client.rack");
         let watching = [
-            // Nothing is copied through this client: one record per partition says enough.
+            // Nothing is copied through this client: one batch per partition says enough.
+            // (A limit below a batch's size would not do: the broker returns a batch over
+            // the limit only for the first partition of a response.)
             ("enable.partition.eof", "false"),
-            ("max.partition.fetch.bytes", "1"),
-            ("fetch.max.bytes", "1048576"),
-            ("queued.min.messages", "1"),
+            ("max.partition.fetch.bytes", "65536"),
+            ("fetch.max.bytes", "4194304"),
+            ("receive.message.max.bytes", "5242880"),
             ("fetch.wait.max.ms", "1000"),
-            ("fetch.queue.backoff.ms", "1000"),
         ];
         let reader = SourceReader::unassigned(cluster, config, topics, &tuning, &watching)?;
         reader.assign(assignments, cluster)?;

@@ -105,6 +105,7 @@ impl Watcher {
             return;
         };
         if self.changed.insert(tp.clone()) {
+            tracing::trace!("watching: {tp} got records");
             self.reader.pause(topic, partition);
         }
     }
@@ -136,6 +137,7 @@ impl Watcher {
                 });
             }
         }
+        tracing::trace!("watching {} partition(s) again", moves.len());
         self.reader.rewind(&moves).map_err(|e| {
             e.context(format!(
                 "watching {} partition(s) of the source ({} topic(s)) again",

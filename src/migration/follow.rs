@@ -30,7 +30,7 @@ use crate::report::{self, follow::Display, migration as texts};
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// How often every partition's offsets are read even though the watcher saw nothing there:
 /// the last stable offset also moves past aborted transactions, which show no record.
-const FULL_EVERY: Duration = Duration::from_secs(300);
+const FULL_EVERY: Duration = Duration::from_secs(60);
 
 /// The follow loop: until Ctrl-C / SIGTERM, one round after another (rescan when due,
 /// extend, copy, report), each followed by a pause. A round's error is handled here, in

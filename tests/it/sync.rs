@@ -594,3 +594,50 @@ fn cutover_without_a_sync_migrates_as_run_does() {
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
 }
+
+/// A sync that has caught up copies records as they arrive, partition after partition,
+/// several times over the same partitions: what tells it where records arrived is its
+/// watcher, since every partition's offsets are read only once a minute.
+#[test]
+fn sync_follows_each_partition_as_records_arrive() {
+    let topic = unique("sync-watch");
+    let group = unique("sync-watch-g");
+    let (src, tgt) = setup(&topic, 100, &[(&group, [0, 50, 100, 100])]);
+    let dir = workdir("sync-watch");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    let mut want = 100 + 50;
+    until_written(&mut bg, &dir, want);
+    let t0 = now_ms();
+    // Each partition twice, one after another: each burst must be copied before the next.
+    for round in 0..2 {
+        for p in 0..PARTS {
+            src.produce_n(&topic, p, 3, t0 + i64::from(10 * round + p));
+            want += 3;
+            let asked = Instant::now();
+            while_running(&mut bg, &format!("{want} records written"), || {
+                written(&dir).is_some_and(|w| w >= want)
+            });
+            assert!(
+                asked.elapsed() < Duration::from_secs(30),
+                "records produced to {topic}/{p} took {:?} to be copied: the sync did not \
+                 see them arrive",
+                asked.elapsed()
+            );
+        }
+    }
+    stop_sync(bg);
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    let copied: usize = sides.target.iter().map(Vec::len).sum();
+    assert_eq!(copied, 150 + 24, "the backlog and every burst, once");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
