@@ -14,6 +14,7 @@ mod cli;
 mod cli_docs;
 mod compat;
 mod faults;
+mod fixtures;
 mod fuzz_corpus;
 mod kafka_admin;
 mod kubernetes;

@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub mod bed;
@@ -206,6 +207,45 @@ impl Cluster {
 
     pub fn delete_topic(&self, topic: &str) {
         let _ = block(self.admin.delete_topics(&[topic], &AdminOptions::new()));
+    }
+
+    /// Deletes `topic` when it exists and creates it again, empty, with `partitions`
+    /// partitions (as [`Cluster::create_topic`]): for a test whose topic name is fixed (the
+    /// state file fixtures), so that a rerun starts from nothing. While the old topic is
+    /// still being deleted, creating it is tried again.
+    pub fn recreate_topic(&self, topic: &str, partitions: i32) {
+        self.delete_topic(topic);
+        let t =
+            NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+        let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let res = block(self.admin.create_topics([&t], &opts))
+                .unwrap_or_else(|e| panic!("creating topic {topic} on {}: {e}", self.bootstrap));
+            match res.into_iter().next() {
+                Some(Ok(_)) => break,
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => panic!("creating topic {topic} on {}: {other:?}", self.bootstrap),
+            }
+        }
+        self.wait_for_topic(topic, partitions);
+    }
+
+    /// Deletes consumer groups with their committed offsets; a group that does not exist
+    /// is fine. The groups must have no members.
+    pub fn delete_groups(&self, groups: &[&str]) {
+        let res = block(self.admin.delete_groups(groups, &AdminOptions::new()))
+            .unwrap_or_else(|e| panic!("deleting groups {groups:?} on {}: {e}", self.bootstrap));
+        for r in res {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((g, code)) => panic!("deleting group {g} on {}: {code:?}", self.bootstrap),
+            }
+        }
     }
 
     /// Produces the records in order, each to its own partition, and waits for every ack.

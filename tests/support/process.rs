@@ -30,12 +30,23 @@ pub fn spawn(dir: &Path, args: &[&str]) -> Bg {
 /// [`spawn`] with the given log level (`KMIGRATE_LOG`), for a test that watches its log
 /// lines.
 pub fn spawn_logging(dir: &Path, args: &[&str], log_level: &str) -> Bg {
+    spawn_bin(
+        Path::new(env!("CARGO_BIN_EXE_kmigrate")),
+        dir,
+        args,
+        log_level,
+    )
+}
+
+/// [`spawn_logging`] of another kmigrate binary (an earlier build, for the state file
+/// fixtures).
+pub fn spawn_bin(bin: &Path, dir: &Path, args: &[&str], log_level: &str) -> Bg {
     let tag = unique("bg");
     let (out, err) = (
         dir.join(format!("{tag}.out")),
         dir.join(format!("{tag}.err")),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_kmigrate"))
+    let child = Command::new(bin)
         .args(args)
         .current_dir(dir)
         .env_remove("KMIGRATE_CONFIG")
