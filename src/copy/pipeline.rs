@@ -302,7 +302,18 @@ impl Copier<'_, '_> {
             &self.target_topics,
         );
         self.finish_ready();
+        if flushed.is_ok() && reconciled.is_ok() && self.writer.in_flight() == 0 {
+            self.settled();
+        }
         reconciled.and(flushed)
+    }
+
+    /// Every record sent was acknowledged: none waits on a leader for its replicas.
+    fn settled(&mut self) {
+        for s in self.slots.iter_mut().filter(|s| s.sent.is_empty()) {
+            s.progress.settled = true;
+            s.dirty = true;
+        }
     }
 
     /// Hands the partitions' progress to the shared board.

@@ -51,11 +51,12 @@ pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::
         .map(|i| state.partitions[*i].target_tp())
         .collect();
     // Partitions kmigrate wrote to before: records it sent before an interruption may
-    // still be on their leader only. The count below must come after they settle.
+    // still be on their leader only. The count below must come after they settle. A copy
+    // that drained (every record sent was acknowledged) left none.
     let started: Vec<Tp> = open
         .iter()
         .zip(&tps)
-        .filter(|(i, _)| state.partitions[**i].progress.base.is_some())
+        .filter(|(i, _)| resume::may_hold_unconfirmed(&state.partitions[**i].progress))
         .map(|(_, tp)| tp.clone())
         .collect();
     settle::wait_until_committed(target, &started, settle_wait(target.timeout))?;
@@ -74,6 +75,9 @@ pub fn prepare(target: &Cluster, state: &mut State, tuning: &Tuning) -> anyhow::
         match resume::resume(ps.start, ps.end, &ps.progress, *high) {
             Ok(r) => {
                 ps.progress.base = Some(r.base);
+                // Saved before the first record is sent: a copy killed from then on may
+                // have left records on the leader only.
+                ps.progress.settled = false;
                 if r.skip > 0 {
                     tracing::info!(
                         "{tp}: {} record(s) past the last checkpoint are already on the \

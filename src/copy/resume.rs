@@ -94,9 +94,50 @@ pub fn resume(start: i64, end: i64, p: &Progress, target_high: i64) -> Result<Re
     })
 }
 
+/// Whether records kmigrate sent to the partition may still wait on its leader for the
+/// replicas (so the target's count must wait until they settle): it wrote there before, and
+/// the copy that did was not seen to drain.
+pub fn may_hold_unconfirmed(p: &Progress) -> bool {
+    p.base.is_some() && !p.settled
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_copy_that_drained_needs_no_settling() {
+        let never = Progress::default();
+        let killed = Progress {
+            base: Some(0),
+            acked: Some((9, 9)),
+            written: 10,
+            ..Progress::default()
+        };
+        let drained = Progress {
+            settled: true,
+            ..killed
+        };
+        assert!(!may_hold_unconfirmed(&never));
+        assert!(may_hold_unconfirmed(&killed));
+        assert!(!may_hold_unconfirmed(&drained));
+    }
+
+    #[test]
+    fn older_state_files_have_no_settled_flag_and_settle() {
+        let old: Progress =
+            serde_json::from_str(r#"{"base":0,"acked":[9,9],"written":10,"done":false}"#)
+                .expect("an older progress");
+        assert!(may_hold_unconfirmed(&old));
+        let unsettled = serde_json::to_string(&old).expect("json");
+        assert!(!unsettled.contains("settled"), "{unsettled}");
+        let settled = serde_json::to_string(&Progress {
+            settled: true,
+            ..old
+        })
+        .expect("json");
+        assert!(settled.contains(r#""settled":true"#), "{settled}");
+    }
     use proptest::prelude::*;
 
     #[test]
@@ -130,6 +171,7 @@ mod tests {
             acked: Some((149, 49)),
             written: 50,
             done: false,
+            ..Progress::default()
         };
         let r = resume(100, 200, &p, 50).expect("ok");
         assert_eq!((r.from, r.skip, r.next_target), (150, 0, 50));
@@ -142,6 +184,7 @@ mod tests {
             acked: Some((149, 49)),
             written: 50,
             done: false,
+            ..Progress::default()
         };
         let r = resume(100, 200, &p, 60).expect("ok");
         assert_eq!((r.from, r.skip, r.next_target), (150, 10, 50));
@@ -154,6 +197,7 @@ mod tests {
             acked: Some((149, 49)),
             written: 50,
             done: false,
+            ..Progress::default()
         };
         assert!(matches!(
             resume(100, 200, &p, 40),
@@ -168,6 +212,7 @@ mod tests {
             acked: Some((149, 49)),
             written: 50,
             done: false,
+            ..Progress::default()
         };
         // 50 offsets remain in the source range: at most 50 more records.
         assert!(resume(100, 200, &p, 100).is_ok());
@@ -203,6 +248,7 @@ mod tests {
                 acked: (acked > 0).then(|| (records[acked - 1], base + acked as i64 - 1)),
                 written: acked as u64,
                 done: false,
+                ..Progress::default()
             };
             let target_high = base + landed as i64;
             let r = resume(start, end, &progress, target_high).expect("consistent state");

@@ -276,6 +276,7 @@ mod tests {
             acked: Some((49, 29)),
             written: 30,
             done: true,
+            ..Progress::default()
         };
         let copied = ps.clone();
         state.phase = Phase::Complete;

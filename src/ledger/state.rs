@@ -28,6 +28,12 @@ pub struct Progress {
     pub written: u64,
     /// Every record of the range is on the target.
     pub done: bool,
+    /// Every record kmigrate sent to the target partition was acknowledged when this was
+    /// saved (a copy that drained, not one interrupted or killed), so none can be waiting
+    /// on the leader for its replicas: the next copy need not wait for them to settle.
+    /// Cleared (and saved) before a copy sends anything; absent in older state files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
 }
 
 /// Where one group resumes on the target.
