@@ -136,7 +136,7 @@ fn copy(mut job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<Option<Clients>
 }
 
 /// The pipeline's writer and reader: those an earlier copy left, given these topics and
-/// ranges, or new ones.
+/// ranges, or new ones (also when the kept ones cannot be given them).
 fn clients(
     job: &mut Job<'_>,
     topics: &[String],
@@ -144,25 +144,46 @@ fn clients(
     ranges: Vec<Range>,
     slots: usize,
 ) -> anyhow::Result<(TargetWriter, RangeReader)> {
-    match job.kept.take() {
-        Some(Clients {
-            reader, mut writer, ..
-        }) => {
-            tracing::debug!(
-                pipeline = job.index,
-                partitions = slots,
-                "reusing the pipeline's source consumer and target producer"
-            );
-            writer.retarget(target_topics, slots)?;
-            let reader = RangeReader::reusing(job.source, topics, ranges, &job.tuning, reader)?;
-            Ok((writer, reader))
-        }
+    let kept = job.kept.take();
+    let reused = kept.and_then(|kept| {
+        reuse(kept, job, topics, target_topics, ranges.clone(), slots)
+            .inspect_err(|e| tracing::debug!("new clients instead of the kept ones: {e:#}"))
+            .ok()
+    });
+    match reused {
+        Some(clients) => Ok(clients),
         None => {
             let writer = TargetWriter::new(job.target, target_topics, slots, &job.tuning)?;
             let reader = RangeReader::new(job.source, topics, ranges, &job.tuning)?;
             Ok((writer, reader))
         }
     }
+}
+
+/// The clients an earlier copy left, given this copy's topics, partitions and ranges.
+fn reuse(
+    kept: Clients,
+    job: &mut Job<'_>,
+    topics: &[String],
+    target_topics: &[String],
+    ranges: Vec<Range>,
+    slots: usize,
+) -> anyhow::Result<(TargetWriter, RangeReader)> {
+    let Clients {
+        reader,
+        mut writer,
+        tuning,
+    } = kept;
+    writer.retarget(target_topics, slots)?;
+    let reader = RangeReader::reusing(job.source, topics, ranges, &tuning, reader)?;
+    tracing::debug!(
+        pipeline = job.index,
+        partitions = slots,
+        "reusing the pipeline's source consumer and target producer"
+    );
+    // What the clients were built with is what they are kept with.
+    job.tuning = tuning;
+    Ok((writer, reader))
 }
 
 impl Copier<'_, '_> {

@@ -45,17 +45,17 @@ impl Session {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Pipeline `index`'s clients, if an earlier copy left some built with `tuning`.
+    /// Pipeline `index`'s clients, if an earlier copy left some that fit `tuning`.
     pub fn take(&self, index: usize, tuning: &Tuning) -> Option<Clients> {
         let kept = self.inner().clients.get_mut(index)?.take()?;
-        if kept.tuning != *tuning {
+        let fit = fits(&kept.tuning, tuning);
+        if !fit {
             tracing::debug!(
                 pipeline = index,
                 "the copy's settings changed: new clients instead of the kept ones"
             );
-            return None;
         }
-        Some(kept)
+        fit.then_some(kept)
     }
 
     /// Keeps the clients of a copy that ended cleanly, by pipeline index.
@@ -94,9 +94,38 @@ impl Session {
     }
 }
 
+/// Whether clients built with `kept` may serve a copy that asks for `wanted`: the same
+/// producer settings, and buffers within the copy's share of the memory budget. (A copy
+/// with fewer pipelines gives each a larger share: clients kept from one with more still
+/// fit, with smaller buffers; the other way round, they would exceed the budget.)
+fn fits(kept: &Tuning, wanted: &Tuning) -> bool {
+    kept.compression == wanted.compression
+        && kept.max_batch_bytes == wanted.max_batch_bytes
+        && kept.buffer_bytes <= wanted.buffer_bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Compression;
+
+    #[test]
+    fn kept_clients_fit_the_same_settings_within_the_memory_share() {
+        let t = |buffer_bytes, max_batch_bytes| Tuning {
+            buffer_bytes,
+            compression: Compression::None,
+            max_batch_bytes,
+        };
+        assert!(fits(&t(100, None), &t(100, None)));
+        assert!(fits(&t(50, None), &t(100, None)));
+        assert!(!fits(&t(100, None), &t(50, None)));
+        assert!(!fits(&t(100, Some(10)), &t(100, None)));
+        let lz4 = Tuning {
+            compression: Compression::Lz4,
+            ..t(100, None)
+        };
+        assert!(!fits(&t(100, None), &lz4));
+    }
 
     #[test]
     fn the_batch_limit_is_read_once_per_set_of_topics_and_forgotten_after_a_failure() {

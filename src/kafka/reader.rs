@@ -55,7 +55,7 @@ const TRANSIENT: &[rd::rd_kafka_resp_err_t] = &[
 ];
 
 /// Client buffer sizes and producer settings for a copy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Tuning {
     /// Memory budget of the consumer and of the producer, each. Each queues records worth a
     /// quarter of it: librdkafka needs about as much again for a queued record's bookkeeping
