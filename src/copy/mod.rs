@@ -86,6 +86,14 @@ pub fn run(
         .collect();
     let bins = assign::balance(&weights, opts.pipelines.clamp(1, work.len().max(1)));
     let mut jobs = jobs(source, target, work, &bins, &tuning, opts);
+    session.copying(
+        ledger
+            .state
+            .partitions
+            .iter()
+            .map(|p| (p.topic.clone(), p.target_topic.clone(), p.partition))
+            .collect(),
+    );
     for job in &mut jobs {
         job.kept = session.take(job.index, &job.tuning);
     }

@@ -34,6 +34,9 @@ struct Inner {
     clients: Vec<Option<Clients>>,
     /// The target topics (sorted) and the batch limit read for them.
     limit: Option<(Vec<String>, Option<usize>)>,
+    /// The partitions the kept clients were built for (source topic, target topic,
+    /// partition).
+    partitions: Vec<(String, String, i32)>,
 }
 
 impl Session {
@@ -43,6 +46,21 @@ impl Session {
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The copy is of `partitions` (source topic, target topic, partition): when they are
+    /// not those of the kept clients (a sync's rescan added topics or partitions), the kept
+    /// clients are let go. Their metadata would not know the new partitions (a producer
+    /// refuses a partition its metadata lacks), and new clients cost no more than today's.
+    pub fn copying(&self, partitions: Vec<(String, String, i32)>) {
+        let mut inner = self.inner();
+        if inner.partitions != partitions {
+            if inner.clients.iter().any(Option::is_some) {
+                tracing::debug!("the copy's partitions changed: new clients");
+            }
+            inner.clients.clear();
+            inner.partitions = partitions;
+        }
     }
 
     /// Pipeline `index`'s clients, if an earlier copy left some that fit `tuning`.
