@@ -7,6 +7,8 @@
 //! - [`pipeline`]: one reader, one writer and the copy loop over a set of partitions;
 //! - [`reconcile`]: pairing acknowledgements with source offsets;
 //! - [`shared`]: the board where pipelines publish progress for checkpoints;
+//! - [`session`]: what one copy leaves to the next within a command (each pipeline's
+//!   clients, the target's batch limit);
 //! - this module: the coordinator. It starts the pipelines, shows progress, checkpoints
 //!   the state file, and stops everything on Ctrl-C or the first failure.
 
@@ -16,6 +18,7 @@ pub mod prepare;
 mod progress;
 mod reconcile;
 pub mod resume;
+pub mod session;
 pub mod shard;
 mod shared;
 mod slot;
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 pub use self::progress::{PartitionSnapshot, ProgressSink, Snapshot};
+pub use self::session::Session;
 use self::shared::Shared;
 use crate::kafka::Cluster;
 use crate::kafka::reader::{DEFAULT_BATCH_BYTES, Tuning};
@@ -53,11 +57,14 @@ pub struct Options {
 
 /// Copies what the ledger has left to copy. Saves the state before the first write, every
 /// `checkpoint_every`, and at the end, whether the copy completes, fails or is interrupted.
+/// Reads and writes through the clients `session` kept from an earlier copy, if any, and
+/// leaves it this copy's when it ended cleanly.
 pub fn run(
     source: &Cluster,
     target: &Cluster,
     ledger: &mut Ledger,
     opts: &Options,
+    session: &Session,
     stop: &AtomicBool,
     sink: &mut dyn ProgressSink,
 ) -> anyhow::Result<(Ended, Snapshot)> {
@@ -70,7 +77,7 @@ pub fn run(
     topics.sort();
     topics.dedup();
     let tuning = Tuning {
-        max_batch_bytes: batch_limit(target, &topics),
+        max_batch_bytes: batch_limit(target, &topics, session),
         ..opts.tuning.clone()
     };
     let weights: Vec<u64> = work
@@ -78,24 +85,39 @@ pub fn run(
         .map(|w| (w.end - w.from).max(0) as u64)
         .collect();
     let bins = assign::balance(&weights, opts.pipelines.clamp(1, work.len().max(1)));
-    let jobs = jobs(source, target, work, &bins, &tuning, opts);
+    let mut jobs = jobs(source, target, work, &bins, &tuning, opts);
+    session.copying(
+        ledger
+            .state
+            .partitions
+            .iter()
+            .map(|p| (p.topic.clone(), p.target_topic.clone(), p.partition))
+            .collect(),
+    );
+    for job in &mut jobs {
+        job.kept = session.take(job.index, &job.tuning);
+    }
     tracing::info!(pipelines = jobs.len(), "copying");
 
     let read_from = read_positions(&ledger.state, &jobs);
     let path = ledger.path().to_path_buf();
     let shared = Shared::new(&mut ledger.state, read_from);
+    let mut kept = Vec::new();
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|job| {
                 let shared = &shared;
-                scope.spawn(move || pipeline::run(job, shared))
+                let index = job.index;
+                (index, scope.spawn(move || pipeline::run(job, shared)))
             })
             .collect();
-        coordinate(&shared, &handles, &path, opts, stop, sink, started);
-        for h in handles {
-            if h.join().is_err() {
-                shared.fail(anyhow::anyhow!("a copy pipeline panicked"));
+        let threads: Vec<_> = handles.iter().map(|(_, h)| h).collect();
+        coordinate(&shared, &threads, &path, opts, stop, sink, started);
+        for (index, h) in handles {
+            match h.join() {
+                Ok(clients) => kept.extend(clients.map(|c| (index, c))),
+                Err(_) => shared.fail(anyhow::anyhow!("a copy pipeline panicked")),
             }
         }
     });
@@ -103,7 +125,27 @@ pub fn run(
     let snap = shared.snapshot(started.elapsed());
     drop(shared);
     sink.finish(&snap);
-    end(ledger, failure, stop, snap)
+    let ended = end(ledger, failure, stop, snap);
+    leave(session, &ended, &ledger.state, kept);
+    ended
+}
+
+/// Keeps the pipelines' clients for the next copy when this one ended cleanly (every
+/// partition copied, no failure), else lets go of everything the session holds.
+fn leave(
+    session: &Session,
+    ended: &anyhow::Result<(Ended, Snapshot)>,
+    state: &ledger::State,
+    kept: Vec<(usize, session::Clients)>,
+) {
+    let clean = matches!(ended, Ok((Ended::Complete, _)))
+        && state.partitions.iter().all(|p| p.progress.done);
+    if clean {
+        session.keep(kept);
+    } else {
+        drop(kept);
+        session.forget();
+    }
 }
 
 /// One job per non-empty bin, each with its share of the memory and byte budgets.
@@ -119,7 +161,10 @@ fn jobs<'a>(
     let mut work: Vec<Option<prepare::Work>> = work.into_iter().map(Some).collect();
     bins.iter()
         .filter(|b| !b.is_empty())
-        .map(|bin| pipeline::Job {
+        .enumerate()
+        .map(|(index, bin)| pipeline::Job {
+            index,
+            kept: None,
             source,
             target,
             work: bin.iter().filter_map(|i| work[*i].take()).collect(),
@@ -147,7 +192,7 @@ fn read_positions(state: &ledger::State, jobs: &[pipeline::Job<'_>]) -> Vec<i64>
 /// a checkpoint cannot be written.
 fn coordinate<T>(
     shared: &Shared<'_>,
-    handles: &[std::thread::ScopedJoinHandle<'_, T>],
+    handles: &[&std::thread::ScopedJoinHandle<'_, T>],
     path: &std::path::Path,
     opts: &Options,
     stop: &AtomicBool,
@@ -218,26 +263,32 @@ fn end(
 
 /// The batch size the target topics accept, when below the writer's default: a broker
 /// refuses a whole batch larger than the topic's `max.message.bytes`, so small records
-/// batched together would be refused as "too large". Unknown limits keep the default.
-fn batch_limit(target: &Cluster, topics: &[String]) -> Option<usize> {
-    let limits = match target
+/// batched together would be refused as "too large". Unknown limits keep the default. Read
+/// once per set of target topics while `session` keeps it.
+fn batch_limit(target: &Cluster, topics: &[String], session: &Session) -> Option<usize> {
+    session
+        .batch_limit(topics, || read_batch_limit(target, topics))
+        .unwrap_or_else(|e| {
+            tracing::warn!("{e:#}; producing batches of up to {DEFAULT_BATCH_BYTES} bytes");
+            None
+        })
+}
+
+/// The target topics' batch limit (see [`batch_limit`]).
+fn read_batch_limit(target: &Cluster, topics: &[String]) -> anyhow::Result<Option<usize>> {
+    let limits = target
         .admin()
         .and_then(|a| a.max_message_bytes(topics))
-        .context("reading the target topics' max.message.bytes")
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("{e:#}; producing batches of up to {DEFAULT_BATCH_BYTES} bytes");
-            return None;
-        }
-    };
-    let (topic, min) = limits.iter().min_by_key(|(_, v)| **v)?;
-    batch_for_limit(*min).inspect(|b| {
-        tracing::info!(
-            "target topic {topic} accepts batches of up to {min} bytes: producing batches of \
-             up to {b} bytes"
-        )
-    })
+        .context("reading the target topics' max.message.bytes")?;
+    let limit = limits.iter().min_by_key(|(_, v)| **v);
+    Ok(limit.and_then(|(topic, min)| {
+        batch_for_limit(*min).inspect(|b| {
+            tracing::info!(
+                "target topic {topic} accepts batches of up to {min} bytes: producing \
+                 batches of up to {b} bytes"
+            )
+        })
+    }))
 }
 
 /// Room for the record batch header and librdkafka's estimate of it.

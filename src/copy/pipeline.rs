@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 
 use super::prepare::Work;
 use super::reconcile;
+use super::session::Clients;
 use super::shared::Shared;
 use super::slot::Slot;
 use crate::digest::record_hash;
@@ -28,6 +29,10 @@ const STALL: Duration = Duration::from_secs(120);
 
 /// What a pipeline is given to do.
 pub struct Job<'a> {
+    /// The pipeline's number in the copy (which clients of the session it may reuse).
+    pub index: usize,
+    /// Clients an earlier copy left, to read and write through instead of new ones.
+    pub kept: Option<Clients>,
     pub source: &'a Cluster,
     pub target: &'a Cluster,
     pub work: Vec<Work>,
@@ -58,13 +63,15 @@ struct Copier<'a, 's> {
 }
 
 /// Runs a pipeline to its end; a failure is reported to `shared` (and stops the others).
-pub fn run(job: Job<'_>, shared: &Shared<'_>) {
-    if let Err(e) = copy(job, shared) {
+/// Returns its clients when it copied all its partitions and they can serve another copy.
+pub fn run(job: Job<'_>, shared: &Shared<'_>) -> Option<Clients> {
+    copy(job, shared).unwrap_or_else(|e| {
         shared.fail(e);
-    }
+        None
+    })
 }
 
-fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
+fn copy(mut job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<Option<Clients>> {
     let mut topics: Vec<String> = job.work.iter().map(|w| w.topic.clone()).collect();
     topics.sort();
     topics.dedup();
@@ -95,8 +102,7 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
                 .map_or_else(|| t.clone(), |w| w.target_topic.clone())
         })
         .collect();
-    let writer = TargetWriter::new(job.target, &target_topics, slots.len(), &job.tuning)?;
-    let mut reader = RangeReader::new(job.source, &topics, ranges, &job.tuning)?;
+    let (writer, mut reader) = clients(&mut job, &topics, &target_topics, ranges, slots.len())?;
     let mut copier = Copier {
         remaining: slots.len(),
         topics,
@@ -114,7 +120,70 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
     let copied = copier.run(&mut reader, job.source);
     let drained = copier.drain(job.flush_timeout);
     copier.publish(&reader);
-    copied.and(drained)
+    copied.and(drained)?;
+    // Only clients that finished everything they were given, with every record
+    // acknowledged, serve another copy.
+    let reusable = copier.remaining == 0 && copier.writer.reusable();
+    let reader = reusable
+        .then(|| reader.into_reader(job.source))
+        .transpose()
+        .inspect_err(|e| tracing::debug!("not keeping the pipeline's clients: {e:#}"));
+    Ok(reader.ok().flatten().map(|reader| Clients {
+        reader,
+        writer: copier.writer,
+        tuning: job.tuning,
+    }))
+}
+
+/// The pipeline's writer and reader: those an earlier copy left, given these topics and
+/// ranges, or new ones (also when the kept ones cannot be given them).
+fn clients(
+    job: &mut Job<'_>,
+    topics: &[String],
+    target_topics: &[String],
+    ranges: Vec<Range>,
+    slots: usize,
+) -> anyhow::Result<(TargetWriter, RangeReader)> {
+    let kept = job.kept.take();
+    let reused = kept.and_then(|kept| {
+        reuse(kept, job, topics, target_topics, ranges.clone(), slots)
+            .inspect_err(|e| tracing::debug!("new clients instead of the kept ones: {e:#}"))
+            .ok()
+    });
+    match reused {
+        Some(clients) => Ok(clients),
+        None => {
+            let writer = TargetWriter::new(job.target, target_topics, slots, &job.tuning)?;
+            let reader = RangeReader::new(job.source, topics, ranges, &job.tuning)?;
+            Ok((writer, reader))
+        }
+    }
+}
+
+/// The clients an earlier copy left, given this copy's topics, partitions and ranges.
+fn reuse(
+    kept: Clients,
+    job: &mut Job<'_>,
+    topics: &[String],
+    target_topics: &[String],
+    ranges: Vec<Range>,
+    slots: usize,
+) -> anyhow::Result<(TargetWriter, RangeReader)> {
+    let Clients {
+        reader,
+        mut writer,
+        tuning,
+    } = kept;
+    writer.retarget(target_topics, slots)?;
+    let reader = RangeReader::reusing(job.source, topics, ranges, &tuning, reader)?;
+    tracing::debug!(
+        pipeline = job.index,
+        partitions = slots,
+        "reusing the pipeline's source consumer and target producer"
+    );
+    // What the clients were built with is what they are kept with.
+    job.tuning = tuning;
+    Ok((writer, reader))
 }
 
 impl Copier<'_, '_> {

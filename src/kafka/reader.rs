@@ -219,6 +219,11 @@ pub struct SourceReader {
     by_rkt: HashMap<usize, usize>,
 }
 
+// SAFETY: the raw pointers are librdkafka's queue handles and messages owned by this
+// reader; librdkafka's handles may be used from any thread, and the reader is used by one
+// thread at a time (a copy session hands it from one copy's pipeline to the next).
+unsafe impl Send for SourceReader {}
+
 /// Messages taken from the queue at most at once.
 const BATCH: usize = 1024;
 
@@ -363,6 +368,67 @@ impl SourceReader {
     }
 
     fn assign(&self, assignments: &[Assignment], cluster: &Endpoint) -> anyhow::Result<()> {
+        let tpl = self.assignment_list(assignments)?;
+        self.consumer.assign(&tpl).with_context(|| {
+            format!(
+                "assigning {} partition(s) on the {}",
+                assignments.len(),
+                cluster.describe()
+            )
+        })
+    }
+
+    /// Gives the reader new partitions to read, as [`SourceReader::new`] would, keeping its
+    /// client (connections, metadata). Nothing of the previous assignment can be returned
+    /// after this: the messages taken from the queue already are destroyed, and librdkafka's
+    /// `assign` replaces the whole assignment, which stops every partition of the previous
+    /// one and bumps its version barrier before it returns (`rd_kafka_assignment_serve_removals`
+    /// calls `rd_kafka_toppar_op_fetch_stop` on the client's thread before the assign call is
+    /// answered); a batch read drops every message of an older version
+    /// (`rd_kafka_q_serve_rkmessages`: `rd_kafka_op_version_outdated`). The partitions are
+    /// resumed, since a pause outlives an assignment.
+    pub fn reassign(
+        &mut self,
+        cluster: &Endpoint,
+        topics: &[String],
+        assignments: &[Assignment],
+    ) -> anyhow::Result<()> {
+        self.discard_batch();
+        self.topics = topics.to_vec();
+        self.by_rkt.clear();
+        self.assign(assignments, cluster)?;
+        let tpl = self.assignment_list(assignments)?;
+        self.consumer.resume(&tpl).with_context(|| {
+            format!(
+                "resuming {} partition(s) on the {}",
+                assignments.len(),
+                cluster.describe()
+            )
+        })
+    }
+
+    /// Stops reading anything, and lets go of what the queue holds, so that a reader kept
+    /// for later holds no records (nor their memory) meanwhile.
+    pub fn park(&mut self, cluster: &Endpoint) -> anyhow::Result<()> {
+        self.discard_batch();
+        self.assign(&[], cluster)?;
+        // Everything queued is of the previous assignment now: a batch read drops it.
+        while self.take(0, BATCH) > 0 {
+            self.discard_batch();
+        }
+        Ok(())
+    }
+
+    /// Destroys the messages taken from the queue and not handed out.
+    fn discard_batch(&mut self) {
+        for msg in self.batch.drain(..) {
+            // SAFETY: messages taken from the queue and never handed out are ours.
+            unsafe { rd::rd_kafka_message_destroy(msg.cast()) };
+        }
+    }
+
+    /// The partitions of `assignments`, each at its first offset.
+    fn assignment_list(&self, assignments: &[Assignment]) -> anyhow::Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for a in assignments {
             let topic = self
@@ -374,13 +440,7 @@ impl SourceReader {
                     format!("assigning {topic}/{} from offset {}", a.partition, a.from)
                 })?;
         }
-        self.consumer.assign(&tpl).with_context(|| {
-            format!(
-                "assigning {} partition(s) on the {}",
-                assignments.len(),
-                cluster.describe()
-            )
-        })
+        Ok(tpl)
     }
 
     fn topic_index(&mut self, rkt: *mut rd::rd_kafka_topic_t) -> Option<usize> {
@@ -530,10 +590,7 @@ pub(super) fn max_records(bytes: usize) -> String {
 
 impl Drop for SourceReader {
     fn drop(&mut self) {
-        for msg in self.batch.drain(..) {
-            // SAFETY: messages taken from the queue and never handed out are ours.
-            unsafe { rd::rd_kafka_message_destroy(msg.cast()) };
-        }
+        self.discard_batch();
         // SAFETY: the reference taken in new, released once, before the consumer.
         unsafe { rd::rd_kafka_queue_destroy(self.queue) };
         if !self.logs.is_null() {
@@ -659,6 +716,19 @@ impl RangeReader {
         ranges: Vec<Range>,
         tuning: &Tuning,
     ) -> anyhow::Result<RangeReader> {
+        RangeReader::reusing(cluster, topics, ranges, tuning, None)
+    }
+
+    /// [`RangeReader::new`] through `kept`, a reader an earlier copy left (see
+    /// [`RangeReader::into_reader`]), given these ranges instead (see
+    /// [`SourceReader::reassign`]); without one, a new client as `new` does.
+    pub fn reusing(
+        cluster: &Endpoint,
+        topics: &[String],
+        ranges: Vec<Range>,
+        tuning: &Tuning,
+        kept: Option<SourceReader>,
+    ) -> anyhow::Result<RangeReader> {
         let mut lookup: Vec<Vec<Option<usize>>> = vec![Vec::new(); topics.len()];
         let mut finished = VecDeque::new();
         let mut assignments = Vec::new();
@@ -682,10 +752,13 @@ impl RangeReader {
                 });
             }
         }
-        let reader = if assignments.is_empty() {
-            None
-        } else {
-            Some(SourceReader::new(cluster, topics, &assignments, tuning)?)
+        let reader = match kept {
+            Some(mut r) => {
+                r.reassign(cluster, topics, &assignments)?;
+                Some(r)
+            }
+            None if assignments.is_empty() => None,
+            None => Some(SourceReader::new(cluster, topics, &assignments, tuning)?),
         };
         let done: Vec<bool> = ranges.iter().map(|r| r.from >= r.end).collect();
         Ok(RangeReader {
@@ -704,6 +777,16 @@ impl RangeReader {
                 trouble: None,
             },
         })
+    }
+
+    /// The client, for a later copy: it reads nothing meanwhile (see
+    /// [`SourceReader::park`]).
+    pub fn into_reader(self, cluster: &Endpoint) -> anyhow::Result<Option<SourceReader>> {
+        let mut reader = self.reader;
+        if let Some(r) = reader.as_mut() {
+            r.park(cluster)?;
+        }
+        Ok(reader)
     }
 
     /// Ranges not reported finished yet.
@@ -773,20 +856,10 @@ impl RangeReader {
                 })?;
                 book.events += 1;
                 book.trouble = None;
-                let offset = rec.offset();
-                let end = book.ranges[i].end;
-                if book.done[i] {
-                    return Ok(Event::Idle);
-                }
-                if offset >= end {
-                    book.finish(i);
-                    return Ok(Event::Idle);
-                }
-                book.pos[i] = offset + 1;
-                if offset + 1 >= end {
-                    book.finish(i);
-                }
-                Ok(Event::Record { range: i, rec })
+                Ok(match book.admit(i, rec.offset()) {
+                    Admit::Record => Event::Record { range: i, rec },
+                    Admit::Drop => Event::Idle,
+                })
             }
             Polled::Eof {
                 topic,
@@ -811,7 +884,46 @@ impl RangeReader {
     }
 }
 
+/// What becomes of a record of a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// The next record of the range: handed out.
+    Record,
+    /// Not part of what is read: a range finished already, at or past the range's end, or
+    /// below the next offset expected (returned already, or left from an earlier
+    /// assignment of a reused client). Never handed out.
+    Drop,
+}
+
 impl Book {
+    /// Whether the record at `offset` of range `i` is handed out, and the range's
+    /// progress. Each offset is handed out at most once, in increasing order, and only
+    /// within `[from, end)`.
+    fn admit(&mut self, i: usize, offset: i64) -> Admit {
+        let end = self.ranges[i].end;
+        if self.done[i] {
+            return Admit::Drop;
+        }
+        if offset >= end {
+            self.finish(i);
+            return Admit::Drop;
+        }
+        if offset < self.pos[i] {
+            tracing::debug!(
+                "{}/{}: dropped a record at offset {offset}, below the next one expected ({})",
+                self.topics[self.ranges[i].topic],
+                self.ranges[i].partition,
+                self.pos[i]
+            );
+            return Admit::Drop;
+        }
+        self.pos[i] = offset + 1;
+        if offset + 1 >= end {
+            self.finish(i);
+        }
+        Admit::Record
+    }
+
     /// Range `i` is read completely: report it on the next poll and stop fetching it.
     fn finish(&mut self, i: usize) {
         self.done[i] = true;
@@ -881,4 +993,59 @@ pub fn record_hashes(
         out.push(h);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A book of one range `[from, end)` of partition 0 of topic "t".
+    fn book(from: i64, end: i64) -> Book {
+        Book {
+            topics: vec!["t".into()],
+            ranges: vec![Range {
+                topic: 0,
+                partition: 0,
+                from,
+                end,
+            }],
+            pos: vec![from.min(end)],
+            done: vec![from >= end],
+            remaining: 1,
+            lookup: vec![vec![Some(0)]],
+            finished: VecDeque::new(),
+            to_pause: None,
+            events: 0,
+            seen: std::cell::Cell::new((0, Instant::now())),
+            trouble: None,
+        }
+    }
+
+    #[test]
+    fn records_below_the_range_or_already_returned_are_dropped() {
+        let mut b = book(10, 20);
+        // Left from an earlier assignment of a reused client: below the range's start.
+        assert_eq!(b.admit(0, 9), Admit::Drop);
+        assert_eq!(b.admit(0, 10), Admit::Record);
+        // Returned already (the same offset again, or an older one).
+        assert_eq!(b.admit(0, 10), Admit::Drop);
+        // Gaps (transaction markers, compaction) are fine.
+        assert_eq!(b.admit(0, 15), Admit::Record);
+        assert_eq!(b.admit(0, 12), Admit::Drop);
+        assert_eq!(b.pos[0], 16);
+        assert_eq!(b.admit(0, 19), Admit::Record);
+        assert!(b.done[0]);
+        // Past the end, or once finished: never.
+        assert_eq!(b.admit(0, 20), Admit::Drop);
+        assert_eq!(b.admit(0, 19), Admit::Drop);
+    }
+
+    #[test]
+    fn a_record_at_the_end_finishes_the_range_without_being_returned() {
+        let mut b = book(0, 5);
+        assert_eq!(b.admit(0, 7), Admit::Drop);
+        assert!(b.done[0]);
+        assert_eq!(b.pos[0], 5);
+        assert_eq!(b.finished.front(), Some(&0));
+    }
 }

@@ -8,9 +8,10 @@
 //! [`ProducerContext`]: per partition slot they only bump two counters (no lock, no
 //! allocation); the copy reconciles them.
 
+use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -53,7 +54,9 @@ pub struct Failure {
 /// Delivery reports land here, from `TargetWriter::poll` on the copy thread.
 pub struct WriterCtx {
     base: Ctx,
-    slots: Vec<SlotAcks>,
+    /// Replaced when the writer is given other partitions (nothing in flight then); read
+    /// by the delivery reports, on the thread that polls, so never contended.
+    slots: RwLock<Vec<SlotAcks>>,
     failures: Mutex<Vec<Failure>>,
 }
 
@@ -73,7 +76,8 @@ impl ProducerContext for WriterCtx {
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         match result {
             Ok(m) => {
-                if let Some(s) = self.slots.get(slot) {
+                let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(s) = slots.get(slot) {
                     s.last_offset.store(m.offset(), Ordering::Relaxed);
                     s.count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -131,9 +135,19 @@ fn delivery_timeout(timeout: std::time::Duration) -> std::time::Duration {
 /// the producer rather than leaving a hole that later records would hide).
 pub struct TargetWriter {
     producer: BaseProducer<WriterCtx>,
+    /// The topic handle of each topic index of the copy.
     rkts: Vec<*mut rd::rd_kafka_topic_t>,
+    /// Every topic handle created, by topic: kept until the writer is dropped, so that
+    /// giving the writer other topics never destroys a partition's producer state (the
+    /// idempotent producer's sequence numbers).
+    handles: HashMap<String, *mut rd::rd_kafka_topic_t>,
     cluster: Endpoint,
 }
+
+// SAFETY: the raw pointers are librdkafka topic handles of this writer's producer, which may
+// be used from any thread; the writer is used by one thread at a time (a copy session hands
+// it from one copy's pipeline to the next).
+unsafe impl Send for TargetWriter {}
 
 impl TargetWriter {
     /// `slots` is the number of partitions the copy writes; deliveries are counted per slot.
@@ -186,36 +200,85 @@ impl TargetWriter {
             );
         let ctx = WriterCtx {
             base: Ctx::default(),
-            slots: (0..slots).map(|_| SlotAcks::default()).collect(),
+            slots: RwLock::new(Vec::new()),
             failures: Mutex::new(Vec::new()),
         };
         let producer: BaseProducer<WriterCtx> =
             cluster.create_with(&config, ctx, "target writer")?;
+        let mut writer = TargetWriter {
+            producer,
+            rkts: Vec::new(),
+            handles: HashMap::new(),
+            cluster: cluster.clone(),
+        };
+        writer.retarget(topics, slots)?;
+        Ok(writer)
+    }
+
+    /// Whether the writer can serve another copy: nothing queued, in flight or waiting to
+    /// be reported, no record failed and the producer did not fail. A producer whose
+    /// delivery failed is never given another copy.
+    pub fn reusable(&self) -> bool {
+        let failed = self
+            .producer
+            .context()
+            .failures
+            .lock()
+            .map_or(true, |f| !f.is_empty());
+        self.in_flight() == 0 && !failed && self.fatal_error().is_none()
+    }
+
+    /// Gives the writer the topics and the number of partition slots of a copy: topic index
+    /// `i` is written to `topics[i]`, and acknowledgements are counted from zero per slot.
+    /// Only for a writer with nothing in flight (see [`TargetWriter::reusable`]): the
+    /// producer keeps its idempotent producer id and each partition's sequence numbers.
+    pub fn retarget(&mut self, topics: &[String], slots: usize) -> anyhow::Result<()> {
+        // What the client reported since (a broker closing an idle connection) waits in the
+        // same count as records in flight: served first.
+        self.poll(Duration::ZERO);
+        anyhow::ensure!(
+            self.reusable(),
+            "the writer to the {} has records in flight or failed",
+            self.cluster.describe()
+        );
         let mut rkts = Vec::with_capacity(topics.len());
         for t in topics {
-            let name = to_cstring(t, "topic")?;
-            // SAFETY: valid client handle and NUL-terminated name; the handle is released
-            // in drop.
-            let rkt = unsafe {
-                rd::rd_kafka_topic_new(
-                    producer.client().native_ptr(),
-                    name.as_ptr(),
-                    std::ptr::null_mut(),
-                )
-            };
-            if rkt.is_null() {
-                anyhow::bail!(
-                    "creating a producer handle for topic {t} on the {}",
-                    cluster.describe()
-                );
-            }
-            rkts.push(rkt);
+            rkts.push(self.handle(t)?);
         }
-        Ok(TargetWriter {
-            producer,
-            rkts,
-            cluster: cluster.clone(),
-        })
+        self.rkts = rkts;
+        let mut acks = self
+            .producer
+            .context()
+            .slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *acks = (0..slots).map(|_| SlotAcks::default()).collect();
+        Ok(())
+    }
+
+    /// The producer's handle for topic `t`, created on first use.
+    fn handle(&mut self, t: &str) -> anyhow::Result<*mut rd::rd_kafka_topic_t> {
+        if let Some(rkt) = self.handles.get(t) {
+            return Ok(*rkt);
+        }
+        let name = to_cstring(t, "topic")?;
+        // SAFETY: valid client handle and NUL-terminated name; the handle is released in
+        // drop.
+        let rkt = unsafe {
+            rd::rd_kafka_topic_new(
+                self.producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rkt.is_null() {
+            anyhow::bail!(
+                "creating a producer handle for topic {t} on the {}",
+                self.cluster.describe()
+            );
+        }
+        self.handles.insert(t.to_string(), rkt);
+        Ok(rkt)
     }
 
     /// Queues `rec` for the same partition of the same topic on the target, with its key,
@@ -345,11 +408,22 @@ impl TargetWriter {
     }
 
     pub fn acks(&self, slot: usize) -> Acks {
-        let s = &self.producer.context().slots[slot];
-        Acks {
-            count: s.count.load(Ordering::Relaxed),
-            last_offset: s.last_offset.load(Ordering::Relaxed),
-        }
+        let slots = self
+            .producer
+            .context()
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        slots.get(slot).map_or(
+            Acks {
+                count: 0,
+                last_offset: -1,
+            },
+            |s| Acks {
+                count: s.count.load(Ordering::Relaxed),
+                last_offset: s.last_offset.load(Ordering::Relaxed),
+            },
+        )
     }
 
     /// Failed deliveries since the last call, in the order they were reported (per slot,
@@ -404,7 +478,8 @@ impl TargetWriter {
 
 impl Drop for TargetWriter {
     fn drop(&mut self) {
-        for rkt in self.rkts.drain(..) {
+        self.rkts.clear();
+        for (_, rkt) in self.handles.drain() {
             // SAFETY: handles created in new, released once.
             unsafe { rd::rd_kafka_topic_destroy(rkt) };
         }

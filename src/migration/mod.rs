@@ -74,6 +74,8 @@ pub struct Migration<'a> {
     pub target: Cluster,
     pub opts: Options,
     stop: Arc<AtomicBool>,
+    /// What one copy leaves to the next (a sync's rounds): clients and the batch limit.
+    session: copy::Session,
 }
 
 impl<'a> Migration<'a> {
@@ -91,6 +93,7 @@ impl<'a> Migration<'a> {
             target: clusters.target,
             opts: copy_options(cfg, pipelines),
             stop,
+            session: copy::Session::new(),
         })
     }
 
@@ -124,6 +127,7 @@ impl<'a> Migration<'a> {
             &self.target,
             ledger,
             &self.opts,
+            &self.session,
             &self.stop,
             sink,
         )

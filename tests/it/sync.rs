@@ -636,6 +636,72 @@ fn sync_follows_each_partition_as_records_arrive() {
     tgt.delete_topic(&topic);
 }
 
+/// The debug line of a copy that reads and writes through the clients an earlier copy left.
+const REUSED: &str = "reusing the pipeline's source consumer and target producer";
+
+/// A sync's rounds after the first read and write through the clients an earlier round
+/// left, each given other partitions: small bursts go to one partition, then another, or
+/// two at once, some while a round copies (its consumer then holds records past its ranges
+/// when it ends), so that consecutive rounds copy different partition sets through the same
+/// consumer and producer. Every record is on the target once, in order.
+#[test]
+fn sync_rounds_reuse_their_clients_exactly() {
+    let topic = unique("sync-reuse");
+    let group = unique("sync-reuse-g");
+    let (src, tgt) = setup(&topic, 100, &[(&group, [0, 0, 50, 100])]);
+    let dir = workdir("sync-reuse");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let args = ["sync", "--yes", "--pipelines", "2"];
+    let mut bg = spawn_logging(&dir, &args, "kmigrate=debug");
+    while_running(&mut bg, "the sync's state file exists", || {
+        dir.join(STATE).exists()
+    });
+    let mut want = 100 + 100 + 50;
+    until_written(&mut bg, &dir, want);
+    let t0 = now_ms();
+    for burst in 0..30usize {
+        let first = (burst * 3 % PARTS as usize) as i32;
+        let parts = if burst % 4 == 0 {
+            vec![first, (first + 1) % PARTS]
+        } else {
+            vec![first]
+        };
+        for p in parts {
+            let n = 1 + burst % 5;
+            let recs: Vec<support::Rec> = (0..n)
+                .map(|i| {
+                    let (k, v) = (format!("b{burst}-{p}-{i}"), format!("burst {burst} #{i}"));
+                    support::Rec::kv(p, &k, &v, t0 + (burst * 10 + i) as i64)
+                })
+                .collect();
+            src.produce(&topic, &recs);
+            want += n as u64;
+        }
+        if burst % 3 == 2 {
+            until_written(&mut bg, &dir, want);
+        } else {
+            std::thread::sleep(Duration::from_millis(40 * (burst % 4) as u64));
+        }
+    }
+    until_written(&mut bg, &dir, want);
+    bg.signal("-TERM");
+    let run = bg.wait_within(Duration::from_secs(60));
+    assert_eq!(run.code, 130, "sync:\n{}\n{}", run.stdout, run.stderr);
+    let reused = run.stderr.matches(REUSED).count();
+    assert!(
+        reused >= 5,
+        "only {reused} copies reused their clients:\n{}",
+        run.stderr
+    );
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    let copied: usize = sides.target.iter().map(Vec::len).sum();
+    assert_eq!(copied as u64, want, "the backlog and every burst, once");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
