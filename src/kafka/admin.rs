@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use super::context::Ctx;
 use super::endpoint::Endpoint;
 use super::error::{self, Code, KafkaError, representative};
+use super::fanout;
 use super::ffi::{self, OffsetSpec};
 use super::retry::{self, GaveUp, Policy};
 use crate::model::{GroupState, Member, Tp, Watermarks};
@@ -60,6 +61,10 @@ pub struct Admin {
     /// Set once a request got an answer: the connection is up and authenticated.
     connected: AtomicBool,
 }
+
+/// Partitions per ListOffsets request: few enough that librdkafka's quadratic matching of
+/// the answer stays cheap, enough that 5,000 partitions take few round trips.
+const BATCH: usize = 250;
 
 /// The group id of the admin session's client, which never joins it. librdkafka (2.12,
 /// confluentinc/librdkafka#5040) dereferences the client's consumer group when a
@@ -341,38 +346,53 @@ impl Admin {
         })
     }
 
-    /// Offsets of many partitions. Sent in batches: librdkafka matches a ListOffsets
-    /// response to its request with a nested loop, so one request for thousands of
-    /// partitions costs quadratic time (450 ms at 5,000 partitions, 19 ms at 1,000).
-    /// A batch with a partition whose leader is moving (or not elected yet, for a topic
-    /// just created) is sent again.
+    /// Offsets of many partitions. Sent in batches, a few in flight at once: librdkafka
+    /// matches a ListOffsets response to its request with a nested loop, so one request for
+    /// thousands of partitions costs quadratic time (450 ms at 5,000 partitions, 19 ms at
+    /// 1,000), and batches that follow each other cost a round trip each.
     fn list_offsets(
         &self,
         tps: &[Tp],
         spec: OffsetSpec,
         read_committed: bool,
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
-        const BATCH: usize = 1000;
+        let batches: Vec<&[Tp]> = tps.chunks(BATCH).collect();
         let mut out = BTreeMap::new();
-        for chunk in tps.chunks(BATCH) {
-            let parts: Vec<(String, i32)> = chunk
-                .iter()
-                .map(|t| (t.topic.clone(), t.partition))
-                .collect();
-            let mut again = false;
-            let got = self.step("listing partition offsets", |left| {
-                // The session's cached leaders (and their epochs) may predate a leader's
-                // restart (FENCED_LEADER_EPOCH): a retry asks for the metadata again first.
-                if std::mem::replace(&mut again, true) {
-                    self.refresh_metadata(chunk);
-                }
-                ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
-                    .map_err(leaderless_is_retriable)
-                    .and_then(answered)
-            })?;
-            out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
+        for got in fanout::each(&batches, fanout::IN_FLIGHT, |batch| {
+            self.list_offsets_batch(batch, spec, read_committed)
+        }) {
+            out.extend(got?);
         }
         Ok(out)
+    }
+
+    /// [`Admin::list_offsets`] of one batch, in one step: a batch with a partition whose
+    /// leader is moving (or not elected yet, for a topic just created) is sent again.
+    fn list_offsets_batch(
+        &self,
+        batch: &[Tp],
+        spec: OffsetSpec,
+        read_committed: bool,
+    ) -> anyhow::Result<Vec<(Tp, i64)>> {
+        let parts: Vec<(String, i32)> = batch
+            .iter()
+            .map(|t| (t.topic.clone(), t.partition))
+            .collect();
+        let mut again = false;
+        let got = self.step("listing partition offsets", |left| {
+            // The session's cached leaders (and their epochs) may predate a leader's
+            // restart (FENCED_LEADER_EPOCH): a retry asks for the metadata again first.
+            if std::mem::replace(&mut again, true) {
+                self.refresh_metadata(batch);
+            }
+            ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
+                .map_err(leaderless_is_retriable)
+                .and_then(answered)
+        })?;
+        Ok(got
+            .into_iter()
+            .map(|((t, p), o)| (Tp::new(t, p), o))
+            .collect())
     }
 
     /// Reads the metadata of the topics of `tps` again, which refreshes the session's view of

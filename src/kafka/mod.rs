@@ -5,6 +5,7 @@
 //! - [`endpoint`]: building clients from the configuration; [`context`]: their context;
 //! - [`error`]: Kafka errors by code (retriable, refusal, other) and the typed error;
 //! - [`retry`]: retrying an admin step through a failover, within the timeout;
+//! - [`fanout`]: many admin steps at once (batches of partitions, groups), a few in flight;
 //! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
 //! - [`reader`]: reading partition ranges (copy and verify);
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod context;
 pub mod endpoint;
 pub mod error;
+pub mod fanout;
 pub mod ffi;
 pub mod reader;
 pub mod repeats;
