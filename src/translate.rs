@@ -359,14 +359,10 @@ mod tests {
     fn copied_live_state(gaps: &[bool]) -> (State, Vec<(i64, i64)>) {
         let plan = crate::plan::live::tests::live_plan();
         let mut state = State::new(&plan, 0);
-        let now: BTreeMap<Tp, crate::plan::Watermarks> = [(1, 44)]
+        let now: BTreeMap<Tp, crate::model::Ends> = [(1, 44)]
             .into_iter()
             .map(|(p, s)| {
-                let w = crate::plan::Watermarks {
-                    low: 0,
-                    high: s,
-                    stable: s,
-                };
+                let w = crate::model::Ends { high: s, stable: s };
                 (Tp::new("t", p), w)
             })
             .collect();

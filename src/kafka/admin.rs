@@ -21,7 +21,7 @@ use super::error::{self, Code, KafkaError, representative};
 use super::fanout;
 use super::ffi::{self, OffsetSpec};
 use super::retry::{self, GaveUp, Policy};
-use crate::model::{GroupState, Member, Tp, Watermarks};
+use crate::model::{Ends, GroupState, Member, Tp, Watermarks};
 
 /// A consumer group as listed by the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -411,31 +411,53 @@ impl Admin {
         }
     }
 
-    /// Low watermark, high watermark and last stable offset of every partition: three
-    /// batched requests whatever the partition count. The last stable offset is read before
-    /// the high watermark: both only grow, so the result never has stable > high.
+    /// Low watermark, high watermark and last stable offset of every partition: the low
+    /// watermark, then [`Admin::ends`].
     pub fn watermarks(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
         let low = self.list_offsets(tps, OffsetSpec::Earliest, false)?;
+        let ends = self.ends(tps)?;
+        let mut out = BTreeMap::new();
+        for (tp, e) in ends {
+            let Some(l) = low.get(&tp) else {
+                return Err(self.no_offsets(&tp));
+            };
+            let w = Watermarks {
+                low: *l,
+                high: e.high,
+                stable: e.stable,
+            };
+            out.insert(tp, w);
+        }
+        Ok(out)
+    }
+
+    /// High watermark and last stable offset of every partition. The last stable offset is
+    /// read before the high watermark: both only grow, so the result never has
+    /// stable > high.
+    pub fn ends(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Ends>> {
         let stable = self.list_offsets(tps, OffsetSpec::Latest, true)?;
         let high = self.list_offsets(tps, OffsetSpec::Latest, false)?;
         let mut out = BTreeMap::new();
         for tp in tps {
-            let (Some(l), Some(h), Some(s)) = (low.get(tp), high.get(tp), stable.get(tp)) else {
-                return Err(anyhow!(
-                    "listing partition offsets on the {} failed: it returned no offsets for {tp}",
-                    self.cluster.describe()
-                ));
+            let (Some(h), Some(s)) = (high.get(tp), stable.get(tp)) else {
+                return Err(self.no_offsets(tp));
             };
             out.insert(
                 tp.clone(),
-                Watermarks {
-                    low: *l,
+                Ends {
                     high: *h,
                     stable: *s,
                 },
             );
         }
         Ok(out)
+    }
+
+    fn no_offsets(&self, tp: &Tp) -> anyhow::Error {
+        anyhow!(
+            "listing partition offsets on the {} failed: it returned no offsets for {tp}",
+            self.cluster.describe()
+        )
     }
 
     /// (low, high) of every partition: two batched requests.

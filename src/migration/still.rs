@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Migration;
-use super::follow::{source_offsets, source_tps};
+use super::follow::{source_ends, source_tps};
 use super::guards::active_groups;
 use crate::error::usage;
 use crate::ledger::State;
-use crate::model::{Tp, Watermarks};
+use crate::model::{Ends, Tp};
 use crate::plan::live::Quiet;
 use crate::report::migration as texts;
 
@@ -21,21 +21,17 @@ pub fn wait_until_still(
     m: &Migration,
     state: &State,
     (wait, quiet_secs): (u64, u64),
-) -> anyhow::Result<Option<BTreeMap<Tp, Watermarks>>> {
+) -> anyhow::Result<Option<BTreeMap<Tp, Ends>>> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(wait);
     let quiet_ms = (quiet_secs * 1000) as i64;
     let tps = source_tps(state);
-    let mut quiet: Quiet<(i64, i64)> = Quiet::default();
+    let mut quiet: Quiet<Ends> = Quiet::default();
     loop {
         let active = active_groups(&m.source, &state.plan)?;
-        let now = source_offsets(&m.source, &tps)?;
-        let marks = now
-            .iter()
-            .map(|(tp, w)| (tp.clone(), (w.high, w.stable)))
-            .collect();
+        let now = source_ends(&m.source, &tps)?;
         let at = t0.elapsed().as_millis() as i64;
-        quiet.observe(at, &marks);
+        quiet.observe(at, &now);
         let still = quiet.quiet_for(at, quiet_ms);
         if active.is_empty() && still {
             return Ok(Some(now));

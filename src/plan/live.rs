@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::compute::totals;
-use super::{
-    GroupPlan, PartitionPlan, Plan, SkipReason, Status, TopicAction, TopicPlan, Tp, Watermarks,
-};
+use super::{GroupPlan, PartitionPlan, Plan, SkipReason, Status, TopicAction, TopicPlan, Tp};
+use crate::model::Ends;
 
 /// Turns a plan into a live one: the partitions skipped because their groups had consumed
 /// everything (or what was left expired) are migrated too, from an empty range at their end,
@@ -44,7 +43,7 @@ pub struct Moved {
 /// The new end of a live range that ends at `end`, given the source's offsets now: the last
 /// stable offset when it is past `end`; `None` when the range keeps its end. Ends never move
 /// down (a source whose offsets went back is refused elsewhere, when its records are read).
-pub fn extended_end(end: i64, now: &Watermarks) -> Option<i64> {
+pub fn extended_end(end: i64, now: &Ends) -> Option<i64> {
     (now.stable > end).then_some(now.stable)
 }
 
@@ -439,12 +438,11 @@ pub(crate) mod tests {
     use crate::config::UncommittedPolicy;
     use crate::model::GroupState;
     use crate::plan::compute::{Rules, compute};
-    use crate::plan::{GroupSnapshot, Snapshot, TopicInfo};
+    use crate::plan::{GroupSnapshot, Snapshot, TopicInfo, Watermarks};
     use proptest::prelude::*;
 
-    fn w(stable: i64) -> Watermarks {
-        Watermarks {
-            low: 0,
+    fn w(stable: i64) -> Ends {
+        Ends {
             high: stable + 3,
             stable,
         }
