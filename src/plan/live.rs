@@ -421,6 +421,18 @@ impl<V: Clone + PartialEq> Quiet<V> {
         self.since_ms.is_some_and(|t| now_ms - t >= quiet_ms)
     }
 
+    /// How long after a reading at `now_ms` to read again, reading every `every_ms`: sooner
+    /// when the window of `quiet_ms` ends before that, so that the reading that can close
+    /// it comes when it ends rather than up to `every_ms` later.
+    pub fn next_reading_in(&self, now_ms: i64, quiet_ms: i64, every_ms: i64) -> i64 {
+        let left = self.since_ms.map_or(quiet_ms, |t| t + quiet_ms - now_ms);
+        if left > 0 {
+            left.min(every_ms)
+        } else {
+            every_ms
+        }
+    }
+
     /// The partitions that moved most recently.
     pub fn moving(&self) -> &[Tp] {
         &self.moving
@@ -554,6 +566,27 @@ pub(crate) mod tests {
         q.observe(6_000, &offsets(&[5]));
         assert_eq!(q.moving(), &[Tp::new("t", 1)]);
         assert!(!q.quiet_for(7_000, 2_000));
+    }
+
+    #[test]
+    fn the_reading_that_can_close_the_window_comes_when_it_ends() {
+        let mut q = Quiet::default();
+        // Before any reading: the usual pause.
+        assert_eq!(q.next_reading_in(0, 2_000, 250), 250);
+        q.observe(1_000, &offsets(&[5]));
+        assert_eq!(q.next_reading_in(1_000, 2_000, 250), 250);
+        assert_eq!(q.next_reading_in(2_800, 2_000, 250), 200);
+        assert_eq!(q.next_reading_in(2_999, 2_000, 250), 1);
+        // The window is over (and something else holds the cutover): the usual pause,
+        // never a busy loop.
+        assert_eq!(q.next_reading_in(3_000, 2_000, 250), 250);
+        assert_eq!(q.next_reading_in(9_000, 2_000, 250), 250);
+        // A move starts the window again.
+        q.observe(3_100, &offsets(&[6]));
+        assert_eq!(q.next_reading_in(3_100, 2_000, 250), 250);
+        assert_eq!(q.next_reading_in(4_950, 2_000, 250), 150);
+        // A window shorter than the pause.
+        assert_eq!(q.next_reading_in(3_100, 100, 250), 100);
     }
 
     /// A topic on the source: its name, each partition's (low, high), and its partition
@@ -979,6 +1012,25 @@ pub(crate) mod tests {
                 }
                 q.observe(now, &offsets(&[value]));
                 prop_assert_eq!(q.quiet_for(now, window), now - changed_at >= window);
+            }
+        }
+
+        /// Reading again after the pause it gives never reads later than every 250 ms, never
+        /// sooner than 1 ms, and lands at or after the window's end when it ends within
+        /// the pause.
+        #[test]
+        fn the_next_reading_is_paced_and_lands_on_the_window_end(
+            changed in 0i64..5_000,
+            after in 0i64..5_000,
+            window in 0i64..3_000,
+        ) {
+            let mut q = Quiet::default();
+            q.observe(changed, &offsets(&[1]));
+            let now = changed + after;
+            let pause = q.next_reading_in(now, window, 250);
+            prop_assert!((1..=250).contains(&pause));
+            if !q.quiet_for(now, window) && changed + window <= now + 250 {
+                prop_assert!(q.quiet_for(now + pause, window));
             }
         }
     }
