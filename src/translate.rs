@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::kafka::Cluster;
+use crate::kafka::{Admin, Cluster, fanout};
 pub use crate::ledger::{CommitOutcome, GroupOffsets};
 use crate::ledger::{PartitionState, State};
 use crate::plan::{PartitionPlan, Plan, SkipReason, Status, Tp};
@@ -259,8 +259,9 @@ pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> boo
 }
 
 /// Commits each group's translated offsets on the target. Groups with members on the
-/// target are refused; the others proceed. Returns one entry per group. `rerun` is the
-/// command a refused group's message says to run again (e.g. "kmigrate run").
+/// target are refused; the others proceed, a few at a time ([`fanout`]). Returns one entry
+/// per group, in the order of `targets`. `rerun` is the command a refused group's message
+/// says to run again (e.g. "kmigrate run").
 pub fn commit(
     target: &Cluster,
     targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
@@ -278,72 +279,114 @@ pub fn commit(
             (name, (g.state.to_string(), hosts.into_iter().collect()))
         })
         .collect();
-    let mut out = Vec::new();
-    for (group, offsets) in targets {
-        let list: Vec<(String, i32, i64)> = offsets
-            .iter()
-            .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
-            .collect();
-        if let Some((state, hosts)) = live.get(group) {
-            out.push(GroupOffsets {
-                group: group.clone(),
-                offsets: list,
-                outcome: CommitOutcome::Refused(format!(
-                    "the group is {state} on the target with members on {}: stop them, then run \
-                     `{rerun}` again to commit its offsets",
-                    hosts.join(", ")
-                )),
-            });
-            continue;
-        }
-        let existing = match admin.committed(group) {
-            Ok(e) => e,
-            Err(e) => {
-                out.push(GroupOffsets {
-                    group: group.clone(),
-                    offsets: list,
-                    outcome: CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
-                });
-                continue;
-            }
+    tracing::debug!("groups described on the target");
+    let groups: Vec<(&String, &BTreeMap<Tp, i64>)> = targets.iter().collect();
+    let done = fanout::each(&groups, fanout::IN_FLIGHT, |(group, offsets)| {
+        let how = GroupCommit {
+            live: live.get(*group),
+            force,
+            rerun,
         };
-        let mut kept = Vec::new();
-        let mut to_commit = Vec::new();
-        for (topic, partition, offset) in &list {
-            let tp = Tp::new(topic, *partition);
-            let current = existing.get(&tp).copied();
-            if should_commit(*offset, current, force) {
-                to_commit.push((topic.clone(), *partition, *offset));
-            } else {
-                kept.push(format!(
-                    "{tp} kept at {} (translated {offset})",
-                    current.unwrap_or_default()
-                ));
-            }
+        commit_group(&admin, group, offsets, &how)
+    });
+    // Said in the groups' order, whichever was committed first.
+    for (g, committed) in &done {
+        if let Some(n) = committed {
+            tracing::info!(
+                "committed offsets of group {} on {n} partition(s) of the target",
+                g.group
+            );
         }
-        // One group's failure (e.g. its consumers started between the check and the commit)
-        // must not keep the others from their offsets: it is reported and retried by a rerun.
-        let outcome = match admin.alter_group_offsets(group, &to_commit) {
-            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
-            Ok(()) => {
-                tracing::info!(
-                    "committed offsets of group {group} on {} partition(s) of the target",
-                    to_commit.len()
-                );
-                if kept.is_empty() {
-                    CommitOutcome::Committed
-                } else {
-                    CommitOutcome::KeptAhead(kept)
-                }
-            }
-        };
-        out.push(GroupOffsets {
-            group: group.clone(),
-            offsets: list,
-            outcome,
-        });
     }
-    Ok(out)
+    Ok(done.into_iter().map(|(g, _)| g).collect())
+}
+
+/// What decides one group's commit besides its offsets.
+struct GroupCommit<'a> {
+    /// The group's state and hosts on the target when it has members there.
+    live: Option<&'a (String, Vec<String>)>,
+    force: bool,
+    rerun: &'a str,
+}
+
+/// Commits one group's offsets on the target, unless it has members there: moving none of
+/// its offsets backwards (unless forced). Returns its entry, and how many partitions were
+/// committed (`None` when it was refused). One group's failure (e.g. its consumers started
+/// between the check and the commit) must not keep the others from their offsets: it is
+/// reported and retried by a rerun.
+fn commit_group(
+    admin: &Admin,
+    group: &str,
+    offsets: &BTreeMap<Tp, i64>,
+    how: &GroupCommit,
+) -> (GroupOffsets, Option<usize>) {
+    let list: Vec<(String, i32, i64)> = offsets
+        .iter()
+        .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+        .collect();
+    let (outcome, committed) = match how.live {
+        Some((state, hosts)) => (
+            CommitOutcome::Refused(format!(
+                "the group is {state} on the target with members on {}: stop them, then run \
+                 `{}` again to commit its offsets",
+                hosts.join(", "),
+                how.rerun
+            )),
+            None,
+        ),
+        None => match commit_offsets(admin, group, offsets, how.force) {
+            Ok((n, kept)) if kept.is_empty() => (CommitOutcome::Committed, Some(n)),
+            Ok((n, kept)) => (CommitOutcome::KeptAhead(kept), Some(n)),
+            Err(e) => (
+                CommitOutcome::Refused(format!("{e:#}; run `{}` again to retry", how.rerun)),
+                None,
+            ),
+        },
+    };
+    let entry = GroupOffsets {
+        group: group.to_string(),
+        offsets: list,
+        outcome,
+    };
+    (entry, committed)
+}
+
+/// Reads a group's commits on the target and commits its translated `offsets` over them,
+/// none moved backwards unless `force`: how many partitions were committed, and a line
+/// for each one kept ahead.
+fn commit_offsets(
+    admin: &Admin,
+    group: &str,
+    offsets: &BTreeMap<Tp, i64>,
+    force: bool,
+) -> anyhow::Result<(usize, Vec<String>)> {
+    let existing = admin.committed(group)?;
+    let (to_commit, kept) = ahead_kept(offsets, &existing, force);
+    admin.alter_group_offsets(group, &to_commit)?;
+    Ok((to_commit.len(), kept))
+}
+
+/// Of a group's translated `offsets`, those to commit over its `existing` commits on the
+/// target (see [`should_commit`]), and a line for each one kept ahead.
+fn ahead_kept(
+    offsets: &BTreeMap<Tp, i64>,
+    existing: &BTreeMap<Tp, i64>,
+    force: bool,
+) -> (Vec<(String, i32, i64)>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut to_commit = Vec::new();
+    for (tp, offset) in offsets {
+        let current = existing.get(tp).copied();
+        if should_commit(*offset, current, force) {
+            to_commit.push((tp.topic.clone(), tp.partition, *offset));
+        } else {
+            kept.push(format!(
+                "{tp} kept at {} (translated {offset})",
+                current.unwrap_or_default()
+            ));
+        }
+    }
+    (to_commit, kept)
 }
 
 #[cfg(test)]
@@ -503,6 +546,25 @@ mod tests {
         assert!(should_commit(10, Some(10), false));
         assert!(!should_commit(10, Some(11), false));
         assert!(should_commit(10, Some(11), true));
+    }
+
+    #[test]
+    fn commits_over_the_targets_keep_those_ahead_and_name_them() {
+        let offsets: BTreeMap<Tp, i64> = [(0, 10), (1, 20), (2, 30)]
+            .into_iter()
+            .map(|(p, o)| (Tp::new("t", p), o))
+            .collect();
+        let existing: BTreeMap<Tp, i64> = [(0, 4), (1, 25)]
+            .into_iter()
+            .map(|(p, o)| (Tp::new("t", p), o))
+            .collect();
+        let (to_commit, kept) = ahead_kept(&offsets, &existing, false);
+        let t = |p, o| ("t".to_string(), p, o);
+        assert_eq!(to_commit, vec![t(0, 10), t(2, 30)]);
+        assert_eq!(kept, vec!["t/1 kept at 25 (translated 20)".to_string()]);
+        let (to_commit, kept) = ahead_kept(&offsets, &existing, true);
+        assert_eq!(to_commit, vec![t(0, 10), t(1, 20), t(2, 30)]);
+        assert!(kept.is_empty());
     }
 
     /// The plan of [`snapshot`], groups' uncommitted partitions skipped.

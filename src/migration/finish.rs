@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use super::Migration;
 use crate::copy::Snapshot;
 use crate::error::Outcome;
-use crate::kafka::Cluster;
+use crate::kafka::{Cluster, fanout};
 use crate::ledger::{Ledger, Phase, State};
 use crate::model::Tp;
 use crate::plan::late::{self, Late};
@@ -191,19 +191,22 @@ fn final_commits(
         .filter(|g| g.outcome.is_done())
         .map(|g| g.group.as_str())
         .collect();
-    state
+    let pending: Vec<&str> = state
         .plan
         .groups
         .iter()
-        .filter(|g| !done.contains(g.group.as_str()))
-        .map(|g| {
-            let commits = admin.committed(&g.group).with_context(|| {
-                format!(
-                    "reading the final committed offsets of group {} on the source",
-                    g.group
-                )
+        .map(|g| g.group.as_str())
+        .filter(|g| !done.contains(g))
+        .collect();
+    let answers = fanout::each(&pending, fanout::IN_FLIGHT, |g| admin.committed(g));
+    pending
+        .iter()
+        .zip(answers)
+        .map(|(g, commits)| {
+            let commits = commits.with_context(|| {
+                format!("reading the final committed offsets of group {g} on the source")
             })?;
-            Ok((g.group.clone(), commits))
+            Ok((g.to_string(), commits))
         })
         .collect()
 }
