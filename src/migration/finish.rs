@@ -109,6 +109,7 @@ pub fn finish(
         let results = translate::commit(&m.target, &targets, how.force, &rerun)?;
         tracing::debug!("groups committed on the target");
         ledger.record_offsets(results)?;
+        tracing::debug!("outcomes saved in the state file");
     }
     summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
     let text = summary.offsets_text();
