@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::kafka::{Admin, Cluster, fanout};
+use crate::kafka::{Admin, Cluster};
 pub use crate::ledger::{CommitOutcome, GroupOffsets};
 use crate::ledger::{PartitionState, State};
 use crate::plan::{PartitionPlan, Plan, SkipReason, Status, Tp};
@@ -316,7 +316,7 @@ pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> boo
 }
 
 /// Commits each group's translated offsets on the target. Groups with members on the
-/// target are refused; the others proceed, a few at a time ([`fanout`]). Returns one entry
+/// target are refused; the others proceed, a few at a time ([`Admin::each`]). Returns one entry
 /// per group, in the order of `targets`. `rerun` is the command a refused group's message
 /// says to run again (e.g. "kmigrate run").
 pub fn commit(
@@ -338,14 +338,18 @@ pub fn commit(
         .collect();
     tracing::debug!("groups described on the target");
     let groups: Vec<(&String, &BTreeMap<Tp, i64>)> = targets.iter().collect();
-    let done = fanout::each(&groups, fanout::IN_FLIGHT, |(group, offsets)| {
-        let how = GroupCommit {
-            live: live.get(*group),
-            force,
-            rerun,
-        };
-        commit_group(&admin, group, offsets, &how)
-    });
+    let done = admin.each(
+        "committing offsets of groups",
+        &groups,
+        |(group, offsets)| {
+            let how = GroupCommit {
+                live: live.get(*group),
+                force,
+                rerun,
+            };
+            commit_group(&admin, group, offsets, &how)
+        },
+    )?;
     // Said in the groups' order, whichever was committed first.
     for (g, committed) in &done {
         if let Some(n) = committed {

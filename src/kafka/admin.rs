@@ -358,12 +358,29 @@ impl Admin {
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
         let batches: Vec<&[Tp]> = tps.chunks(BATCH).collect();
         let mut out = BTreeMap::new();
-        for got in fanout::each(&batches, fanout::IN_FLIGHT, |batch| {
+        for got in self.each("listing partition offsets", &batches, |batch| {
             self.list_offsets_batch(batch, spec, read_committed)
-        }) {
+        })? {
             out.extend(got?);
         }
         Ok(out)
+    }
+
+    /// `f` of every item (each one step or a few: a batch of partitions, a group), a few
+    /// at a time ([`fanout::each`]); the results in the order of `items`. The session is
+    /// connected first, once: the steps in flight neither connect each on their own nor each
+    /// say that they wait for the cluster. No item: nothing is asked.
+    pub fn each<T: Sync, R: Send>(
+        &self,
+        doing: &str,
+        items: &[T],
+        f: impl Fn(&T) -> R + Sync,
+    ) -> anyhow::Result<Vec<R>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.connect(doing)?;
+        Ok(fanout::each(items, fanout::IN_FLIGHT, f))
     }
 
     /// [`Admin::list_offsets`] of one batch, in one step: a batch with a partition whose

@@ -17,7 +17,7 @@ pub mod admin;
 pub mod context;
 pub mod endpoint;
 pub mod error;
-pub mod fanout;
+mod fanout;
 pub mod ffi;
 pub mod reader;
 pub mod repeats;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use super::Migration;
 use crate::copy::Snapshot;
 use crate::error::Outcome;
-use crate::kafka::{Cluster, fanout};
+use crate::kafka::Cluster;
 use crate::ledger::{Ledger, Phase, State};
 use crate::model::Tp;
 use crate::plan::late::{self, Late};
@@ -199,7 +199,11 @@ fn final_commits(
         .map(|g| g.group.as_str())
         .filter(|g| !done.contains(g))
         .collect();
-    let answers = fanout::each(&pending, fanout::IN_FLIGHT, |g| admin.committed(g));
+    let answers = admin
+        .each("listing committed offsets of groups", &pending, |g| {
+            admin.committed(g)
+        })
+        .context("reading the final committed offsets of the groups on the source")?;
     pending
         .iter()
         .zip(answers)
