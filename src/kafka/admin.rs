@@ -477,6 +477,11 @@ impl Admin {
         )
     }
 
+    /// The high watermark of every partition.
+    pub fn highs(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        self.list_offsets(tps, OffsetSpec::Latest, false)
+    }
+
     /// (low, high) of every partition: two batched requests.
     pub fn low_high(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, (i64, i64)>> {
         let low = self.list_offsets(tps, OffsetSpec::Earliest, false)?;

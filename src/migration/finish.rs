@@ -134,13 +134,10 @@ fn of_plan(
     // A shard's worker commits its own partitions' offsets only; the other shards'
     // workers commit theirs.
     let skipped = translate::skipped_partitions_to_commit(&state.plan, owned);
-    let ends: BTreeMap<Tp, i64> = target
+    let ends = target
         .admin()?
-        .low_high(&skipped)
-        .context("reading the target's end of partitions with nothing to copy")?
-        .into_iter()
-        .map(|(tp, (_, high))| (tp, high))
-        .collect();
+        .highs(&skipped)
+        .context("reading the target's end of partitions with nothing to copy")?;
     let mut targets = translate::group_targets(&state.plan, state, &ends, owned);
     // The groups' commits now, not the plan's: one that kept consuming during the copy
     // resumes after what it consumed.
@@ -239,7 +236,7 @@ fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::
     let highs = m
         .target
         .admin()?
-        .low_high(&tps)
+        .highs(&tps)
         .context("reading the target's offsets to check the copy")?;
     // (source topic, target topic) -> (planned offsets, written, target growth)
     let mut per_topic: BTreeMap<(&str, &str), (i64, u64, i64)> = BTreeMap::new();
@@ -252,7 +249,7 @@ fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::
         e.1 += p.progress.written;
         let growth = highs
             .get(tp)
-            .map_or(0, |(_, h)| h - p.progress.base.unwrap_or(*h));
+            .map_or(0, |h| h - p.progress.base.unwrap_or(*h));
         e.2 += growth;
         if growth != p.progress.written as i64 {
             mismatches.push(format!(
