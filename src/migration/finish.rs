@@ -18,6 +18,9 @@ use crate::report::{
 };
 use crate::translate;
 
+/// Group -> partition -> committed offset.
+type Finals = BTreeMap<String, BTreeMap<Tp, i64>>;
+
 /// Where the groups' offsets on the target come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Offsets<'a> {
@@ -75,7 +78,10 @@ pub fn finish(
     snap: Option<&Snapshot>,
     how: &Finish,
 ) -> anyhow::Result<Finished> {
-    let mut summary = check_copy(m, &ledger.state, snap)?;
+    let commits_finals = matches!(how.offsets, Offsets::Final)
+        && m.cfg.migration.translate_offsets
+        && ledger.phase() == Phase::Copied;
+    let (mut summary, finals) = check_reading_finals(m, &ledger.state, snap, commits_finals)?;
     if !summary.mismatches.is_empty() {
         report::note(match how.offsets {
             Offsets::OfPlan { .. } => {
@@ -101,7 +107,10 @@ pub fn finish(
     if ledger.phase() == Phase::Copied {
         let mut targets = match how.offsets {
             Offsets::OfPlan { owned } => of_plan(&m.source, &m.target, &ledger.state, owned)?,
-            Offsets::Final => of_final_commits(&m.source, &ledger.state)?,
+            Offsets::Final => {
+                let finals = finals.unwrap_or_else(|| final_commits(&m.source, &ledger.state));
+                of_final_commits(&ledger.state, finals)?
+            }
         };
         translate::drop_done(&mut targets, &ledger.state.offsets);
         tracing::debug!(groups = targets.len(), "group offsets translated");
@@ -154,11 +163,8 @@ fn of_plan(
 
 /// A cutover's group offsets: every group's final commit on the source, translated through
 /// the offset map; warns about commits the copy does not cover or that lie below its start.
-fn of_final_commits(
-    source: &Cluster,
-    state: &State,
-) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
-    let finals = final_commits(source, state)?;
+fn of_final_commits(state: &State, finals: anyhow::Result<Finals>) -> anyhow::Result<Finals> {
+    let finals = finals?;
     tracing::debug!(groups = finals.len(), "final commits read on the source");
     let uncovered = translate::uncovered_commits(state, &finals);
     if !uncovered.is_empty() {
@@ -227,6 +233,23 @@ pub fn arrived_after_plan(
         .watermarks(&tps)
         .context("re-reading the source's offsets after the copy")?;
     Ok(late::arrived_after_plan(&watched, &now))
+}
+
+/// [`check_copy`]; with `finals`, the groups' final commits on the source are read at the
+/// same time (a cutover that goes on to commit them): the check asks the target, the
+/// reading the source. Only once the check passed is what was read used.
+fn check_reading_finals(
+    m: &Migration,
+    state: &State,
+    snap: Option<&Snapshot>,
+    finals: bool,
+) -> anyhow::Result<(RunSummary, Option<anyhow::Result<Finals>>)> {
+    std::thread::scope(|s| {
+        let reading = finals.then(|| s.spawn(|| final_commits(&m.source, state)));
+        let summary = check_copy(m, state, snap);
+        let finals = reading.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        Ok((summary?, finals))
+    })
 }
 
 /// Compares what the target holds with what was copied, per topic, and reports it (the
