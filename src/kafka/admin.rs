@@ -5,6 +5,7 @@
 //! within the timeout, refusals and other codes fail at once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -53,11 +54,13 @@ pub struct GroupMembers {
 /// (librdkafka's admin calls work on any client), because polling it also delivers the
 /// client's log and error events: that is how a timeout learns it was "connection refused"
 /// or "authentication failed". rdkafka's `AdminClient` is kept for the calls it wraps
-/// (configs, topic creation).
+/// (configs, topic creation), made when one of them is first asked for: it is a client of
+/// its own (connections, threads), and dropping it waits for its polling thread (up to
+/// 100 ms), which commands that never use it (a cutover) should not pay.
 pub struct Admin {
     cluster: Endpoint,
     client: BaseConsumer<Ctx>,
-    admin: AdminClient<Ctx>,
+    admin: OnceLock<AdminClient<Ctx>>,
     /// Set once a request got an answer: the connection is up and authenticated.
     connected: AtomicBool,
 }
@@ -76,13 +79,23 @@ pub const SESSION_GROUP: &str = "kmigrate-admin-session";
 
 impl Admin {
     pub(super) fn new(cluster: &Endpoint) -> anyhow::Result<Admin> {
-        let config = cluster.client_config();
         Ok(Admin {
             cluster: cluster.clone(),
             client: session_client(cluster)?,
-            admin: cluster.create(&config, "admin client")?,
+            admin: OnceLock::new(),
             connected: AtomicBool::new(false),
         })
+    }
+
+    /// rdkafka's `AdminClient` of this session, made on first use.
+    fn admin_client(&self) -> anyhow::Result<&AdminClient<Ctx>> {
+        if let Some(admin) = self.admin.get() {
+            return Ok(admin);
+        }
+        let made = self
+            .cluster
+            .create(&self.cluster.client_config(), "admin client")?;
+        Ok(self.admin.get_or_init(|| made))
     }
 
     /// Waits until the cluster answers, failing at once when it refuses the credentials.
@@ -538,9 +551,10 @@ impl Admin {
         }
         let specs: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let admin = self.admin_client()?;
         self.step("describing topic configs", |left| {
             let opts = AdminOptions::new().request_timeout(Some(left));
-            let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
+            let results = futures_executor::block_on(admin.describe_configs(&specs, &opts))
                 .map_err(|e| rd_error(e, "DescribeConfigs"))?;
             let mut out = Vec::with_capacity(topics.len());
             let mut failed = Vec::new();
@@ -601,6 +615,7 @@ impl Admin {
         }
         let mut pending: BTreeSet<&str> = wanted.iter().map(|(t, _)| t.as_str()).collect();
         let mut maybe_done: BTreeSet<String> = BTreeSet::new();
+        let admin = self.admin_client()?;
         self.step("adding partitions to topics", |left| {
             let new: Vec<NewPartitions<'_>> = wanted
                 .iter()
@@ -610,7 +625,7 @@ impl Admin {
             let opts = AdminOptions::new()
                 .request_timeout(Some(left))
                 .operation_timeout(Some(left));
-            let answer = futures_executor::block_on(self.admin.create_partitions(&new, &opts));
+            let answer = futures_executor::block_on(admin.create_partitions(&new, &opts));
             settle(
                 ("CreatePartitions", Code::INVALID_PARTITIONS),
                 answer,
@@ -635,9 +650,10 @@ impl Admin {
                 .ok_or_else(|| anyhow!("the cluster's metadata lists no broker"))
         })?;
         let spec = [ResourceSpecifier::Broker(broker)];
+        let admin = self.admin_client()?;
         let config = self.step(doing, |left| {
             let opts = AdminOptions::new().request_timeout(Some(left));
-            let answer = futures_executor::block_on(self.admin.describe_configs(&spec, &opts))
+            let answer = futures_executor::block_on(admin.describe_configs(&spec, &opts))
                 .map_err(|e| rd_error(e, "DescribeConfigs"))?;
             match answer.into_iter().next() {
                 Some(Ok(config)) => Ok(config),
@@ -677,6 +693,7 @@ impl Admin {
         // without kmigrate hearing back (a timeout, a broken connection).
         let mut pending: BTreeSet<&str> = topics.iter().map(|(n, _, _)| n.as_str()).collect();
         let mut maybe_created: BTreeSet<String> = BTreeSet::new();
+        let admin = self.admin_client()?;
         self.step("creating topics", |left| {
             let new: Vec<NewTopic<'_>> = topics
                 .iter()
@@ -691,7 +708,7 @@ impl Admin {
             let opts = AdminOptions::new()
                 .request_timeout(Some(left))
                 .operation_timeout(Some(left));
-            let answer = futures_executor::block_on(self.admin.create_topics(&new, &opts));
+            let answer = futures_executor::block_on(admin.create_topics(&new, &opts));
             settle(
                 ("CreateTopics", Code::TOPIC_ALREADY_EXISTS),
                 answer,
