@@ -20,6 +20,11 @@ const READ_EVERY_MS: i64 = 250;
 /// offsets of the copied partitions stayed still for `quiet` s; returns the offsets read
 /// last (`None` when interrupted). Refuses (exit 2) naming the groups or partitions still
 /// active.
+///
+/// The offsets are read every 250 ms, so that a move starts the window again when it
+/// happens. The groups are described only by the readings that can close the window:
+/// describing 200 groups costs a broker more than reading 5,000 partitions' offsets, and
+/// what they were before the window could close decides nothing.
 pub fn wait_until_still(
     m: &Migration,
     state: &State,
@@ -31,50 +36,60 @@ pub fn wait_until_still(
     let tps = source_tps(state);
     let mut quiet: Quiet<Ends> = Quiet::default();
     loop {
-        let (active, now) = read_source(m, state, &tps)?;
+        let started = t0.elapsed().as_millis() as i64;
+        let groups = quiet.may_close_at(started, quiet_ms);
+        let Reading { active, ends: now } = read_source(m, state, &tps, groups)?;
         let at = t0.elapsed().as_millis() as i64;
         quiet.observe(at, &now);
         let still = quiet.quiet_for(at, quiet_ms);
-        if active.is_empty() && still {
+        if still && active.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Some(now));
         }
         if m.stopped() {
             return Ok(None);
         }
         if Instant::now() >= deadline {
+            let active = match active {
+                Some(active) => active,
+                None => active_groups(&m.source, &state.plan)?,
+            };
             return Err(usage(texts::not_still(
                 (wait, quiet_secs),
                 &active,
                 (!still).then_some(&quiet),
             )));
         }
-        let pause = quiet.next_reading_in(at, quiet_ms, READ_EVERY_MS);
-        std::thread::sleep(Duration::from_millis(pause.max(1) as u64));
+        // Complete, but read too early to have described the groups: at once.
+        let pause = match (still, &active) {
+            (true, None) => 0,
+            _ => quiet.next_reading_in(at, quiet_ms, READ_EVERY_MS, at - started),
+        };
+        std::thread::sleep(Duration::from_millis(pause.max(0) as u64));
     }
 }
 
-/// One reading of the source, both halves asked at once: the planned groups that are not
-/// empty, and where the copied partitions end.
-fn read_source(
-    m: &Migration,
-    state: &State,
-    tps: &[Tp],
-) -> anyhow::Result<(Vec<String>, BTreeMap<Tp, Ends>)> {
+/// One reading of the source.
+struct Reading {
+    /// The planned groups that are not empty, when they were described.
+    active: Option<Vec<String>>,
+    /// Where the copied partitions end.
+    ends: BTreeMap<Tp, Ends>,
+}
+
+/// Reads where the copied partitions end and, with `groups`, describes the planned groups,
+/// both at once.
+fn read_source(m: &Migration, state: &State, tps: &[Tp], groups: bool) -> anyhow::Result<Reading> {
     let started = Instant::now();
     let (active, ends) = std::thread::scope(|s| {
-        let groups = s.spawn(|| {
-            let active = active_groups(&m.source, &state.plan);
-            (active, started.elapsed())
-        });
+        let described = groups.then(|| s.spawn(|| active_groups(&m.source, &state.plan)));
         let ends = source_ends(&m.source, tps);
         let ends_took = started.elapsed();
-        match groups.join() {
-            Ok((active, groups_took)) => {
-                tracing::debug!(?groups_took, ?ends_took, "quiet window: source read");
-                (active, ends)
-            }
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        let active = described.map(|d| d.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        tracing::debug!(groups, ?ends_took, took = ?started.elapsed(), "quiet window: source read");
+        (active, ends)
     });
-    Ok((active?, ends?))
+    Ok(Reading {
+        active: active.transpose()?,
+        ends: ends?,
+    })
 }

@@ -421,15 +421,33 @@ impl<V: Clone + PartialEq> Quiet<V> {
         self.since_ms.is_some_and(|t| now_ms - t >= quiet_ms)
     }
 
-    /// How long after a reading at `now_ms` to read again, reading every `every_ms`: sooner
-    /// when the window of `quiet_ms` ends before that, so that the reading that can close
-    /// it comes when it ends rather than up to `every_ms` later.
-    pub fn next_reading_in(&self, now_ms: i64, quiet_ms: i64, every_ms: i64) -> i64 {
+    /// Whether a reading that starts at `now_ms` can find the window of `quiet_ms`
+    /// complete (if nothing moved): only such a reading decides, so only it needs what must
+    /// hold besides when the window closes.
+    pub fn may_close_at(&self, now_ms: i64, quiet_ms: i64) -> bool {
+        match self.since_ms {
+            Some(t) => now_ms - t >= quiet_ms,
+            None => quiet_ms <= 0,
+        }
+    }
+
+    /// How long after a reading that ended at `now_ms` to start the next one, reading every
+    /// `every_ms` and a reading taking about `reading_ms`. A next reading that would end
+    /// past the window's end waits for that end instead: the reading that can close the
+    /// window then starts when the window ends, rather than up to a pause and a reading
+    /// later, or across its end (finding it complete, but too early to have decided).
+    pub fn next_reading_in(
+        &self,
+        now_ms: i64,
+        quiet_ms: i64,
+        every_ms: i64,
+        reading_ms: i64,
+    ) -> i64 {
         let left = self.since_ms.map_or(quiet_ms, |t| t + quiet_ms - now_ms);
-        if left > 0 {
-            left.min(every_ms)
-        } else {
+        if left <= 0 || left > every_ms + reading_ms {
             every_ms
+        } else {
+            left
         }
     }
 
@@ -571,22 +589,31 @@ pub(crate) mod tests {
     #[test]
     fn the_reading_that_can_close_the_window_comes_when_it_ends() {
         let mut q = Quiet::default();
-        // Before any reading: the usual pause.
-        assert_eq!(q.next_reading_in(0, 2_000, 250), 250);
+        // Before any reading: the usual pause; only a window of nothing can close at once.
+        assert_eq!(q.next_reading_in(0, 2_000, 250, 100), 250);
+        assert!(!q.may_close_at(0, 2_000));
+        assert!(q.may_close_at(0, 0));
         q.observe(1_000, &offsets(&[5]));
-        assert_eq!(q.next_reading_in(1_000, 2_000, 250), 250);
-        assert_eq!(q.next_reading_in(2_800, 2_000, 250), 200);
-        assert_eq!(q.next_reading_in(2_999, 2_000, 250), 1);
+        assert_eq!(q.next_reading_in(1_000, 2_000, 250, 100), 250);
+        assert!(!q.may_close_at(2_999, 2_000));
+        assert!(q.may_close_at(3_000, 2_000));
+        // The next reading would end past the window's end: it starts at that end.
+        assert_eq!(q.next_reading_in(2_650, 2_000, 250, 100), 350);
+        assert_eq!(q.next_reading_in(2_800, 2_000, 250, 100), 200);
+        assert_eq!(q.next_reading_in(2_999, 2_000, 250, 100), 1);
+        // It would end before: the usual pause.
+        assert_eq!(q.next_reading_in(2_649, 2_000, 250, 100), 250);
         // The window is over (and something else holds the cutover): the usual pause,
         // never a busy loop.
-        assert_eq!(q.next_reading_in(3_000, 2_000, 250), 250);
-        assert_eq!(q.next_reading_in(9_000, 2_000, 250), 250);
+        assert_eq!(q.next_reading_in(3_000, 2_000, 250, 100), 250);
+        assert_eq!(q.next_reading_in(9_000, 2_000, 250, 100), 250);
         // A move starts the window again.
         q.observe(3_100, &offsets(&[6]));
-        assert_eq!(q.next_reading_in(3_100, 2_000, 250), 250);
-        assert_eq!(q.next_reading_in(4_950, 2_000, 250), 150);
+        assert!(!q.may_close_at(5_000, 2_000));
+        assert_eq!(q.next_reading_in(3_100, 2_000, 250, 100), 250);
+        assert_eq!(q.next_reading_in(4_950, 2_000, 250, 100), 150);
         // A window shorter than the pause.
-        assert_eq!(q.next_reading_in(3_100, 100, 250), 100);
+        assert_eq!(q.next_reading_in(3_100, 100, 250, 100), 100);
     }
 
     /// A topic on the source: its name, each partition's (low, high), and its partition
@@ -1015,22 +1042,28 @@ pub(crate) mod tests {
             }
         }
 
-        /// Reading again after the pause it gives never reads later than every 250 ms, never
-        /// sooner than 1 ms, and lands at or after the window's end when it ends within
-        /// the pause.
+        /// The next reading starts between 1 ms and a pause plus a reading later; while
+        /// the window is not complete it either ends before the window does or starts when
+        /// the window has ended (never across its end); once the window is complete, it
+        /// comes after the usual pause.
         #[test]
         fn the_next_reading_is_paced_and_lands_on_the_window_end(
             changed in 0i64..5_000,
             after in 0i64..5_000,
             window in 0i64..3_000,
+            reading in 0i64..1_000,
         ) {
             let mut q = Quiet::default();
             q.observe(changed, &offsets(&[1]));
             let now = changed + after;
-            let pause = q.next_reading_in(now, window, 250);
-            prop_assert!((1..=250).contains(&pause));
-            if !q.quiet_for(now, window) && changed + window <= now + 250 {
-                prop_assert!(q.quiet_for(now + pause, window));
+            let pause = q.next_reading_in(now, window, 250, reading);
+            prop_assert!(pause >= 1 && pause <= 250 + reading);
+            if q.quiet_for(now, window) {
+                prop_assert_eq!(pause, 250);
+            } else {
+                let next = now + pause;
+                prop_assert!(next + reading < changed + window || q.may_close_at(next, window));
+                prop_assert_eq!(q.may_close_at(next, window), q.quiet_for(next, window));
             }
         }
     }
