@@ -5,7 +5,7 @@
 //! [`crate::offsets`]; the only I/O is reading the target's state and one
 //! AlterConsumerGroupOffsets request per group.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::kafka::{Admin, Cluster};
 pub use crate::ledger::{CommitOutcome, GroupOffsets};
@@ -87,10 +87,10 @@ pub fn final_targets(
     let mut problems = Vec::new();
     let commits_at = final_commits_by_partition(state, finals);
     for ps in &state.partitions {
-        let tp = Tp::new(&ps.topic, ps.partition);
-        let Some(commits) = commits_at.get(&tp) else {
+        let Some(commits) = commits_at.get(&(ps.topic.as_str(), ps.partition)) else {
             continue;
         };
+        let tp = Tp::new(&ps.topic, ps.partition);
         let target_tp = ps.target_tp();
         for &(g, commit) in commits {
             match crate::offsets::translate_one(
@@ -122,11 +122,11 @@ pub fn final_targets(
 /// of groups: its final commit (`finals`), or, for a group that never committed the
 /// partition, the copy's start under `uncommitted_partitions = "earliest"`. One pass over
 /// the commits, rather than a look-up of every group in every partition (a million at
-/// 5,000 partitions and 200 groups).
+/// 5,000 partitions and 200 groups). Keyed by (topic, partition).
 fn final_commits_by_partition<'a>(
     state: &'a State,
-    finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
-) -> HashMap<Tp, Vec<(&'a str, i64)>> {
+    finals: &'a BTreeMap<String, BTreeMap<Tp, i64>>,
+) -> HashMap<(&'a str, i32), Vec<(&'a str, i64)>> {
     let order: HashMap<&str, usize> = state
         .plan
         .groups
@@ -134,27 +134,28 @@ fn final_commits_by_partition<'a>(
         .enumerate()
         .map(|(i, g)| (g.group.as_str(), i))
         .collect();
-    let mut at: HashMap<Tp, Vec<(usize, i64)>> = HashMap::new();
+    let mut at: HashMap<(&str, i32), Vec<(usize, i64)>> = HashMap::new();
     for (g, commits) in finals {
         let Some(&i) = order.get(g.as_str()) else {
             continue;
         };
         for (tp, commit) in commits {
-            at.entry(tp.clone()).or_default().push((i, *commit));
+            let key = (tp.topic.as_str(), tp.partition);
+            at.entry(key).or_default().push((i, *commit));
         }
     }
     if state.plan.uncommitted_partitions == crate::config::UncommittedPolicy::Earliest {
-        let starts: HashMap<Tp, i64> = state
+        let starts: HashMap<(&str, i32), i64> = state
             .partitions
             .iter()
-            .map(|ps| (Tp::new(&ps.topic, ps.partition), ps.start))
+            .map(|ps| ((ps.topic.as_str(), ps.partition), ps.start))
             .collect();
         for p in &state.plan.partitions {
-            let tp = p.tp();
-            let Some(&start) = starts.get(&tp) else {
+            let key = (p.topic.as_str(), p.partition);
+            let Some(&start) = starts.get(&key) else {
                 continue;
             };
-            let commits = at.entry(tp).or_default();
+            let commits = at.entry(key).or_default();
             for g in &p.uncommitted_groups {
                 let Some(&i) = order.get(g.as_str()) else {
                     continue;
@@ -258,22 +259,24 @@ pub fn uncovered_commits(
     state: &State,
     finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
 ) -> Vec<(String, Tp)> {
-    let copied: BTreeSet<Tp> = state
+    // Considered and not copied; looked up by (topic, partition) for every final commit.
+    let copied: HashSet<(&str, i32)> = state
         .partitions
         .iter()
-        .map(|p| Tp::new(&p.topic, p.partition))
+        .map(|p| (p.topic.as_str(), p.partition))
         .collect();
-    let considered: BTreeSet<Tp> = state
+    let uncovered: HashSet<(&str, i32)> = state
         .plan
         .partitions
         .iter()
         .filter(|p| !p.left_out())
-        .map(|p| p.tp())
+        .map(|p| (p.topic.as_str(), p.partition))
+        .filter(|tp| !copied.contains(tp))
         .collect();
     finals
         .iter()
         .flat_map(|(g, commits)| commits.keys().map(move |tp| (g, tp)))
-        .filter(|(_, tp)| considered.contains(*tp) && !copied.contains(*tp))
+        .filter(|(_, tp)| uncovered.contains(&(tp.topic.as_str(), tp.partition)))
         .map(|(g, tp)| (g.clone(), tp.clone()))
         .collect()
 }
@@ -315,20 +318,16 @@ pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> boo
     }
 }
 
-/// Commits each group's translated offsets on the target. Groups with members on the
-/// target are refused; the others proceed, a few at a time ([`Admin::each`]). Returns one entry
-/// per group, in the order of `targets`. `rerun` is the command a refused group's message
-/// says to run again (e.g. "kmigrate run").
-pub fn commit(
-    target: &Cluster,
-    targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
-    force: bool,
-    rerun: &str,
-) -> anyhow::Result<Vec<GroupOffsets>> {
-    let admin = target.admin()?;
-    let names: Vec<&str> = targets.keys().map(String::as_str).collect();
-    let live: BTreeMap<String, (String, Vec<String>)> = admin
-        .group_members(&names)?
+/// The groups that have members on the target, with their state and hosts: their offsets
+/// are not committed (the broker would refuse them too; this says why and where).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveOnTarget(BTreeMap<String, (String, Vec<String>)>);
+
+/// Describes `groups` on the target: which of them have members there.
+pub fn live_on_target(target: &Cluster, groups: &[&str]) -> anyhow::Result<LiveOnTarget> {
+    let live = target
+        .admin()?
+        .group_members(groups)?
         .into_iter()
         .filter(|(_, g)| !g.state.is_inactive())
         .map(|(name, g)| {
@@ -337,13 +336,28 @@ pub fn commit(
         })
         .collect();
     tracing::debug!("groups described on the target");
+    Ok(LiveOnTarget(live))
+}
+
+/// Commits each group's translated offsets on the target. Groups with members on the
+/// target (`live`, described just before) are refused; the others proceed, a few at a
+/// time ([`Admin::each`]). Returns one entry per group, in the order of `targets`. `rerun`
+/// is the command a refused group's message says to run again (e.g. "kmigrate run").
+pub fn commit(
+    target: &Cluster,
+    targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
+    live: &LiveOnTarget,
+    force: bool,
+    rerun: &str,
+) -> anyhow::Result<Vec<GroupOffsets>> {
+    let admin = target.admin()?;
     let groups: Vec<(&String, &BTreeMap<Tp, i64>)> = targets.iter().collect();
     let done = admin.each(
         "committing offsets of groups",
         &groups,
         |(group, offsets)| {
             let how = GroupCommit {
-                live: live.get(*group),
+                live: live.0.get(*group),
                 force,
                 rerun,
             };

@@ -78,10 +78,10 @@ pub fn finish(
     snap: Option<&Snapshot>,
     how: &Finish,
 ) -> anyhow::Result<Finished> {
-    let commits_finals = matches!(how.offsets, Offsets::Final)
+    let reads_ahead = matches!(how.offsets, Offsets::Final)
         && m.cfg.migration.translate_offsets
         && ledger.phase() == Phase::Copied;
-    let (mut summary, finals) = check_reading_finals(m, &ledger.state, snap, commits_finals)?;
+    let (mut summary, ahead) = check_reading_ahead(m, &ledger.state, snap, reads_ahead)?;
     if !summary.mismatches.is_empty() {
         report::note(match how.offsets {
             Offsets::OfPlan { .. } => {
@@ -105,20 +105,7 @@ pub fn finish(
         obs.phase(RunPhase::Committing);
     }
     if ledger.phase() == Phase::Copied {
-        let mut targets = match how.offsets {
-            Offsets::OfPlan { owned } => of_plan(&m.source, &m.target, &ledger.state, owned)?,
-            Offsets::Final => {
-                let finals = finals.unwrap_or_else(|| final_commits(&m.source, &ledger.state));
-                of_final_commits(&ledger.state, finals)?
-            }
-        };
-        translate::drop_done(&mut targets, &ledger.state.offsets);
-        tracing::debug!(groups = targets.len(), "group offsets translated");
-        let rerun = format!("kmigrate {}", how.command);
-        let results = translate::commit(&m.target, &targets, how.force, &rerun)?;
-        tracing::debug!("groups committed on the target");
-        ledger.record_offsets(results)?;
-        tracing::debug!("outcomes saved in the state file");
+        commit_offsets(m, ledger, how, ahead)?;
     }
     summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
     let text = summary.offsets_text();
@@ -130,6 +117,39 @@ pub fn finish(
     } else {
         Outcome::ProblemsFound
     }))
+}
+
+/// Works out every group's offsets on the target (a cutover's from what it read `ahead`,
+/// when it did), commits them and records the outcomes.
+fn commit_offsets(
+    m: &Migration,
+    ledger: &mut Ledger,
+    how: &Finish,
+    ahead: Option<Ahead>,
+) -> anyhow::Result<()> {
+    let state = &ledger.state;
+    let (mut targets, live) = match how.offsets {
+        Offsets::OfPlan { owned } => (of_plan(&m.source, &m.target, state, owned)?, None),
+        Offsets::Final => {
+            let ahead = ahead.unwrap_or_else(|| read_ahead(m, state));
+            (of_final_commits(state, ahead.finals)?, Some(ahead.live))
+        }
+    };
+    translate::drop_done(&mut targets, &state.offsets);
+    tracing::debug!(groups = targets.len(), "group offsets translated");
+    let live = match live {
+        Some(live) => live?,
+        None => {
+            let names: Vec<&str> = targets.keys().map(String::as_str).collect();
+            translate::live_on_target(&m.target, &names)?
+        }
+    };
+    let rerun = format!("kmigrate {}", how.command);
+    let results = translate::commit(&m.target, &targets, &live, how.force, &rerun)?;
+    tracing::debug!("groups committed on the target");
+    ledger.record_offsets(results)?;
+    tracing::debug!("outcomes saved in the state file");
+    Ok(())
 }
 
 /// A `run`'s group offsets: the plan's commits translated, replaced by the commits after
@@ -189,19 +209,7 @@ fn final_commits(
     // Read after the copy, which may have outlived a coordinator: asked through a new
     // session, so that each group's coordinator is looked up now.
     let admin = source.fresh_admin()?;
-    let done: BTreeSet<&str> = state
-        .offsets
-        .iter()
-        .filter(|g| g.outcome.is_done())
-        .map(|g| g.group.as_str())
-        .collect();
-    let pending: Vec<&str> = state
-        .plan
-        .groups
-        .iter()
-        .map(|g| g.group.as_str())
-        .filter(|g| !done.contains(g))
-        .collect();
+    let pending = pending_groups(state);
     let answers = admin
         .each("listing committed offsets of groups", &pending, |g| {
             admin.committed(g)
@@ -216,6 +224,23 @@ fn final_commits(
             })?;
             Ok((g.to_string(), commits))
         })
+        .collect()
+}
+
+/// The planned groups whose offsets are not on the target yet.
+fn pending_groups(state: &State) -> Vec<&str> {
+    let done: BTreeSet<&str> = state
+        .offsets
+        .iter()
+        .filter(|g| g.outcome.is_done())
+        .map(|g| g.group.as_str())
+        .collect();
+    state
+        .plan
+        .groups
+        .iter()
+        .map(|g| g.group.as_str())
+        .filter(|g| !done.contains(g))
         .collect()
 }
 
@@ -235,20 +260,43 @@ pub fn arrived_after_plan(
     Ok(late::arrived_after_plan(&watched, &now))
 }
 
-/// [`check_copy`]; with `finals`, the groups' final commits on the source are read at the
-/// same time (a cutover that goes on to commit them): the check asks the target, the
-/// reading the source. Only once the check passed is what was read used.
-fn check_reading_finals(
+/// What a cutover reads before it works out the groups' offsets.
+struct Ahead {
+    /// The groups' final commits on the source.
+    finals: anyhow::Result<Finals>,
+    /// Which of them have members on the target.
+    live: anyhow::Result<translate::LiveOnTarget>,
+}
+
+/// Reads, at once, the groups' final commits on the source and which of them have members
+/// on the target.
+fn read_ahead(m: &Migration, state: &State) -> Ahead {
+    std::thread::scope(|s| {
+        let finals = s.spawn(|| final_commits(&m.source, state));
+        let live = translate::live_on_target(&m.target, &pending_groups(state));
+        Ahead {
+            finals: finals
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            live,
+        }
+    })
+}
+
+/// [`check_copy`]; with `ahead`, what a cutover reads before it works out the groups'
+/// offsets ([`read_ahead`]) is read at the same time: none of it needs the other. Only
+/// once the check passed is what was read used.
+fn check_reading_ahead(
     m: &Migration,
     state: &State,
     snap: Option<&Snapshot>,
-    finals: bool,
-) -> anyhow::Result<(RunSummary, Option<anyhow::Result<Finals>>)> {
+    ahead: bool,
+) -> anyhow::Result<(RunSummary, Option<Ahead>)> {
     std::thread::scope(|s| {
-        let reading = finals.then(|| s.spawn(|| final_commits(&m.source, state)));
+        let reading = ahead.then(|| s.spawn(|| read_ahead(m, state)));
         let summary = check_copy(m, state, snap);
-        let finals = reading.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        Ok((summary?, finals))
+        let ahead = reading.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        Ok((summary?, ahead))
     })
 }
 
