@@ -355,13 +355,13 @@ pub fn commit(
     let done = admin.each(
         "committing offsets of groups",
         &groups,
-        |(group, offsets)| {
+        |session, (group, offsets)| {
             let how = GroupCommit {
                 live: live.0.get(*group),
                 force,
                 rerun,
             };
-            commit_group(&admin, group, offsets, &how)
+            commit_group(session, group, offsets, &how)
         },
     )?;
     // Said in the groups' order, whichever was committed first.

@@ -5,8 +5,8 @@
 //! within the timeout, refusals and other codes fail at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -63,7 +63,14 @@ pub struct Admin {
     admin: OnceLock<AdminClient<Ctx>>,
     /// Set once a request got an answer: the connection is up and authenticated.
     connected: AtomicBool,
+    /// Sessions of their own that [`Admin::each`] spreads its steps over, made on its first
+    /// call: a broker serves one request of a connection at a time, so steps in flight on
+    /// one client still wait for each other there.
+    helpers: Mutex<Option<Arc<Vec<Admin>>>>,
 }
+
+/// How many sessions [`Admin::each`] adds to this one.
+const HELPERS: usize = 3;
 
 /// Partitions per ListOffsets request: few enough that librdkafka's quadratic matching of
 /// the answer stays cheap, enough that 5,000 partitions take few round trips.
@@ -84,7 +91,33 @@ impl Admin {
             client: session_client(cluster)?,
             admin: OnceLock::new(),
             connected: AtomicBool::new(false),
+            helpers: Mutex::new(None),
         })
+    }
+
+    /// This session's helpers ([`Admin::each`]), made (and connected) at once on first use.
+    fn helpers(&self, doing: &str) -> anyhow::Result<Arc<Vec<Admin>>> {
+        if let Some(helpers) = self.helpers.lock().ok().and_then(|h| h.clone()) {
+            return Ok(helpers);
+        }
+        let made = fanout::each(&[(); HELPERS], HELPERS, |_, _| {
+            let helper = Admin::new(&self.cluster)?;
+            helper.connect(doing)?;
+            Ok(helper)
+        });
+        let made = Arc::new(made.into_iter().collect::<anyhow::Result<Vec<Admin>>>()?);
+        if let Ok(mut slot) = self.helpers.lock() {
+            *slot = Some(Arc::clone(&made));
+        }
+        Ok(made)
+    }
+
+    /// This session's helpers, taken out to be closed with it (see [`super::close`]).
+    pub(super) fn take_helpers(&self) -> Vec<Admin> {
+        let taken = self.helpers.lock().ok().and_then(|mut h| h.take());
+        taken
+            .and_then(|h| Arc::try_unwrap(h).ok())
+            .unwrap_or_default()
     }
 
     /// rdkafka's `AdminClient` of this session, made on first use.
@@ -370,30 +403,42 @@ impl Admin {
         read_committed: bool,
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
         let batches: Vec<&[Tp]> = tps.chunks(BATCH).collect();
+        if batches.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // On this session alone: a batch costs the broker little, and a sync reads offsets
+        // for days (helpers would be clients kept for as long).
+        self.connect("listing partition offsets")?;
         let mut out = BTreeMap::new();
-        for got in self.each("listing partition offsets", &batches, |batch| {
+        for got in fanout::each(&batches, fanout::IN_FLIGHT, |_, batch| {
             self.list_offsets_batch(batch, spec, read_committed)
-        })? {
+        }) {
             out.extend(got?);
         }
         Ok(out)
     }
 
-    /// `f` of every item (each one step or a few: a batch of partitions, a group), a few
-    /// at a time ([`fanout::each`]); the results in the order of `items`. The session is
-    /// connected first, once: the steps in flight neither connect each on their own nor each
-    /// say that they wait for the cluster. No item: nothing is asked.
+    /// `f` of every item (a few steps each: a group's commits read, or altered), a few at a
+    /// time ([`fanout::each`]), spread over this session and its helpers, each on its own
+    /// connection; the results in the order of `items`. `f` is given the session to ask
+    /// through. The sessions are connected first, once: the steps in flight neither
+    /// connect each on their own nor each say that they wait for the cluster. No item:
+    /// nothing is asked.
     pub fn each<T: Sync, R: Send>(
         &self,
         doing: &str,
         items: &[T],
-        f: impl Fn(&T) -> R + Sync,
+        f: impl Fn(&Admin, &T) -> R + Sync,
     ) -> anyhow::Result<Vec<R>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         self.connect(doing)?;
-        Ok(fanout::each(items, fanout::IN_FLIGHT, f))
+        let helpers = self.helpers(doing)?;
+        let sessions: Vec<&Admin> = std::iter::once(self).chain(helpers.iter()).collect();
+        Ok(fanout::each(items, fanout::IN_FLIGHT, |worker, item| {
+            f(sessions[worker % sessions.len()], item)
+        }))
     }
 
     /// [`Admin::list_offsets`] of one batch, in one step: a batch with a partition whose
@@ -716,6 +761,19 @@ impl Admin {
                 &mut maybe_created,
             )
         })
+    }
+}
+
+/// Closing a session waits for its client to close (up to 100 ms, see [`super::close`]):
+/// its helpers close at once.
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let helpers = self.take_helpers();
+        std::thread::scope(|s| {
+            for helper in helpers {
+                s.spawn(move || drop(helper));
+            }
+        });
     }
 }
 

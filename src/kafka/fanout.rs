@@ -8,28 +8,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// few enough not to flood a broker (or a coordinator) with one client's requests.
 pub const IN_FLIGHT: usize = 8;
 
-/// `f` of every item, at most `workers` at a time, each worker on a thread of its own;
-/// the results in the order of `items`, whatever order they finished in. A panic in `f`
-/// is passed on.
-pub fn each<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// `f` of every item, at most `workers` at a time, each worker on a thread of its own and
+/// `f` told which one (0..workers); the results in the order of `items`, whatever order
+/// they finished in. A panic in `f` is passed on.
+pub fn each<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
     let workers = workers.min(items.len());
     if workers <= 1 {
-        return items.iter().map(f).collect();
+        return items.iter().map(|item| f(0, item)).collect();
     }
     let next = AtomicUsize::new(0);
-    let work = || {
+    let work = |worker: usize| {
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else {
                 return done;
             };
-            done.push((i, f(item)));
+            done.push((i, f(worker, item)));
         }
     };
     let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+        let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || work(w))).collect();
         for h in handles {
             match h.join() {
                 Ok(done) => {
@@ -53,7 +57,7 @@ mod tests {
     fn results_keep_the_items_order_whatever_finishes_first() {
         let items: Vec<u64> = (0..40).collect();
         // Early items take longest: they finish last.
-        let out = each(&items, 8, |i| {
+        let out = each(&items, 8, |_, i| {
             std::thread::sleep(Duration::from_millis(40 - i));
             i * 10
         });
@@ -65,7 +69,8 @@ mod tests {
         let running = AtomicUsize::new(0);
         let most = AtomicUsize::new(0);
         let items: Vec<usize> = (0..30).collect();
-        let out = each(&items, 4, |i| {
+        let out = each(&items, 4, |w, i| {
+            assert!(w < 4, "worker {w}");
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(now, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(5));
@@ -80,12 +85,10 @@ mod tests {
     #[test]
     fn no_item_one_item_and_one_worker_run_on_the_callers_thread() {
         let caller = std::thread::current().id();
-        assert!(each(&[] as &[u8], 8, |_| 0).is_empty());
-        assert_eq!(
-            each(&[7], 8, |i| (*i, std::thread::current().id())),
-            [(7, caller)]
-        );
-        let out = each(&[1, 2, 3], 1, |i| (*i, std::thread::current().id()));
+        assert!(each(&[] as &[u8], 8, |_, _| 0).is_empty());
+        let one = each(&[7], 8, |w, i| (w, *i, std::thread::current().id()));
+        assert_eq!(one, [(0, 7, caller)]);
+        let out = each(&[1, 2, 3], 1, |_, i| (*i, std::thread::current().id()));
         assert_eq!(out, [(1, caller), (2, caller), (3, caller)]);
     }
 
@@ -93,6 +96,6 @@ mod tests {
     #[should_panic(expected = "item 3")]
     fn a_panic_in_a_worker_reaches_the_caller() {
         let items: Vec<u32> = (0..6).collect();
-        each(&items, 3, |i| assert_ne!(*i, 3, "item 3"));
+        each(&items, 3, |_, i| assert_ne!(*i, 3, "item 3"));
     }
 }

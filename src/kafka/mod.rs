@@ -121,9 +121,13 @@ pub fn close(clusters: &[&Cluster]) {
             std::mem::take(&mut s.retired).into_iter().chain(current)
         })
         .collect();
+    let helpers: Vec<Admin> = sessions.iter().flat_map(|s| s.take_helpers()).collect();
     std::thread::scope(|s| {
         for admin in sessions {
             s.spawn(move || drop(admin));
+        }
+        for helper in helpers {
+            s.spawn(move || drop(helper));
         }
     });
 }

@@ -211,9 +211,11 @@ fn final_commits(
     let admin = source.fresh_admin()?;
     let pending = pending_groups(state);
     let answers = admin
-        .each("listing committed offsets of groups", &pending, |g| {
-            admin.committed(g)
-        })
+        .each(
+            "listing committed offsets of groups",
+            &pending,
+            |session, g| session.committed(g),
+        )
         .context("reading the final committed offsets of the groups on the source")?;
     pending
         .iter()
