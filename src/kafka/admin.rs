@@ -72,6 +72,9 @@ pub struct Admin {
 /// How many sessions [`Admin::each`] adds to this one.
 const HELPERS: usize = 3;
 
+/// Groups per description when [`Admin::group_members`] spreads many over the helpers.
+const DESCRIBE_BATCH: usize = 50;
+
 /// Partitions per ListOffsets request: few enough that librdkafka's quadratic matching of
 /// the answer stays cheap, enough that 5,000 partitions take few round trips.
 const BATCH: usize = 250;
@@ -302,11 +305,31 @@ impl Admin {
         Ok(out)
     }
 
-    /// State, members and assigned topics of the given groups, in one request; right for
-    /// classic and new-protocol (KIP-848) groups alike. A group that does not exist is
-    /// "Dead" with no members. Groups whose coordinator is moving are asked again; those
-    /// already described are kept.
+    /// State, members and assigned topics of the given groups; right for classic and
+    /// new-protocol (KIP-848) groups alike. A group that does not exist is "Dead" with no
+    /// members. librdkafka asks for each group in a request of its own: more than
+    /// [`DESCRIBE_BATCH`] groups are described in batches spread over the session's helpers
+    /// ([`Admin::each`]), so that the broker serves them on several connections at once.
     pub fn group_members(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
+        if groups.len() <= DESCRIBE_BATCH {
+            return self.describe_groups(groups);
+        }
+        let batches: Vec<&[&str]> = groups.chunks(DESCRIBE_BATCH).collect();
+        let described = self.each(
+            &format!("describing {} consumer groups", groups.len()),
+            &batches,
+            |session, batch| session.describe_groups(batch),
+        )?;
+        let mut out = BTreeMap::new();
+        for got in described {
+            out.extend(got?);
+        }
+        Ok(out)
+    }
+
+    /// [`Admin::group_members`] of a few groups, in one call. Groups whose coordinator is
+    /// moving are asked again; those already described are kept.
+    fn describe_groups(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }
