@@ -351,29 +351,67 @@ pub fn commit(
     rerun: &str,
 ) -> anyhow::Result<Vec<GroupOffsets>> {
     let admin = target.admin()?;
-    let groups: Vec<(&String, &BTreeMap<Tp, i64>)> = targets.iter().collect();
+    let groups: Vec<(usize, &String, &BTreeMap<Tp, i64>)> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, (group, offsets))| (i, group, offsets))
+        .collect();
+    // Each group's line is said as soon as it and every group before it are committed:
+    // in the groups' order, whichever finished first.
+    let said = std::sync::Mutex::new(InOrder::new(groups.len()));
     let done = admin.each(
         "committing offsets of groups",
         &groups,
-        |session, (group, offsets)| {
+        |session, (i, group, offsets)| {
             let how = GroupCommit {
                 live: live.0.get(*group),
                 force,
                 rerun,
             };
-            commit_group(session, group, offsets, &how)
+            let (entry, committed) = commit_group(session, group, offsets, &how);
+            if let Ok(mut said) = said.lock() {
+                for (_, (g, n)) in said.done(*i, (group.as_str(), committed)) {
+                    if let Some(n) = n {
+                        tracing::info!(
+                            "committed offsets of group {g} on {n} partition(s) of the target"
+                        );
+                    }
+                }
+            }
+            entry
         },
     )?;
-    // Said in the groups' order, whichever was committed first.
-    for (g, committed) in &done {
-        if let Some(n) = committed {
-            tracing::info!(
-                "committed offsets of group {} on {n} partition(s) of the target",
-                g.group
-            );
+    Ok(done)
+}
+
+/// Releases results given in any order in the order of their indexes: each one once it and
+/// every one before it are in.
+#[derive(Debug)]
+struct InOrder<T> {
+    next: usize,
+    waiting: Vec<Option<T>>,
+}
+
+impl<T> InOrder<T> {
+    fn new(len: usize) -> InOrder<T> {
+        InOrder {
+            next: 0,
+            waiting: std::iter::repeat_with(|| None).take(len).collect(),
         }
     }
-    Ok(done.into_iter().map(|(g, _)| g).collect())
+
+    /// Result `i` is in: the results now released, in order, with their indexes.
+    fn done(&mut self, i: usize, value: T) -> Vec<(usize, T)> {
+        if let Some(slot) = self.waiting.get_mut(i) {
+            *slot = Some(value);
+        }
+        let mut out = Vec::new();
+        while let Some(value) = self.waiting.get_mut(self.next).and_then(Option::take) {
+            out.push((self.next, value));
+            self.next += 1;
+        }
+        out
+    }
 }
 
 /// What decides one group's commit besides its offsets.
@@ -621,6 +659,20 @@ mod tests {
         assert!(should_commit(10, Some(10), false));
         assert!(!should_commit(10, Some(11), false));
         assert!(should_commit(10, Some(11), true));
+    }
+
+    #[test]
+    fn results_are_released_in_order_as_soon_as_their_turn_comes() {
+        let mut in_order = InOrder::new(4);
+        assert!(in_order.done(2, "c").is_empty());
+        assert!(in_order.done(1, "b").is_empty());
+        assert_eq!(in_order.done(0, "a"), vec![(0, "a"), (1, "b"), (2, "c")]);
+        assert_eq!(in_order.done(3, "d"), vec![(3, "d")]);
+        // Out of range: nothing (and nothing lost of what was released).
+        assert!(in_order.done(9, "z").is_empty());
+        let mut first = InOrder::new(2);
+        assert_eq!(first.done(0, 1), vec![(0, 1)]);
+        assert_eq!(first.done(1, 2), vec![(1, 2)]);
     }
 
     #[test]
