@@ -37,6 +37,24 @@ pub struct Watermarks {
     pub stable: i64,
 }
 
+impl Watermarks {
+    pub fn ends(&self) -> Ends {
+        Ends {
+            high: self.high,
+            stable: self.stable,
+        }
+    }
+}
+
+/// Where a source partition ends now: its high watermark and last stable offset. What a
+/// live copy follows and a cutover's quiet window compares (the low watermark plays no
+/// part in either).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ends {
+    pub high: i64,
+    pub stable: i64,
+}
+
 /// A live member of a consumer group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

@@ -5,9 +5,9 @@
 //! [`crate::offsets`]; the only I/O is reading the target's state and one
 //! AlterConsumerGroupOffsets request per group.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::kafka::Cluster;
+use crate::kafka::{Admin, Cluster};
 pub use crate::ledger::{CommitOutcome, GroupOffsets};
 use crate::ledger::{PartitionState, State};
 use crate::plan::{PartitionPlan, Plan, SkipReason, Status, Tp};
@@ -85,20 +85,14 @@ pub fn final_targets(
 ) -> Result<BTreeMap<String, BTreeMap<Tp, i64>>, Vec<String>> {
     let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
     let mut problems = Vec::new();
-    let planned_at = planned_partitions(&state.plan);
+    let commits_at = final_commits_by_partition(state, finals);
     for ps in &state.partitions {
+        let Some(commits) = commits_at.get(&(ps.topic.as_str(), ps.partition)) else {
+            continue;
+        };
         let tp = Tp::new(&ps.topic, ps.partition);
-        let planned = planned_at.get(&tp);
-        for group in &state.plan.groups {
-            let g = &group.group;
-            let commit = finals.get(g).and_then(|c| c.get(&tp)).copied().or_else(|| {
-                let earliest =
-                    state.plan.uncommitted_partitions == crate::config::UncommittedPolicy::Earliest;
-                planned
-                    .filter(|p| earliest && p.uncommitted_groups.contains(g))
-                    .map(|_| ps.start)
-            });
-            let Some(commit) = commit else { continue };
+        let target_tp = ps.target_tp();
+        for &(g, commit) in commits {
             match crate::offsets::translate_one(
                 &ps.map,
                 (ps.start, ps.end),
@@ -107,7 +101,11 @@ pub fn final_targets(
                 commit.max(ps.start),
             ) {
                 Ok(t) => {
-                    out.entry(g.clone()).or_default().insert(ps.target_tp(), t);
+                    let group = match out.get_mut(g) {
+                        Some(group) => group,
+                        None => out.entry(g.to_string()).or_default(),
+                    };
+                    group.insert(target_tp.clone(), t);
                 }
                 Err(why) => problems.push(format!("group {g} at {tp} offset {commit}: {why}")),
             }
@@ -118,6 +116,66 @@ pub fn final_targets(
     } else {
         Err(problems)
     }
+}
+
+/// Per copied partition, the commit each planned group resumes from, in the plan's order
+/// of groups: its final commit (`finals`), or, for a group that never committed the
+/// partition, the copy's start under `uncommitted_partitions = "earliest"`. One pass over
+/// the commits, rather than a look-up of every group in every partition (a million at
+/// 5,000 partitions and 200 groups). Keyed by (topic, partition).
+fn final_commits_by_partition<'a>(
+    state: &'a State,
+    finals: &'a BTreeMap<String, BTreeMap<Tp, i64>>,
+) -> HashMap<(&'a str, i32), Vec<(&'a str, i64)>> {
+    let order: HashMap<&str, usize> = state
+        .plan
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.group.as_str(), i))
+        .collect();
+    let mut at: HashMap<(&str, i32), Vec<(usize, i64)>> = HashMap::new();
+    for (g, commits) in finals {
+        let Some(&i) = order.get(g.as_str()) else {
+            continue;
+        };
+        for (tp, commit) in commits {
+            let key = (tp.topic.as_str(), tp.partition);
+            at.entry(key).or_default().push((i, *commit));
+        }
+    }
+    if state.plan.uncommitted_partitions == crate::config::UncommittedPolicy::Earliest {
+        let starts: HashMap<(&str, i32), i64> = state
+            .partitions
+            .iter()
+            .map(|ps| ((ps.topic.as_str(), ps.partition), ps.start))
+            .collect();
+        for p in &state.plan.partitions {
+            let key = (p.topic.as_str(), p.partition);
+            let Some(&start) = starts.get(&key) else {
+                continue;
+            };
+            let commits = at.entry(key).or_default();
+            for g in &p.uncommitted_groups {
+                let Some(&i) = order.get(g.as_str()) else {
+                    continue;
+                };
+                if !commits.iter().any(|(j, _)| *j == i) {
+                    commits.push((i, start));
+                }
+            }
+        }
+    }
+    at.into_iter()
+        .map(|(tp, mut commits)| {
+            commits.sort_unstable();
+            let named = commits
+                .into_iter()
+                .map(|(i, c)| (state.plan.groups[i].group.as_str(), c))
+                .collect();
+            (tp, named)
+        })
+        .collect()
 }
 
 /// A group's commit read after a `run`'s copy that lies past what was copied: it consumed
@@ -201,22 +259,24 @@ pub fn uncovered_commits(
     state: &State,
     finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
 ) -> Vec<(String, Tp)> {
-    let copied: BTreeSet<Tp> = state
+    // Considered and not copied; looked up by (topic, partition) for every final commit.
+    let copied: HashSet<(&str, i32)> = state
         .partitions
         .iter()
-        .map(|p| Tp::new(&p.topic, p.partition))
+        .map(|p| (p.topic.as_str(), p.partition))
         .collect();
-    let considered: BTreeSet<Tp> = state
+    let uncovered: HashSet<(&str, i32)> = state
         .plan
         .partitions
         .iter()
         .filter(|p| !p.left_out())
-        .map(|p| p.tp())
+        .map(|p| (p.topic.as_str(), p.partition))
+        .filter(|tp| !copied.contains(tp))
         .collect();
     finals
         .iter()
         .flat_map(|(g, commits)| commits.keys().map(move |tp| (g, tp)))
-        .filter(|(_, tp)| considered.contains(*tp) && !copied.contains(*tp))
+        .filter(|(_, tp)| uncovered.contains(&(tp.topic.as_str(), tp.partition)))
         .map(|(g, tp)| (g.clone(), tp.clone()))
         .collect()
 }
@@ -258,19 +318,16 @@ pub fn should_commit(translated: i64, existing: Option<i64>, force: bool) -> boo
     }
 }
 
-/// Commits each group's translated offsets on the target. Groups with members on the
-/// target are refused; the others proceed. Returns one entry per group. `rerun` is the
-/// command a refused group's message says to run again (e.g. "kmigrate run").
-pub fn commit(
-    target: &Cluster,
-    targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
-    force: bool,
-    rerun: &str,
-) -> anyhow::Result<Vec<GroupOffsets>> {
-    let admin = target.admin()?;
-    let names: Vec<&str> = targets.keys().map(String::as_str).collect();
-    let live: BTreeMap<String, (String, Vec<String>)> = admin
-        .group_members(&names)?
+/// The groups that have members on the target, with their state and hosts: their offsets
+/// are not committed (the broker would refuse them too; this says why and where).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveOnTarget(BTreeMap<String, (String, Vec<String>)>);
+
+/// Describes `groups` on the target: which of them have members there.
+pub fn live_on_target(target: &Cluster, groups: &[&str]) -> anyhow::Result<LiveOnTarget> {
+    let live = target
+        .admin()?
+        .group_members(groups)?
         .into_iter()
         .filter(|(_, g)| !g.state.is_inactive())
         .map(|(name, g)| {
@@ -278,72 +335,171 @@ pub fn commit(
             (name, (g.state.to_string(), hosts.into_iter().collect()))
         })
         .collect();
-    let mut out = Vec::new();
-    for (group, offsets) in targets {
-        let list: Vec<(String, i32, i64)> = offsets
-            .iter()
-            .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
-            .collect();
-        if let Some((state, hosts)) = live.get(group) {
-            out.push(GroupOffsets {
-                group: group.clone(),
-                offsets: list,
-                outcome: CommitOutcome::Refused(format!(
-                    "the group is {state} on the target with members on {}: stop them, then run \
-                     `{rerun}` again to commit its offsets",
-                    hosts.join(", ")
-                )),
-            });
-            continue;
-        }
-        let existing = match admin.committed(group) {
-            Ok(e) => e,
-            Err(e) => {
-                out.push(GroupOffsets {
-                    group: group.clone(),
-                    offsets: list,
-                    outcome: CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
-                });
-                continue;
-            }
-        };
-        let mut kept = Vec::new();
-        let mut to_commit = Vec::new();
-        for (topic, partition, offset) in &list {
-            let tp = Tp::new(topic, *partition);
-            let current = existing.get(&tp).copied();
-            if should_commit(*offset, current, force) {
-                to_commit.push((topic.clone(), *partition, *offset));
-            } else {
-                kept.push(format!(
-                    "{tp} kept at {} (translated {offset})",
-                    current.unwrap_or_default()
-                ));
-            }
-        }
-        // One group's failure (e.g. its consumers started between the check and the commit)
-        // must not keep the others from their offsets: it is reported and retried by a rerun.
-        let outcome = match admin.alter_group_offsets(group, &to_commit) {
-            Err(e) => CommitOutcome::Refused(format!("{e:#}; run `{rerun}` again to retry")),
-            Ok(()) => {
-                tracing::info!(
-                    "committed offsets of group {group} on {} partition(s) of the target",
-                    to_commit.len()
-                );
-                if kept.is_empty() {
-                    CommitOutcome::Committed
-                } else {
-                    CommitOutcome::KeptAhead(kept)
+    tracing::debug!("groups described on the target");
+    Ok(LiveOnTarget(live))
+}
+
+/// Commits each group's translated offsets on the target. Groups with members on the
+/// target (`live`, described just before) are refused; the others proceed, a few at a
+/// time ([`Admin::each`]). Returns one entry per group, in the order of `targets`. `rerun`
+/// is the command a refused group's message says to run again (e.g. "kmigrate run").
+pub fn commit(
+    target: &Cluster,
+    targets: &BTreeMap<String, BTreeMap<Tp, i64>>,
+    live: &LiveOnTarget,
+    force: bool,
+    rerun: &str,
+) -> anyhow::Result<Vec<GroupOffsets>> {
+    let admin = target.admin()?;
+    let groups: Vec<(usize, &String, &BTreeMap<Tp, i64>)> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, (group, offsets))| (i, group, offsets))
+        .collect();
+    // Each group's line is said as soon as it and every group before it are committed:
+    // in the groups' order, whichever finished first.
+    let said = std::sync::Mutex::new(InOrder::new(groups.len()));
+    let done = admin.each(
+        "committing offsets of groups",
+        &groups,
+        |session, (i, group, offsets)| {
+            let how = GroupCommit {
+                live: live.0.get(*group),
+                force,
+                rerun,
+            };
+            let (entry, committed) = commit_group(session, group, offsets, &how);
+            if let Ok(mut said) = said.lock() {
+                for (_, (g, n)) in said.done(*i, (group.as_str(), committed)) {
+                    if let Some(n) = n {
+                        tracing::info!(
+                            "committed offsets of group {g} on {n} partition(s) of the target"
+                        );
+                    }
                 }
             }
-        };
-        out.push(GroupOffsets {
-            group: group.clone(),
-            offsets: list,
-            outcome,
-        });
+            entry
+        },
+    )?;
+    Ok(done)
+}
+
+/// Releases results given in any order in the order of their indexes: each one once it and
+/// every one before it are in.
+#[derive(Debug)]
+struct InOrder<T> {
+    next: usize,
+    waiting: Vec<Option<T>>,
+}
+
+impl<T> InOrder<T> {
+    fn new(len: usize) -> InOrder<T> {
+        InOrder {
+            next: 0,
+            waiting: std::iter::repeat_with(|| None).take(len).collect(),
+        }
     }
-    Ok(out)
+
+    /// Result `i` is in: the results now released, in order, with their indexes.
+    fn done(&mut self, i: usize, value: T) -> Vec<(usize, T)> {
+        if let Some(slot) = self.waiting.get_mut(i) {
+            *slot = Some(value);
+        }
+        let mut out = Vec::new();
+        while let Some(value) = self.waiting.get_mut(self.next).and_then(Option::take) {
+            out.push((self.next, value));
+            self.next += 1;
+        }
+        out
+    }
+}
+
+/// What decides one group's commit besides its offsets.
+struct GroupCommit<'a> {
+    /// The group's state and hosts on the target when it has members there.
+    live: Option<&'a (String, Vec<String>)>,
+    force: bool,
+    rerun: &'a str,
+}
+
+/// Commits one group's offsets on the target, unless it has members there: moving none of
+/// its offsets backwards (unless forced). Returns its entry, and how many partitions were
+/// committed (`None` when it was refused). One group's failure (e.g. its consumers started
+/// between the check and the commit) must not keep the others from their offsets: it is
+/// reported and retried by a rerun.
+fn commit_group(
+    admin: &Admin,
+    group: &str,
+    offsets: &BTreeMap<Tp, i64>,
+    how: &GroupCommit,
+) -> (GroupOffsets, Option<usize>) {
+    let list: Vec<(String, i32, i64)> = offsets
+        .iter()
+        .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+        .collect();
+    let (outcome, committed) = match how.live {
+        Some((state, hosts)) => (
+            CommitOutcome::Refused(format!(
+                "the group is {state} on the target with members on {}: stop them, then run \
+                 `{}` again to commit its offsets",
+                hosts.join(", "),
+                how.rerun
+            )),
+            None,
+        ),
+        None => match commit_offsets(admin, group, offsets, how.force) {
+            Ok((n, kept)) if kept.is_empty() => (CommitOutcome::Committed, Some(n)),
+            Ok((n, kept)) => (CommitOutcome::KeptAhead(kept), Some(n)),
+            Err(e) => (
+                CommitOutcome::Refused(format!("{e:#}; run `{}` again to retry", how.rerun)),
+                None,
+            ),
+        },
+    };
+    let entry = GroupOffsets {
+        group: group.to_string(),
+        offsets: list,
+        outcome,
+    };
+    (entry, committed)
+}
+
+/// Reads a group's commits on the target and commits its translated `offsets` over them,
+/// none moved backwards unless `force`: how many partitions were committed, and a line
+/// for each one kept ahead.
+fn commit_offsets(
+    admin: &Admin,
+    group: &str,
+    offsets: &BTreeMap<Tp, i64>,
+    force: bool,
+) -> anyhow::Result<(usize, Vec<String>)> {
+    let existing = admin.committed(group)?;
+    let (to_commit, kept) = ahead_kept(offsets, &existing, force);
+    admin.alter_group_offsets(group, &to_commit)?;
+    Ok((to_commit.len(), kept))
+}
+
+/// Of a group's translated `offsets`, those to commit over its `existing` commits on the
+/// target (see [`should_commit`]), and a line for each one kept ahead.
+fn ahead_kept(
+    offsets: &BTreeMap<Tp, i64>,
+    existing: &BTreeMap<Tp, i64>,
+    force: bool,
+) -> (Vec<(String, i32, i64)>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut to_commit = Vec::new();
+    for (tp, offset) in offsets {
+        let current = existing.get(tp).copied();
+        if should_commit(*offset, current, force) {
+            to_commit.push((tp.topic.clone(), tp.partition, *offset));
+        } else {
+            kept.push(format!(
+                "{tp} kept at {} (translated {offset})",
+                current.unwrap_or_default()
+            ));
+        }
+    }
+    (to_commit, kept)
 }
 
 #[cfg(test)]
@@ -359,14 +515,10 @@ mod tests {
     fn copied_live_state(gaps: &[bool]) -> (State, Vec<(i64, i64)>) {
         let plan = crate::plan::live::tests::live_plan();
         let mut state = State::new(&plan, 0);
-        let now: BTreeMap<Tp, crate::plan::Watermarks> = [(1, 44)]
+        let now: BTreeMap<Tp, crate::model::Ends> = [(1, 44)]
             .into_iter()
             .map(|(p, s)| {
-                let w = crate::plan::Watermarks {
-                    low: 0,
-                    high: s,
-                    stable: s,
-                };
+                let w = crate::model::Ends { high: s, stable: s };
                 (Tp::new("t", p), w)
             })
             .collect();
@@ -507,6 +659,134 @@ mod tests {
         assert!(should_commit(10, Some(10), false));
         assert!(!should_commit(10, Some(11), false));
         assert!(should_commit(10, Some(11), true));
+    }
+
+    #[test]
+    fn results_are_released_in_order_as_soon_as_their_turn_comes() {
+        let mut in_order = InOrder::new(4);
+        assert!(in_order.done(2, "c").is_empty());
+        assert!(in_order.done(1, "b").is_empty());
+        assert_eq!(in_order.done(0, "a"), vec![(0, "a"), (1, "b"), (2, "c")]);
+        assert_eq!(in_order.done(3, "d"), vec![(3, "d")]);
+        // Out of range: nothing (and nothing lost of what was released).
+        assert!(in_order.done(9, "z").is_empty());
+        let mut first = InOrder::new(2);
+        assert_eq!(first.done(0, 1), vec![(0, 1)]);
+        assert_eq!(first.done(1, 2), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn commits_over_the_targets_keep_those_ahead_and_name_them() {
+        let offsets: BTreeMap<Tp, i64> = [(0, 10), (1, 20), (2, 30)]
+            .into_iter()
+            .map(|(p, o)| (Tp::new("t", p), o))
+            .collect();
+        let existing: BTreeMap<Tp, i64> = [(0, 4), (1, 25)]
+            .into_iter()
+            .map(|(p, o)| (Tp::new("t", p), o))
+            .collect();
+        let (to_commit, kept) = ahead_kept(&offsets, &existing, false);
+        let t = |p, o| ("t".to_string(), p, o);
+        assert_eq!(to_commit, vec![t(0, 10), t(2, 30)]);
+        assert_eq!(kept, vec!["t/1 kept at 25 (translated 20)".to_string()]);
+        let (to_commit, kept) = ahead_kept(&offsets, &existing, true);
+        assert_eq!(to_commit, vec![t(0, 10), t(1, 20), t(2, 30)]);
+        assert!(kept.is_empty());
+    }
+
+    /// [`final_targets`] as its rule reads: every copied partition, every planned group,
+    /// its final commit or (under "earliest", for a group that never committed it) the
+    /// copy's start.
+    fn final_targets_by_the_rule(
+        state: &State,
+        finals: &BTreeMap<String, BTreeMap<Tp, i64>>,
+    ) -> Result<BTreeMap<String, BTreeMap<Tp, i64>>, Vec<String>> {
+        let mut out: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        let earliest = state.plan.uncommitted_partitions == UncommittedPolicy::Earliest;
+        for ps in &state.partitions {
+            let tp = Tp::new(&ps.topic, ps.partition);
+            let planned = state.plan.partitions.iter().find(|p| p.tp() == tp);
+            for group in &state.plan.groups {
+                let g = &group.group;
+                let commit = finals.get(g).and_then(|c| c.get(&tp)).copied().or_else(|| {
+                    planned
+                        .filter(|p| earliest && p.uncommitted_groups.contains(g))
+                        .map(|_| ps.start)
+                });
+                let Some(commit) = commit else { continue };
+                match crate::offsets::translate_one(
+                    &ps.map,
+                    (ps.start, ps.end),
+                    ps.next_target(),
+                    ps.progress.done,
+                    commit.max(ps.start),
+                ) {
+                    Ok(t) => {
+                        out.entry(g.clone()).or_default().insert(ps.target_tp(), t);
+                    }
+                    Err(why) => problems.push(format!("group {g} at {tp} offset {commit}: {why}")),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
+        }
+    }
+
+    proptest::proptest! {
+        /// Many groups, each with or without a final commit on each partition (some past
+        /// the copy, some of groups the plan does not have), some consuming a partition
+        /// they never committed: the same offsets, and the same problems in the same
+        /// order, as the rule over every (partition, group).
+        #[test]
+        fn final_targets_are_the_rule_over_every_partition_and_group(
+            commits in proptest::collection::vec(
+                proptest::collection::vec(proptest::option::of(0i64..60), 3),
+                1..6,
+            ),
+            uncommitted in proptest::collection::vec(proptest::collection::vec(0usize..6, 0..4), 3),
+            earliest in proptest::prelude::any::<bool>(),
+            stranger in proptest::option::of(0i64..60),
+        ) {
+            let (mut state, _) = copied_live_state(&[]);
+            let template = state.plan.groups[0].clone();
+            let names: Vec<String> = (0..commits.len()).map(|i| format!("g{i}")).collect();
+            state.plan.groups = names
+                .iter()
+                .rev()
+                .map(|n| crate::plan::GroupPlan { group: n.clone(), ..template.clone() })
+                .collect();
+            state.plan.uncommitted_partitions = if earliest {
+                UncommittedPolicy::Earliest
+            } else {
+                UncommittedPolicy::Skip
+            };
+            for (p, groups) in state.plan.partitions.iter_mut().zip(&uncommitted) {
+                p.uncommitted_groups = groups
+                    .iter()
+                    .filter_map(|i| names.get(*i).cloned())
+                    .collect();
+            }
+            let mut finals: BTreeMap<String, BTreeMap<Tp, i64>> = BTreeMap::new();
+            for (name, theirs) in names.iter().zip(&commits) {
+                let c = finals.entry(name.clone()).or_default();
+                for (p, commit) in theirs.iter().enumerate() {
+                    if let Some(o) = commit {
+                        c.insert(Tp::new("t", p as i32), *o);
+                    }
+                }
+            }
+            if let Some(o) = stranger {
+                finals.entry("not-planned".into()).or_default().insert(Tp::new("t", 0), o);
+            }
+            proptest::prop_assert_eq!(
+                final_targets(&state, &finals),
+                final_targets_by_the_rule(&state, &finals)
+            );
+        }
     }
 
     /// The plan of [`snapshot`], groups' uncommitted partitions skipped.

@@ -28,6 +28,7 @@ pub fn execute(cfg: &Config, clusters: Clusters, args: &CutoverArgs) -> anyhow::
         report::note(texts::CUTOVER_WITHOUT_SYNC);
         return migrate_fixed(cfg, clusters, args);
     };
+    tracing::debug!(ms = started.elapsed().as_millis(), "state file read");
     guards::resumable_live(cfg, &ledger, true)?;
     let of_run = !ledger.state.plan.live;
     report::note(&texts::cutting_over(of_run, &ledger));
@@ -40,7 +41,10 @@ pub fn execute(cfg: &Config, clusters: Clusters, args: &CutoverArgs) -> anyhow::
         report::note(texts::CUTOVER_INTERRUPTED_WAITING);
         return Ok(Outcome::Interrupted);
     };
-    tracing::debug!("the source is still: groups empty, offsets quiet");
+    tracing::debug!(
+        ms = started.elapsed().as_millis(),
+        "the source is still: groups empty, offsets quiet"
+    );
     let mut sink = report::copy_progress(ProgressMode::Auto);
     let (ended, snap) = extend_and_copy(&m, &mut ledger, &last, sink.as_mut())?;
     if ended == Ended::Interrupted || m.stopped() {

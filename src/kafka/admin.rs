@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -18,9 +19,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use super::context::Ctx;
 use super::endpoint::Endpoint;
 use super::error::{self, Code, KafkaError, representative};
+use super::fanout;
 use super::ffi::{self, OffsetSpec};
 use super::retry::{self, GaveUp, Policy};
-use crate::model::{GroupState, Member, Tp, Watermarks};
+use crate::model::{Ends, GroupState, Member, Tp, Watermarks};
 
 /// A consumer group as listed by the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,14 +54,30 @@ pub struct GroupMembers {
 /// (librdkafka's admin calls work on any client), because polling it also delivers the
 /// client's log and error events: that is how a timeout learns it was "connection refused"
 /// or "authentication failed". rdkafka's `AdminClient` is kept for the calls it wraps
-/// (configs, topic creation).
+/// (configs, topic creation), made when one of them is first asked for: it is a client of
+/// its own (connections, threads), and dropping it waits for its polling thread (up to
+/// 100 ms), which commands that never use it (a cutover) should not pay.
 pub struct Admin {
     cluster: Endpoint,
     client: BaseConsumer<Ctx>,
-    admin: AdminClient<Ctx>,
+    admin: OnceLock<AdminClient<Ctx>>,
     /// Set once a request got an answer: the connection is up and authenticated.
     connected: AtomicBool,
+    /// Sessions of their own that [`Admin::each`] spreads its steps over, made on its first
+    /// call: a broker serves one request of a connection at a time, so steps in flight on
+    /// one client still wait for each other there.
+    helpers: Mutex<Option<Arc<Vec<Admin>>>>,
 }
+
+/// How many sessions [`Admin::each`] adds to this one.
+const HELPERS: usize = 3;
+
+/// Groups per description when [`Admin::group_members`] spreads many over the helpers.
+const DESCRIBE_BATCH: usize = 50;
+
+/// Partitions per ListOffsets request: few enough that librdkafka's quadratic matching of
+/// the answer stays cheap, enough that 5,000 partitions take few round trips.
+const BATCH: usize = 250;
 
 /// The group id of the admin session's client, which never joins it. librdkafka (2.12,
 /// confluentinc/librdkafka#5040) dereferences the client's consumer group when a
@@ -71,13 +89,49 @@ pub const SESSION_GROUP: &str = "kmigrate-admin-session";
 
 impl Admin {
     pub(super) fn new(cluster: &Endpoint) -> anyhow::Result<Admin> {
-        let config = cluster.client_config();
         Ok(Admin {
             cluster: cluster.clone(),
             client: session_client(cluster)?,
-            admin: cluster.create(&config, "admin client")?,
+            admin: OnceLock::new(),
             connected: AtomicBool::new(false),
+            helpers: Mutex::new(None),
         })
+    }
+
+    /// This session's helpers ([`Admin::each`]), made (and connected) at once on first use.
+    fn helpers(&self, doing: &str) -> anyhow::Result<Arc<Vec<Admin>>> {
+        if let Some(helpers) = self.helpers.lock().ok().and_then(|h| h.clone()) {
+            return Ok(helpers);
+        }
+        let made = fanout::each(&[(); HELPERS], HELPERS, |_, _| {
+            let helper = Admin::new(&self.cluster)?;
+            helper.connect(doing)?;
+            Ok(helper)
+        });
+        let made = Arc::new(made.into_iter().collect::<anyhow::Result<Vec<Admin>>>()?);
+        if let Ok(mut slot) = self.helpers.lock() {
+            *slot = Some(Arc::clone(&made));
+        }
+        Ok(made)
+    }
+
+    /// This session's helpers, taken out to be closed with it (see [`super::close`]).
+    pub(super) fn take_helpers(&self) -> Vec<Admin> {
+        let taken = self.helpers.lock().ok().and_then(|mut h| h.take());
+        taken
+            .and_then(|h| Arc::try_unwrap(h).ok())
+            .unwrap_or_default()
+    }
+
+    /// rdkafka's `AdminClient` of this session, made on first use.
+    fn admin_client(&self) -> anyhow::Result<&AdminClient<Ctx>> {
+        if let Some(admin) = self.admin.get() {
+            return Ok(admin);
+        }
+        let made = self
+            .cluster
+            .create(&self.cluster.client_config(), "admin client")?;
+        Ok(self.admin.get_or_init(|| made))
     }
 
     /// Waits until the cluster answers, failing at once when it refuses the credentials.
@@ -251,11 +305,31 @@ impl Admin {
         Ok(out)
     }
 
-    /// State, members and assigned topics of the given groups, in one request; right for
-    /// classic and new-protocol (KIP-848) groups alike. A group that does not exist is
-    /// "Dead" with no members. Groups whose coordinator is moving are asked again; those
-    /// already described are kept.
+    /// State, members and assigned topics of the given groups; right for classic and
+    /// new-protocol (KIP-848) groups alike. A group that does not exist is "Dead" with no
+    /// members. librdkafka asks for each group in a request of its own: more than
+    /// [`DESCRIBE_BATCH`] groups are described in batches spread over the session's helpers
+    /// ([`Admin::each`]), so that the broker serves them on several connections at once.
     pub fn group_members(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
+        if groups.len() <= DESCRIBE_BATCH {
+            return self.describe_groups(groups);
+        }
+        let batches: Vec<&[&str]> = groups.chunks(DESCRIBE_BATCH).collect();
+        let described = self.each(
+            &format!("describing {} consumer groups", groups.len()),
+            &batches,
+            |session, batch| session.describe_groups(batch),
+        )?;
+        let mut out = BTreeMap::new();
+        for got in described {
+            out.extend(got?);
+        }
+        Ok(out)
+    }
+
+    /// [`Admin::group_members`] of a few groups, in one call. Groups whose coordinator is
+    /// moving are asked again; those already described are kept.
+    fn describe_groups(&self, groups: &[&str]) -> anyhow::Result<BTreeMap<String, GroupMembers>> {
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -341,38 +415,82 @@ impl Admin {
         })
     }
 
-    /// Offsets of many partitions. Sent in batches: librdkafka matches a ListOffsets
-    /// response to its request with a nested loop, so one request for thousands of
-    /// partitions costs quadratic time (450 ms at 5,000 partitions, 19 ms at 1,000).
-    /// A batch with a partition whose leader is moving (or not elected yet, for a topic
-    /// just created) is sent again.
+    /// Offsets of many partitions. Sent in batches, a few in flight at once: librdkafka
+    /// matches a ListOffsets response to its request with a nested loop, so one request for
+    /// thousands of partitions costs quadratic time (450 ms at 5,000 partitions, 19 ms at
+    /// 1,000), and batches that follow each other cost a round trip each.
     fn list_offsets(
         &self,
         tps: &[Tp],
         spec: OffsetSpec,
         read_committed: bool,
     ) -> anyhow::Result<BTreeMap<Tp, i64>> {
-        const BATCH: usize = 1000;
+        let batches: Vec<&[Tp]> = tps.chunks(BATCH).collect();
+        if batches.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // On this session alone: a batch costs the broker little, and a sync reads offsets
+        // for days (helpers would be clients kept for as long).
+        self.connect("listing partition offsets")?;
         let mut out = BTreeMap::new();
-        for chunk in tps.chunks(BATCH) {
-            let parts: Vec<(String, i32)> = chunk
-                .iter()
-                .map(|t| (t.topic.clone(), t.partition))
-                .collect();
-            let mut again = false;
-            let got = self.step("listing partition offsets", |left| {
-                // The session's cached leaders (and their epochs) may predate a leader's
-                // restart (FENCED_LEADER_EPOCH): a retry asks for the metadata again first.
-                if std::mem::replace(&mut again, true) {
-                    self.refresh_metadata(chunk);
-                }
-                ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
-                    .map_err(leaderless_is_retriable)
-                    .and_then(answered)
-            })?;
-            out.extend(got.into_iter().map(|((t, p), o)| (Tp::new(t, p), o)));
+        for got in fanout::each(&batches, fanout::IN_FLIGHT, |_, batch| {
+            self.list_offsets_batch(batch, spec, read_committed)
+        }) {
+            out.extend(got?);
         }
         Ok(out)
+    }
+
+    /// `f` of every item (a few steps each: a group's commits read, or altered), a few at a
+    /// time ([`fanout::each`]), spread over this session and its helpers, each on its own
+    /// connection; the results in the order of `items`. `f` is given the session to ask
+    /// through. The sessions are connected first, once: the steps in flight neither
+    /// connect each on their own nor each say that they wait for the cluster. No item:
+    /// nothing is asked.
+    pub fn each<T: Sync, R: Send>(
+        &self,
+        doing: &str,
+        items: &[T],
+        f: impl Fn(&Admin, &T) -> R + Sync,
+    ) -> anyhow::Result<Vec<R>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.connect(doing)?;
+        let helpers = self.helpers(doing)?;
+        let sessions: Vec<&Admin> = std::iter::once(self).chain(helpers.iter()).collect();
+        Ok(fanout::each(items, fanout::IN_FLIGHT, |worker, item| {
+            f(sessions[worker % sessions.len()], item)
+        }))
+    }
+
+    /// [`Admin::list_offsets`] of one batch, in one step: a batch with a partition whose
+    /// leader is moving (or not elected yet, for a topic just created) is sent again.
+    fn list_offsets_batch(
+        &self,
+        batch: &[Tp],
+        spec: OffsetSpec,
+        read_committed: bool,
+    ) -> anyhow::Result<Vec<(Tp, i64)>> {
+        let parts: Vec<(String, i32)> = batch
+            .iter()
+            .map(|t| (t.topic.clone(), t.partition))
+            .collect();
+        let mut again = false;
+        let got = self.step("listing partition offsets", |left| {
+            // The session's cached leaders (and their epochs) may predate a leader's
+            // restart (FENCED_LEADER_EPOCH): a retry asks for the metadata again first.
+            if std::mem::replace(&mut again, true) {
+                self.refresh_metadata(batch);
+            }
+            ffi::list_offsets(self.client.client(), &parts, spec, read_committed, left)
+                .map_err(leaderless_is_retriable)
+                .and_then(answered)
+        })?;
+        Ok(got
+            .into_iter()
+            .map(|((t, p), o)| (Tp::new(t, p), o))
+            .collect())
     }
 
     /// Reads the metadata of the topics of `tps` again, which refreshes the session's view of
@@ -391,31 +509,58 @@ impl Admin {
         }
     }
 
-    /// Low watermark, high watermark and last stable offset of every partition: three
-    /// batched requests whatever the partition count. The last stable offset is read before
-    /// the high watermark: both only grow, so the result never has stable > high.
+    /// Low watermark, high watermark and last stable offset of every partition: the low
+    /// watermark, then [`Admin::ends`].
     pub fn watermarks(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
         let low = self.list_offsets(tps, OffsetSpec::Earliest, false)?;
+        let ends = self.ends(tps)?;
+        let mut out = BTreeMap::new();
+        for (tp, e) in ends {
+            let Some(l) = low.get(&tp) else {
+                return Err(self.no_offsets(&tp));
+            };
+            let w = Watermarks {
+                low: *l,
+                high: e.high,
+                stable: e.stable,
+            };
+            out.insert(tp, w);
+        }
+        Ok(out)
+    }
+
+    /// High watermark and last stable offset of every partition. The last stable offset is
+    /// read before the high watermark: both only grow, so the result never has
+    /// stable > high.
+    pub fn ends(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Ends>> {
         let stable = self.list_offsets(tps, OffsetSpec::Latest, true)?;
         let high = self.list_offsets(tps, OffsetSpec::Latest, false)?;
         let mut out = BTreeMap::new();
         for tp in tps {
-            let (Some(l), Some(h), Some(s)) = (low.get(tp), high.get(tp), stable.get(tp)) else {
-                return Err(anyhow!(
-                    "listing partition offsets on the {} failed: it returned no offsets for {tp}",
-                    self.cluster.describe()
-                ));
+            let (Some(h), Some(s)) = (high.get(tp), stable.get(tp)) else {
+                return Err(self.no_offsets(tp));
             };
             out.insert(
                 tp.clone(),
-                Watermarks {
-                    low: *l,
+                Ends {
                     high: *h,
                     stable: *s,
                 },
             );
         }
         Ok(out)
+    }
+
+    fn no_offsets(&self, tp: &Tp) -> anyhow::Error {
+        anyhow!(
+            "listing partition offsets on the {} failed: it returned no offsets for {tp}",
+            self.cluster.describe()
+        )
+    }
+
+    /// The high watermark of every partition.
+    pub fn highs(&self, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        self.list_offsets(tps, OffsetSpec::Latest, false)
     }
 
     /// (low, high) of every partition: two batched requests.
@@ -474,9 +619,10 @@ impl Admin {
         }
         let specs: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let admin = self.admin_client()?;
         self.step("describing topic configs", |left| {
             let opts = AdminOptions::new().request_timeout(Some(left));
-            let results = futures_executor::block_on(self.admin.describe_configs(&specs, &opts))
+            let results = futures_executor::block_on(admin.describe_configs(&specs, &opts))
                 .map_err(|e| rd_error(e, "DescribeConfigs"))?;
             let mut out = Vec::with_capacity(topics.len());
             let mut failed = Vec::new();
@@ -537,6 +683,7 @@ impl Admin {
         }
         let mut pending: BTreeSet<&str> = wanted.iter().map(|(t, _)| t.as_str()).collect();
         let mut maybe_done: BTreeSet<String> = BTreeSet::new();
+        let admin = self.admin_client()?;
         self.step("adding partitions to topics", |left| {
             let new: Vec<NewPartitions<'_>> = wanted
                 .iter()
@@ -546,7 +693,7 @@ impl Admin {
             let opts = AdminOptions::new()
                 .request_timeout(Some(left))
                 .operation_timeout(Some(left));
-            let answer = futures_executor::block_on(self.admin.create_partitions(&new, &opts));
+            let answer = futures_executor::block_on(admin.create_partitions(&new, &opts));
             settle(
                 ("CreatePartitions", Code::INVALID_PARTITIONS),
                 answer,
@@ -571,9 +718,10 @@ impl Admin {
                 .ok_or_else(|| anyhow!("the cluster's metadata lists no broker"))
         })?;
         let spec = [ResourceSpecifier::Broker(broker)];
+        let admin = self.admin_client()?;
         let config = self.step(doing, |left| {
             let opts = AdminOptions::new().request_timeout(Some(left));
-            let answer = futures_executor::block_on(self.admin.describe_configs(&spec, &opts))
+            let answer = futures_executor::block_on(admin.describe_configs(&spec, &opts))
                 .map_err(|e| rd_error(e, "DescribeConfigs"))?;
             match answer.into_iter().next() {
                 Some(Ok(config)) => Ok(config),
@@ -613,6 +761,7 @@ impl Admin {
         // without kmigrate hearing back (a timeout, a broken connection).
         let mut pending: BTreeSet<&str> = topics.iter().map(|(n, _, _)| n.as_str()).collect();
         let mut maybe_created: BTreeSet<String> = BTreeSet::new();
+        let admin = self.admin_client()?;
         self.step("creating topics", |left| {
             let new: Vec<NewTopic<'_>> = topics
                 .iter()
@@ -627,7 +776,7 @@ impl Admin {
             let opts = AdminOptions::new()
                 .request_timeout(Some(left))
                 .operation_timeout(Some(left));
-            let answer = futures_executor::block_on(self.admin.create_topics(&new, &opts));
+            let answer = futures_executor::block_on(admin.create_topics(&new, &opts));
             settle(
                 ("CreateTopics", Code::TOPIC_ALREADY_EXISTS),
                 answer,
@@ -635,6 +784,19 @@ impl Admin {
                 &mut maybe_created,
             )
         })
+    }
+}
+
+/// Closing a session waits for its client to close (up to 100 ms, see [`super::close`]):
+/// its helpers close at once.
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let helpers = self.take_helpers();
+        std::thread::scope(|s| {
+            for helper in helpers {
+                s.spawn(move || drop(helper));
+            }
+        });
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`endpoint`]: building clients from the configuration; [`context`]: their context;
 //! - [`error`]: Kafka errors by code (retriable, refusal, other) and the typed error;
 //! - [`retry`]: retrying an admin step through a failover, within the timeout;
+//! - [`fanout`]: many admin steps at once (batches of partitions, groups), a few in flight;
 //! - [`admin`]: groups, committed offsets, watermarks, topics (metadata, configs, creation);
 //! - [`ffi`]: librdkafka admin calls that rdkafka's safe API lacks;
 //! - [`reader`]: reading partition ranges (copy and verify);
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod context;
 pub mod endpoint;
 pub mod error;
+mod fanout;
 pub mod ffi;
 pub mod reader;
 pub mod repeats;
@@ -38,7 +40,17 @@ use crate::config::ClusterConfig;
 #[derive(Clone)]
 pub struct Cluster {
     endpoint: Endpoint,
-    session: Arc<Mutex<Option<Arc<Admin>>>>,
+    session: Arc<Mutex<Sessions>>,
+}
+
+/// A cluster's admin session, and the ones it replaced ([`Cluster::fresh_admin`]), kept
+/// until the cluster is closed ([`close`]): closing a session waits for its client to
+/// leave its consumer group (rdkafka polls for that in steps of 100 ms), which is better
+/// paid for all of them at once, at the end, than for each one on the way.
+#[derive(Default)]
+struct Sessions {
+    current: Option<Arc<Admin>>,
+    retired: Vec<Arc<Admin>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -66,24 +78,58 @@ impl Cluster {
     /// The admin session of this cluster (created on first use): groups, offsets, metadata,
     /// topic creation.
     pub fn admin(&self) -> anyhow::Result<Arc<Admin>> {
-        let mut slot = self.session.lock().map_err(|_| {
-            anyhow::anyhow!("the admin session of the {} is poisoned", self.describe())
-        })?;
-        if let Some(admin) = slot.as_ref() {
+        let mut sessions = self.sessions()?;
+        if let Some(admin) = sessions.current.as_ref() {
             return Ok(Arc::clone(admin));
         }
         let admin = Arc::new(Admin::new(&self.endpoint)?);
-        *slot = Some(Arc::clone(&admin));
+        sessions.current = Some(Arc::clone(&admin));
         Ok(admin)
     }
 
-    /// A new admin session, not shared: its clients look every group's coordinator up
-    /// afresh. librdkafka keeps a coordinator it found for as long as it is asked, even once
-    /// that broker is down; a session that looked the groups up at the plan would keep
-    /// asking a coordinator that failed during the copy.
-    pub fn fresh_admin(&self) -> anyhow::Result<Admin> {
-        Admin::new(&self.endpoint)
+    /// A new admin session, which becomes this cluster's: its clients look every group's
+    /// coordinator up afresh. librdkafka keeps a coordinator it found for as long as it is
+    /// asked, even once that broker is down; a session that looked the groups up at the
+    /// plan would keep asking a coordinator that failed during the copy. The session it
+    /// replaces is closed with the cluster.
+    pub fn fresh_admin(&self) -> anyhow::Result<Arc<Admin>> {
+        let admin = Arc::new(Admin::new(&self.endpoint)?);
+        let mut sessions = self.sessions()?;
+        if let Some(old) = sessions.current.replace(Arc::clone(&admin)) {
+            sessions.retired.push(old);
+        }
+        Ok(admin)
     }
+
+    fn sessions(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Sessions>> {
+        self.session.lock().map_err(|_| {
+            anyhow::anyhow!("the admin session of the {} is poisoned", self.describe())
+        })
+    }
+}
+
+/// Closes the admin sessions of `clusters` (their current and replaced ones), all at once:
+/// each waits up to 100 ms for its client to close, so one after the other they add up at
+/// the end of every command. A session still used elsewhere closes when that user is done;
+/// a cluster asked for its session again afterwards makes a new one.
+pub fn close(clusters: &[&Cluster]) {
+    let sessions: Vec<Arc<Admin>> = clusters
+        .iter()
+        .filter_map(|c| c.session.lock().ok())
+        .flat_map(|mut s| {
+            let current = s.current.take();
+            std::mem::take(&mut s.retired).into_iter().chain(current)
+        })
+        .collect();
+    let helpers: Vec<Admin> = sessions.iter().flat_map(|s| s.take_helpers()).collect();
+    std::thread::scope(|s| {
+        for admin in sessions {
+            s.spawn(move || drop(admin));
+        }
+        for helper in helpers {
+            s.spawn(move || drop(helper));
+        }
+    });
 }
 
 #[cfg(test)]
@@ -114,6 +160,33 @@ mod tests {
             s.contains("[target.properties]") && s.contains("no.such.property"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn a_fresh_session_becomes_the_clusters_and_closing_ends_them_all() {
+        let cfg = ClusterConfig {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            properties: Properties::default(),
+        };
+        let c = Cluster::new(Role::Source, &cfg, Duration::from_secs(1));
+        let clone = c.clone();
+        let first = c.admin().expect("a session");
+        assert!(Arc::ptr_eq(
+            &first,
+            &clone.admin().expect("the same session")
+        ));
+        let fresh = c.fresh_admin().expect("a fresh session");
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        assert!(Arc::ptr_eq(&fresh, &clone.admin().expect("the fresh one")));
+        // The replaced session is kept (the cluster's, and the one held here).
+        assert_eq!(Arc::strong_count(&first), 2);
+        close(&[&c]);
+        assert_eq!(Arc::strong_count(&first), 1);
+        assert_eq!(Arc::strong_count(&fresh), 1);
+        let after = c.admin().expect("a new session");
+        assert!(!Arc::ptr_eq(&after, &fresh));
+        close(&[&c, &clone]);
+        assert_eq!(Arc::strong_count(&after), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::error::usage;
 use crate::model::now_ms;
-use crate::model::{Shard, Tp, Watermarks};
+use crate::model::{Ends, Shard, Tp};
 use crate::plan::Plan;
 use crate::plan::live::{Growth, Moved};
 
@@ -66,7 +66,7 @@ impl Ledger {
     /// Moves the ends of a live plan's ranges to the source's last stable offsets `now`
     /// (see [`State::extend`]) and saves before anything past the old ends is copied: a
     /// crash then resumes within the saved ranges. Returns what moved.
-    pub fn extend(&mut self, now: &BTreeMap<Tp, Watermarks>) -> anyhow::Result<Vec<Moved>> {
+    pub fn extend(&mut self, now: &BTreeMap<Tp, Ends>) -> anyhow::Result<Vec<Moved>> {
         let moved = self.state.extend(now);
         if !moved.is_empty() {
             self.save()?;

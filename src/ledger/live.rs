@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Tp, Watermarks};
+use crate::model::{Ends, Tp};
 use crate::plan::Status;
 use crate::plan::live::{self, Growth, Moved};
 
@@ -15,7 +15,7 @@ impl State {
     /// in `now`, in the state and in its plan alike (so that the file stays consistent);
     /// returns the ends that moved. A range that moved is not done any more, nor is the
     /// copy. Fixed plans and completed migrations never move.
-    pub fn extend(&mut self, now: &BTreeMap<Tp, Watermarks>) -> Vec<Moved> {
+    pub fn extend(&mut self, now: &BTreeMap<Tp, Ends>) -> Vec<Moved> {
         if !self.plan.live || self.phase == Phase::Complete {
             return Vec::new();
         }
@@ -141,15 +141,14 @@ mod tests {
     use crate::plan::live::tests::{self as live_tests, fixed_plan, live_plan};
     use proptest::prelude::*;
 
-    fn now(stables: &[i64]) -> BTreeMap<Tp, Watermarks> {
+    fn now(stables: &[i64]) -> BTreeMap<Tp, Ends> {
         stables
             .iter()
             .enumerate()
             .map(|(p, s)| {
                 (
                     Tp::new("t", p as i32),
-                    Watermarks {
-                        low: 0,
+                    Ends {
                         high: *s + 1,
                         stable: *s,
                     },
@@ -327,11 +326,11 @@ mod tests {
                     state.grow(&growth).map_err(TestCaseError::fail)?;
                 } else {
                     stable += d;
-                    let now: BTreeMap<Tp, Watermarks> = state
+                    let now: BTreeMap<Tp, Ends> = state
                         .partitions
                         .iter()
                         .map(|p| {
-                            let w = Watermarks { low: 0, high: stable + 30, stable: stable + 30 };
+                            let w = Ends { high: stable + 30, stable: stable + 30 };
                             (Tp::new(&p.topic, p.partition), w)
                         })
                         .collect();

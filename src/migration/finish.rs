@@ -18,6 +18,9 @@ use crate::report::{
 };
 use crate::translate;
 
+/// Group -> partition -> committed offset.
+type Finals = BTreeMap<String, BTreeMap<Tp, i64>>;
+
 /// Where the groups' offsets on the target come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Offsets<'a> {
@@ -75,7 +78,10 @@ pub fn finish(
     snap: Option<&Snapshot>,
     how: &Finish,
 ) -> anyhow::Result<Finished> {
-    let mut summary = check_copy(m, &ledger.state, snap)?;
+    let reads_ahead = matches!(how.offsets, Offsets::Final)
+        && m.cfg.migration.translate_offsets
+        && ledger.phase() == Phase::Copied;
+    let (mut summary, ahead) = check_reading_ahead(m, &ledger.state, snap, reads_ahead)?;
     if !summary.mismatches.is_empty() {
         report::note(match how.offsets {
             Offsets::OfPlan { .. } => {
@@ -99,16 +105,7 @@ pub fn finish(
         obs.phase(RunPhase::Committing);
     }
     if ledger.phase() == Phase::Copied {
-        let mut targets = match how.offsets {
-            Offsets::OfPlan { owned } => of_plan(&m.source, &m.target, &ledger.state, owned)?,
-            Offsets::Final => of_final_commits(&m.source, &ledger.state)?,
-        };
-        translate::drop_done(&mut targets, &ledger.state.offsets);
-        tracing::debug!(groups = targets.len(), "group offsets translated");
-        let rerun = format!("kmigrate {}", how.command);
-        let results = translate::commit(&m.target, &targets, how.force, &rerun)?;
-        tracing::debug!("groups committed on the target");
-        ledger.record_offsets(results)?;
+        commit_offsets(m, ledger, how, ahead)?;
     }
     summary.groups = ledger.state.offsets.iter().map(GroupResult::from).collect();
     let text = summary.offsets_text();
@@ -122,6 +119,39 @@ pub fn finish(
     }))
 }
 
+/// Works out every group's offsets on the target (a cutover's from what it read `ahead`,
+/// when it did), commits them and records the outcomes.
+fn commit_offsets(
+    m: &Migration,
+    ledger: &mut Ledger,
+    how: &Finish,
+    ahead: Option<Ahead>,
+) -> anyhow::Result<()> {
+    let state = &ledger.state;
+    let (mut targets, live) = match how.offsets {
+        Offsets::OfPlan { owned } => (of_plan(&m.source, &m.target, state, owned)?, None),
+        Offsets::Final => {
+            let ahead = ahead.unwrap_or_else(|| read_ahead(m, state));
+            (of_final_commits(state, ahead.finals)?, Some(ahead.live))
+        }
+    };
+    translate::drop_done(&mut targets, &state.offsets);
+    tracing::debug!(groups = targets.len(), "group offsets translated");
+    let live = match live {
+        Some(live) => live?,
+        None => {
+            let names: Vec<&str> = targets.keys().map(String::as_str).collect();
+            translate::live_on_target(&m.target, &names)?
+        }
+    };
+    let rerun = format!("kmigrate {}", how.command);
+    let results = translate::commit(&m.target, &targets, &live, how.force, &rerun)?;
+    tracing::debug!("groups committed on the target");
+    ledger.record_offsets(results)?;
+    tracing::debug!("outcomes saved in the state file");
+    Ok(())
+}
+
 /// A `run`'s group offsets: the plan's commits translated, replaced by the commits after
 /// the copy where the groups moved on.
 fn of_plan(
@@ -133,13 +163,10 @@ fn of_plan(
     // A shard's worker commits its own partitions' offsets only; the other shards'
     // workers commit theirs.
     let skipped = translate::skipped_partitions_to_commit(&state.plan, owned);
-    let ends: BTreeMap<Tp, i64> = target
+    let ends = target
         .admin()?
-        .low_high(&skipped)
-        .context("reading the target's end of partitions with nothing to copy")?
-        .into_iter()
-        .map(|(tp, (_, high))| (tp, high))
-        .collect();
+        .highs(&skipped)
+        .context("reading the target's end of partitions with nothing to copy")?;
     let mut targets = translate::group_targets(&state.plan, state, &ends, owned);
     // The groups' commits now, not the plan's: one that kept consuming during the copy
     // resumes after what it consumed.
@@ -156,11 +183,8 @@ fn of_plan(
 
 /// A cutover's group offsets: every group's final commit on the source, translated through
 /// the offset map; warns about commits the copy does not cover or that lie below its start.
-fn of_final_commits(
-    source: &Cluster,
-    state: &State,
-) -> anyhow::Result<BTreeMap<String, BTreeMap<Tp, i64>>> {
-    let finals = final_commits(source, state)?;
+fn of_final_commits(state: &State, finals: anyhow::Result<Finals>) -> anyhow::Result<Finals> {
+    let finals = finals?;
     tracing::debug!(groups = finals.len(), "final commits read on the source");
     let uncovered = translate::uncovered_commits(state, &finals);
     if !uncovered.is_empty() {
@@ -185,6 +209,28 @@ fn final_commits(
     // Read after the copy, which may have outlived a coordinator: asked through a new
     // session, so that each group's coordinator is looked up now.
     let admin = source.fresh_admin()?;
+    let pending = pending_groups(state);
+    let answers = admin
+        .each(
+            "listing committed offsets of groups",
+            &pending,
+            |session, g| session.committed(g),
+        )
+        .context("reading the final committed offsets of the groups on the source")?;
+    pending
+        .iter()
+        .zip(answers)
+        .map(|(g, commits)| {
+            let commits = commits.with_context(|| {
+                format!("reading the final committed offsets of group {g} on the source")
+            })?;
+            Ok((g.to_string(), commits))
+        })
+        .collect()
+}
+
+/// The planned groups whose offsets are not on the target yet.
+fn pending_groups(state: &State) -> Vec<&str> {
     let done: BTreeSet<&str> = state
         .offsets
         .iter()
@@ -195,16 +241,8 @@ fn final_commits(
         .plan
         .groups
         .iter()
-        .filter(|g| !done.contains(g.group.as_str()))
-        .map(|g| {
-            let commits = admin.committed(&g.group).with_context(|| {
-                format!(
-                    "reading the final committed offsets of group {} on the source",
-                    g.group
-                )
-            })?;
-            Ok((g.group.clone(), commits))
-        })
+        .map(|g| g.group.as_str())
+        .filter(|g| !done.contains(g))
         .collect()
 }
 
@@ -224,6 +262,46 @@ pub fn arrived_after_plan(
     Ok(late::arrived_after_plan(&watched, &now))
 }
 
+/// What a cutover reads before it works out the groups' offsets.
+struct Ahead {
+    /// The groups' final commits on the source.
+    finals: anyhow::Result<Finals>,
+    /// Which of them have members on the target.
+    live: anyhow::Result<translate::LiveOnTarget>,
+}
+
+/// Reads, at once, the groups' final commits on the source and which of them have members
+/// on the target.
+fn read_ahead(m: &Migration, state: &State) -> Ahead {
+    std::thread::scope(|s| {
+        let finals = s.spawn(|| final_commits(&m.source, state));
+        let live = translate::live_on_target(&m.target, &pending_groups(state));
+        Ahead {
+            finals: finals
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            live,
+        }
+    })
+}
+
+/// [`check_copy`]; with `ahead`, what a cutover reads before it works out the groups'
+/// offsets ([`read_ahead`]) is read at the same time: none of it needs the other. Only
+/// once the check passed is what was read used.
+fn check_reading_ahead(
+    m: &Migration,
+    state: &State,
+    snap: Option<&Snapshot>,
+    ahead: bool,
+) -> anyhow::Result<(RunSummary, Option<Ahead>)> {
+    std::thread::scope(|s| {
+        let reading = ahead.then(|| s.spawn(|| read_ahead(m, state)));
+        let summary = check_copy(m, state, snap);
+        let ahead = reading.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        Ok((summary?, ahead))
+    })
+}
+
 /// Compares what the target holds with what was copied, per topic, and reports it (the
 /// reference procedure's step 5).
 fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::Result<RunSummary> {
@@ -231,7 +309,7 @@ fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::
     let highs = m
         .target
         .admin()?
-        .low_high(&tps)
+        .highs(&tps)
         .context("reading the target's offsets to check the copy")?;
     // (source topic, target topic) -> (planned offsets, written, target growth)
     let mut per_topic: BTreeMap<(&str, &str), (i64, u64, i64)> = BTreeMap::new();
@@ -244,7 +322,7 @@ fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::
         e.1 += p.progress.written;
         let growth = highs
             .get(tp)
-            .map_or(0, |(_, h)| h - p.progress.base.unwrap_or(*h));
+            .map_or(0, |h| h - p.progress.base.unwrap_or(*h));
         e.2 += growth;
         if growth != p.progress.written as i64 {
             mismatches.push(format!(

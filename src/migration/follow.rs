@@ -20,7 +20,7 @@ use crate::copy::{Ended, ProgressSink, Snapshot};
 use crate::kafka::watch::Watcher;
 use crate::kafka::{Cluster, error};
 use crate::ledger::{Ledger, State};
-use crate::model::{Tp, Watermarks};
+use crate::model::{Ends, Tp};
 use crate::plan::Plan;
 use crate::plan::live;
 use crate::report::waiting::Waiting;
@@ -123,7 +123,7 @@ impl Watch {
     /// watcher watches them from there (one is made, watching every partition, after a
     /// round that read them all). A watcher that cannot be made or moved is dropped, and
     /// every partition is read until it can.
-    fn arm(&mut self, m: &Migration, state: &State, read: &BTreeMap<Tp, Watermarks>) {
+    fn arm(&mut self, m: &Migration, state: &State, read: &BTreeMap<Tp, Ends>) {
         if read.is_empty() && !self.full && self.watcher.is_some() {
             return;
         }
@@ -183,7 +183,7 @@ fn round(
     let now = if tps.is_empty() {
         BTreeMap::new()
     } else {
-        source_offsets(&m.source, &tps)?
+        source_ends(&m.source, &tps)?
     };
     // Behind the source as it was just read: what this round copies.
     let behind = report::follow::lags(&ledger.state, &now);
@@ -204,11 +204,11 @@ pub fn source_tps(state: &State) -> Vec<Tp> {
         .collect()
 }
 
-/// Reads the source's offsets of the state's partitions.
-pub fn source_offsets(source: &Cluster, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Watermarks>> {
+/// Reads where the source's partitions `tps` end now (what a live copy follows).
+pub fn source_ends(source: &Cluster, tps: &[Tp]) -> anyhow::Result<BTreeMap<Tp, Ends>> {
     source
         .admin()?
-        .watermarks(tps)
+        .ends(tps)
         .context("reading the source's last stable offsets of the copied partitions")
 }
 
@@ -218,7 +218,7 @@ pub fn source_offsets(source: &Cluster, tps: &[Tp]) -> anyhow::Result<BTreeMap<T
 pub fn extend_and_copy(
     m: &Migration,
     ledger: &mut Ledger,
-    now: &BTreeMap<Tp, Watermarks>,
+    now: &BTreeMap<Tp, Ends>,
     sink: &mut dyn ProgressSink,
 ) -> anyhow::Result<(Ended, Option<Snapshot>)> {
     let moved = ledger.extend(now)?;

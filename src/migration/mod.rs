@@ -134,6 +134,14 @@ impl<'a> Migration<'a> {
     }
 }
 
+/// The command is done with both clusters: their sessions close at once (see
+/// [`crate::kafka::close`]).
+impl Drop for Migration<'_> {
+    fn drop(&mut self) {
+        crate::kafka::close(&[&self.source, &self.target]);
+    }
+}
+
 /// Reads both clusters and computes a fresh plan.
 fn plan(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Result<Plan> {
     let snap = crate::plan::gather::gather(cfg, source, target)?;

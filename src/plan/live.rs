@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::compute::totals;
-use super::{
-    GroupPlan, PartitionPlan, Plan, SkipReason, Status, TopicAction, TopicPlan, Tp, Watermarks,
-};
+use super::{GroupPlan, PartitionPlan, Plan, SkipReason, Status, TopicAction, TopicPlan, Tp};
+use crate::model::Ends;
 
 /// Turns a plan into a live one: the partitions skipped because their groups had consumed
 /// everything (or what was left expired) are migrated too, from an empty range at their end,
@@ -44,7 +43,7 @@ pub struct Moved {
 /// The new end of a live range that ends at `end`, given the source's offsets now: the last
 /// stable offset when it is past `end`; `None` when the range keeps its end. Ends never move
 /// down (a source whose offsets went back is refused elsewhere, when its records are read).
-pub fn extended_end(end: i64, now: &Watermarks) -> Option<i64> {
+pub fn extended_end(end: i64, now: &Ends) -> Option<i64> {
     (now.stable > end).then_some(now.stable)
 }
 
@@ -422,6 +421,36 @@ impl<V: Clone + PartialEq> Quiet<V> {
         self.since_ms.is_some_and(|t| now_ms - t >= quiet_ms)
     }
 
+    /// Whether a reading that starts at `now_ms` can find the window of `quiet_ms`
+    /// complete (if nothing moved): only such a reading decides, so only it needs what must
+    /// hold besides when the window closes.
+    pub fn may_close_at(&self, now_ms: i64, quiet_ms: i64) -> bool {
+        match self.since_ms {
+            Some(t) => now_ms - t >= quiet_ms,
+            None => quiet_ms <= 0,
+        }
+    }
+
+    /// How long after a reading that ended at `now_ms` to start the next one, reading every
+    /// `every_ms` and a reading taking about `reading_ms`. A next reading that would end
+    /// past the window's end waits for that end instead: the reading that can close the
+    /// window then starts when the window ends, rather than up to a pause and a reading
+    /// later, or across its end (finding it complete, but too early to have decided).
+    pub fn next_reading_in(
+        &self,
+        now_ms: i64,
+        quiet_ms: i64,
+        every_ms: i64,
+        reading_ms: i64,
+    ) -> i64 {
+        let left = self.since_ms.map_or(quiet_ms, |t| t + quiet_ms - now_ms);
+        if left <= 0 || left > every_ms + reading_ms {
+            every_ms
+        } else {
+            left
+        }
+    }
+
     /// The partitions that moved most recently.
     pub fn moving(&self) -> &[Tp] {
         &self.moving
@@ -439,12 +468,11 @@ pub(crate) mod tests {
     use crate::config::UncommittedPolicy;
     use crate::model::GroupState;
     use crate::plan::compute::{Rules, compute};
-    use crate::plan::{GroupSnapshot, Snapshot, TopicInfo};
+    use crate::plan::{GroupSnapshot, Snapshot, TopicInfo, Watermarks};
     use proptest::prelude::*;
 
-    fn w(stable: i64) -> Watermarks {
-        Watermarks {
-            low: 0,
+    fn w(stable: i64) -> Ends {
+        Ends {
             high: stable + 3,
             stable,
         }
@@ -556,6 +584,36 @@ pub(crate) mod tests {
         q.observe(6_000, &offsets(&[5]));
         assert_eq!(q.moving(), &[Tp::new("t", 1)]);
         assert!(!q.quiet_for(7_000, 2_000));
+    }
+
+    #[test]
+    fn the_reading_that_can_close_the_window_comes_when_it_ends() {
+        let mut q = Quiet::default();
+        // Before any reading: the usual pause; only a window of nothing can close at once.
+        assert_eq!(q.next_reading_in(0, 2_000, 250, 100), 250);
+        assert!(!q.may_close_at(0, 2_000));
+        assert!(q.may_close_at(0, 0));
+        q.observe(1_000, &offsets(&[5]));
+        assert_eq!(q.next_reading_in(1_000, 2_000, 250, 100), 250);
+        assert!(!q.may_close_at(2_999, 2_000));
+        assert!(q.may_close_at(3_000, 2_000));
+        // The next reading would end past the window's end: it starts at that end.
+        assert_eq!(q.next_reading_in(2_650, 2_000, 250, 100), 350);
+        assert_eq!(q.next_reading_in(2_800, 2_000, 250, 100), 200);
+        assert_eq!(q.next_reading_in(2_999, 2_000, 250, 100), 1);
+        // It would end before: the usual pause.
+        assert_eq!(q.next_reading_in(2_649, 2_000, 250, 100), 250);
+        // The window is over (and something else holds the cutover): the usual pause,
+        // never a busy loop.
+        assert_eq!(q.next_reading_in(3_000, 2_000, 250, 100), 250);
+        assert_eq!(q.next_reading_in(9_000, 2_000, 250, 100), 250);
+        // A move starts the window again.
+        q.observe(3_100, &offsets(&[6]));
+        assert!(!q.may_close_at(5_000, 2_000));
+        assert_eq!(q.next_reading_in(3_100, 2_000, 250, 100), 250);
+        assert_eq!(q.next_reading_in(4_950, 2_000, 250, 100), 150);
+        // A window shorter than the pause.
+        assert_eq!(q.next_reading_in(3_100, 100, 250, 100), 100);
     }
 
     /// A topic on the source: its name, each partition's (low, high), and its partition
@@ -981,6 +1039,31 @@ pub(crate) mod tests {
                 }
                 q.observe(now, &offsets(&[value]));
                 prop_assert_eq!(q.quiet_for(now, window), now - changed_at >= window);
+            }
+        }
+
+        /// The next reading starts between 1 ms and a pause plus a reading later; while
+        /// the window is not complete it either ends before the window does or starts when
+        /// the window has ended (never across its end); once the window is complete, it
+        /// comes after the usual pause.
+        #[test]
+        fn the_next_reading_is_paced_and_lands_on_the_window_end(
+            changed in 0i64..5_000,
+            after in 0i64..5_000,
+            window in 0i64..3_000,
+            reading in 0i64..1_000,
+        ) {
+            let mut q = Quiet::default();
+            q.observe(changed, &offsets(&[1]));
+            let now = changed + after;
+            let pause = q.next_reading_in(now, window, 250, reading);
+            prop_assert!(pause >= 1 && pause <= 250 + reading);
+            if q.quiet_for(now, window) {
+                prop_assert_eq!(pause, 250);
+            } else {
+                let next = now + pause;
+                prop_assert!(next + reading < changed + window || q.may_close_at(next, window));
+                prop_assert_eq!(q.may_close_at(next, window), q.quiet_for(next, window));
             }
         }
     }

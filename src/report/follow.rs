@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::copy::{ProgressSink, Snapshot};
 use crate::ledger::State;
-use crate::model::{Tp, Watermarks};
+use crate::model::{Ends, Tp};
 use crate::report::thousands;
 
 /// How often a log line is written without a terminal.
@@ -19,7 +19,7 @@ const NAMED: usize = 5;
 /// Offsets each partition of the copy is behind the source's last stable offsets `now`
 /// (none behind: 0), in the state's order. A partition missing from `now` counts as caught up
 /// to its range's end.
-pub fn lags(state: &State, now: &BTreeMap<Tp, Watermarks>) -> Vec<(Tp, i64)> {
+pub fn lags(state: &State, now: &BTreeMap<Tp, Ends>) -> Vec<(Tp, i64)> {
     state
         .partitions
         .iter()
@@ -244,12 +244,11 @@ mod tests {
     use super::*;
     use crate::plan::live::tests::live_plan;
 
-    fn now(stables: &[(i32, i64)]) -> BTreeMap<Tp, Watermarks> {
+    fn now(stables: &[(i32, i64)]) -> BTreeMap<Tp, Ends> {
         stables
             .iter()
             .map(|(p, s)| {
-                let w = Watermarks {
-                    low: 0,
+                let w = Ends {
                     high: *s,
                     stable: *s,
                 };

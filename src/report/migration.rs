@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::ledger::Ledger;
 use crate::ledger::shards::Busy;
-use crate::model::Tp;
+use crate::model::{Ends, Tp};
 use crate::plan::Plan;
 use crate::plan::late::Late;
 use crate::plan::live::{Growth, Quiet, Reset};
@@ -218,7 +218,7 @@ pub fn downtime(downtime: Duration, tail: u64, total: u64) -> String {
 pub fn not_still(
     (wait, quiet): (u64, u64),
     active: &[String],
-    moving: Option<&Quiet<(i64, i64)>>,
+    moving: Option<&Quiet<Ends>>,
 ) -> String {
     let mut why = Vec::new();
     if !active.is_empty() {
@@ -233,7 +233,7 @@ pub fn not_still(
             .iter()
             .take(10)
             .map(|tp| match q.last().get(tp) {
-                Some((high, stable)) => format!("{tp} (high {high}, last stable {stable})"),
+                Some(e) => format!("{tp} (high {}, last stable {})", e.high, e.stable),
                 None => format!("{tp} (gone)"),
             })
             .collect();
