@@ -280,7 +280,7 @@ impl SourceReader {
             ("max.partition.fetch.bytes", "65536"),
             ("fetch.max.bytes", "4194304"),
             ("receive.message.max.bytes", "5242880"),
-            ("fetch.wait.max.ms", "1000"),
+            ("fetch.wait.max.ms", "5000"),
         ];
         let reader = SourceReader::unassigned(cluster, config, topics, &tuning, &watching)?;
         reader.assign(assignments, cluster)?;
