@@ -97,7 +97,8 @@ pub fn run(
     for job in &mut jobs {
         job.kept = session.take(job.index, &job.tuning);
     }
-    tracing::info!(pipelines = jobs.len(), "copying");
+    // Said once per copy: a sync copies every round, so at debug level.
+    tracing::debug!(pipelines = jobs.len(), "copying");
 
     let read_from = read_positions(&ledger.state, &jobs);
     let path = ledger.path().to_path_buf();
