@@ -241,7 +241,7 @@ pub fn parse(
     }
     if m.rescan_secs == 0 {
         return Err(usage(format!(
-            "{file}: `migration.rescan_secs` is 0; it must be at least 1 (the default is 30): \
+            "{file}: `migration.rescan_secs` is 0; it must be at least 1 (the default is 60): \
              it is how often `kmigrate sync` looks for new groups, topics and partitions."
         )));
     }

@@ -119,7 +119,7 @@ impl Default for MigrationConfig {
             max_bytes_per_second: None,
             buffer_mb: 128,
             pipelines: default_pipelines(),
-            rescan: Duration::from_secs(30),
+            rescan: Duration::from_secs(60),
         }
     }
 }
