@@ -245,7 +245,7 @@ pub struct CutoverArgs {
     pub wait: u64,
 
     /// How long, in seconds, the source's last stable offsets must stay still before the
-    /// tail is copied.
+    /// tail is copied (counted from the sync's last reading when they have not moved since).
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     pub quiet: u64,
 

@@ -87,6 +87,17 @@ impl Session {
         }
     }
 
+    /// Lets the kept clients go (the batch limit stays): a `sync` with nothing to copy for
+    /// a while. Every client holds every partition of its pipeline, and librdkafka walks
+    /// them all each second even when idle; the next copy builds new ones. Whether there
+    /// were any.
+    pub fn release(&self) -> bool {
+        let clients = std::mem::take(&mut self.inner().clients);
+        let had = clients.iter().any(Option::is_some);
+        drop(clients);
+        had
+    }
+
     /// After a copy that failed or was interrupted: the next one builds everything anew.
     pub fn forget(&self) {
         let mut inner = self.inner();

@@ -11,6 +11,7 @@ use crate::error::usage;
 use crate::fsutil;
 use crate::model::{Shard, Tp};
 use crate::offsets::{OffsetMap, Tracker};
+use crate::plan::live::StillSince;
 use crate::plan::{PartitionPlan, Plan, Status};
 
 use super::fingerprint::state_id;
@@ -97,6 +98,10 @@ pub struct State {
     pub offsets: Vec<GroupOffsets>,
     /// The plan being executed.
     pub plan: Plan,
+    /// What a sync last read of the source's ends, and since when they had not moved
+    /// (absent from older state files and from those of `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_still: Option<StillSince>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +206,7 @@ impl State {
             partitions,
             offsets: Vec::new(),
             plan: plan.clone(),
+            source_still: None,
         }
     }
 

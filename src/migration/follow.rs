@@ -22,7 +22,7 @@ use crate::kafka::{Cluster, error};
 use crate::ledger::{Ledger, State};
 use crate::model::{Ends, Tp};
 use crate::plan::Plan;
-use crate::plan::live;
+use crate::plan::live::{self, StillSince};
 use crate::report::waiting::Waiting;
 use crate::report::{self, follow::Display, migration as texts};
 
@@ -31,6 +31,12 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// How often every partition's offsets are read even though the watcher saw nothing there:
 /// the last stable offset also moves past aborted transactions, which show no record.
 const FULL_EVERY: Duration = Duration::from_secs(60);
+/// How long the copy's clients are kept with nothing to copy: an idle source is followed by
+/// the watcher alone.
+const KEEP_IDLE_CLIENTS: Duration = Duration::from_secs(30);
+/// How long the pause between rounds waits for the watcher at a time (it returns at once
+/// when records arrive; a stop request is seen within this).
+const POLL_SLICE: Duration = Duration::from_millis(200);
 
 /// The follow loop: until Ctrl-C / SIGTERM, one round after another (rescan when due,
 /// extend, copy, report), each followed by a pause. A round's error is handled here, in
@@ -61,7 +67,26 @@ pub fn follow(m: &Migration, ledger: &mut Ledger, rescan: &mut Rescan) -> anyhow
         watch.pause(m.stop_flag(), rest);
     }
     display.close();
+    // Where the source ends as the sync stops: a cutover that finds it still there counts
+    // its quiet window from when the sync first saw it so. Not read while the clusters are
+    // being waited for (a stop request is not held up by a step's time).
+    if !watch.full {
+        match source_ends(&m.source, &source_tps(&ledger.state)) {
+            Ok(now) => note_still(&mut ledger.state, &now),
+            Err(e) => tracing::debug!("{e:#}; the state file keeps the last reading"),
+        }
+    }
     ledger.save()
+}
+
+/// Records a reading of every copied partition's ends in the state (see [`StillSince`]).
+fn note_still(state: &mut State, now: &BTreeMap<Tp, Ends>) {
+    let ends = live::ends_digest(now);
+    state.source_still = Some(StillSince::after(
+        state.source_still.as_ref(),
+        ends,
+        crate::model::now_ms(),
+    ));
 }
 
 /// A round failed with an error the clusters coming back heal: says so when due, shows it
@@ -86,6 +111,8 @@ struct Watch {
     full: bool,
     /// When every partition's offsets are read next in any case.
     full_at: Instant,
+    /// When a round last copied records.
+    copied_at: Instant,
 }
 
 impl Default for Watch {
@@ -94,6 +121,7 @@ impl Default for Watch {
             watcher: None,
             full: true,
             full_at: Instant::now(),
+            copied_at: Instant::now(),
         }
     }
 }
@@ -150,6 +178,19 @@ impl Watch {
         }
     }
 
+    /// After a round that copied (`copied`) or had nothing to copy: the copy's clients are
+    /// closed once nothing was copied for [`KEEP_IDLE_CLIENTS`].
+    fn idle(&mut self, m: &Migration, copied: bool) {
+        if copied {
+            self.copied_at = Instant::now();
+        } else if self.copied_at.elapsed() >= KEEP_IDLE_CLIENTS && m.release_clients() {
+            tracing::debug!(
+                "nothing to copy for {} s: the copy's clients are closed until records arrive",
+                KEEP_IDLE_CLIENTS.as_secs()
+            );
+        }
+    }
+
     /// Sleeps up to `d`, waking early on a stop request, while the watcher takes what the
     /// source says.
     fn pause(&mut self, stop: &AtomicBool, d: Duration) {
@@ -161,7 +202,7 @@ impl Watch {
             w.poll(
                 until
                     .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(50)),
+                    .min(POLL_SLICE),
             );
         }
     }
@@ -185,11 +226,15 @@ fn round(
     } else {
         source_ends(&m.source, &tps)?
     };
+    if !tps.is_empty() && tps.len() == ledger.state.partitions.len() {
+        note_still(&mut ledger.state, &now);
+    }
     // Behind the source as it was just read: what this round copies.
     let behind = report::follow::lags(&ledger.state, &now);
-    let (ended, _) = extend_and_copy(m, ledger, &now, display)?;
+    let (ended, snap) = extend_and_copy(m, ledger, &now, display)?;
     if ended == Ended::Complete {
         watch.arm(m, &ledger.state, &now);
+        watch.idle(m, snap.is_some());
         display.round(behind, ledger.state.written());
     }
     Ok(ended)

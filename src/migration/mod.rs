@@ -116,6 +116,12 @@ impl<'a> Migration<'a> {
         crate::report::log(&self.cfg.migration.log_file, command, text);
     }
 
+    /// Closes the clients the copies kept (see [`copy::Session::release`]); whether there
+    /// were any.
+    pub fn release_clients(&self) -> bool {
+        self.session.release()
+    }
+
     /// Copies what the ledger has left to copy (see [`copy::run`]).
     pub fn copy(
         &self,

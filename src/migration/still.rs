@@ -10,7 +10,8 @@ use super::guards::active_groups;
 use crate::error::usage;
 use crate::ledger::State;
 use crate::model::{Ends, Tp};
-use crate::plan::live::Quiet;
+use crate::plan::live::{Quiet, ends_digest};
+use crate::report;
 use crate::report::migration as texts;
 
 /// How often the source is read while it is not still.
@@ -31,6 +32,7 @@ pub fn wait_until_still(
     (wait, quiet_secs): (u64, u64),
 ) -> anyhow::Result<Option<BTreeMap<Tp, Ends>>> {
     let t0 = Instant::now();
+    let t0_ms = crate::model::now_ms();
     let deadline = t0 + Duration::from_secs(wait);
     let quiet_ms = (quiet_secs * 1000) as i64;
     let tps = source_tps(state);
@@ -40,11 +42,18 @@ pub fn wait_until_still(
         let started = t0.elapsed().as_millis() as i64;
         // The second reading describes the groups too, within the window's wait: their
         // coordinators are looked up then (200 groups: about 0.3 s), not in the reading
-        // that decides.
-        let groups = quiet.may_close_at(started, quiet_ms) || readings == 1;
+        // that decides. After a sync, the first reading may decide.
+        let groups = quiet.may_close_at(started, quiet_ms)
+            || readings == 1
+            || (readings == 0 && state.source_still.is_some());
         readings += 1;
         let Reading { active, ends: now } = read_source(m, state, &tps, groups)?;
         let at = t0.elapsed().as_millis() as i64;
+        if readings == 1
+            && let Some(since) = still_since_sync(state, &now, t0_ms)
+        {
+            quiet.observe(since.min(at), &now);
+        }
         quiet.observe(at, &now);
         let still = quiet.quiet_for(at, quiet_ms);
         if still && active.as_ref().is_some_and(Vec::is_empty) {
@@ -71,6 +80,19 @@ pub fn wait_until_still(
         };
         std::thread::sleep(Duration::from_millis(pause.max(0) as u64));
     }
+}
+
+/// When the sync before this cutover last saw the source's offsets as `now` finds them
+/// (ms relative to `t0_ms`, the window's start; negative: before it), if it did: offsets
+/// only grow, so none moved since. Says so.
+fn still_since_sync(state: &State, now: &BTreeMap<Tp, Ends>, t0_ms: i64) -> Option<i64> {
+    let still = state.source_still.as_ref()?;
+    let Some(since_ms) = still.still_since(&ends_digest(now)) else {
+        tracing::debug!("the source's offsets moved since the sync last read them");
+        return None;
+    };
+    report::note(&texts::still_since_sync(t0_ms - since_ms));
+    Some(since_ms - t0_ms)
 }
 
 /// One reading of the source.

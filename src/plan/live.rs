@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use super::compute::totals;
 use super::{GroupPlan, PartitionPlan, Plan, SkipReason, Status, TopicAction, TopicPlan, Tp};
 use crate::model::Ends;
@@ -462,6 +464,57 @@ impl<V: Clone + PartialEq> Quiet<V> {
     }
 }
 
+/// What a sync last knew of the source's ends: a digest of every copied partition's high
+/// watermark and last stable offset as it read them at `read_at_ms`, and since when
+/// (`since_ms`, ms since the epoch) every full reading found that same digest. Offsets
+/// only grow: a later reading of the same partitions with the same digest proves that
+/// none moved between `since_ms` and that reading, whatever ran in between. A `cutover`
+/// counts its quiet window from `since_ms` when its first reading matches. Absent from
+/// state files written before, and in those of `run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StillSince {
+    pub ends: String,
+    pub since_ms: i64,
+    pub read_at_ms: i64,
+}
+
+impl StillSince {
+    /// The record after a full reading of digest `ends` at `at_ms`: the same as `last`
+    /// kept its start, a new one starts now.
+    pub fn after(last: Option<&StillSince>, ends: String, at_ms: i64) -> StillSince {
+        let since_ms = match last {
+            Some(l) if l.ends == ends && l.since_ms <= at_ms => l.since_ms,
+            _ => at_ms,
+        };
+        StillSince {
+            ends,
+            since_ms,
+            read_at_ms: at_ms,
+        }
+    }
+
+    /// Since when the source has not moved, given a reading of digest `ends` now; `None`
+    /// when it moved since this record (or follows other partitions).
+    pub fn still_since(&self, ends: &str) -> Option<i64> {
+        (self.ends == ends).then_some(self.since_ms)
+    }
+}
+
+/// The digest of where the partitions end (see [`StillSince`]): over every partition's
+/// name, high watermark and last stable offset, in the map's order.
+pub fn ends_digest(ends: &BTreeMap<Tp, Ends>) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&(ends.len() as u64).to_le_bytes());
+    for (tp, e) in ends {
+        h.update(&(tp.topic.len() as u64).to_le_bytes());
+        h.update(tp.topic.as_bytes());
+        h.update(&tp.partition.to_le_bytes());
+        h.update(&e.high.to_le_bytes());
+        h.update(&e.stable.to_le_bytes());
+    }
+    format!("{:032x}", h.digest128())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -567,6 +620,59 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(p, o)| (Tp::new("t", p as i32), *o))
             .collect()
+    }
+
+    fn ends_of(list: &[(&str, i32, i64, i64)]) -> BTreeMap<Tp, Ends> {
+        list.iter()
+            .map(|(t, p, high, stable)| {
+                (
+                    Tp::new(*t, *p),
+                    Ends {
+                        high: *high,
+                        stable: *stable,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ends_digest_changes_with_any_end_and_with_the_partitions() {
+        let base = ends_digest(&ends_of(&[("t", 0, 10, 10), ("t", 1, 5, 4)]));
+        assert_eq!(base.len(), 32);
+        assert_eq!(
+            base,
+            ends_digest(&ends_of(&[("t", 1, 5, 4), ("t", 0, 10, 10)]))
+        );
+        for other in [
+            ends_of(&[("t", 0, 11, 10), ("t", 1, 5, 4)]),
+            ends_of(&[("t", 0, 10, 10), ("t", 1, 5, 5)]),
+            ends_of(&[("t", 0, 10, 10)]),
+            ends_of(&[("t", 0, 10, 10), ("t", 1, 5, 4), ("u", 0, 0, 0)]),
+            ends_of(&[("t", 0, 10, 10), ("tt", 1, 5, 4)]),
+            ends_of(&[]),
+        ] {
+            assert_ne!(base, ends_digest(&other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn still_since_keeps_its_start_while_the_readings_match() {
+        let a = ends_digest(&ends_of(&[("t", 0, 10, 10)]));
+        let b = ends_digest(&ends_of(&[("t", 0, 11, 11)]));
+        let s = StillSince::after(None, a.clone(), 1_000);
+        assert_eq!((s.since_ms, s.read_at_ms), (1_000, 1_000));
+        let s = StillSince::after(Some(&s), a.clone(), 61_000);
+        assert_eq!((s.since_ms, s.read_at_ms), (1_000, 61_000));
+        assert_eq!(s.still_since(&a), Some(1_000));
+        assert_eq!(s.still_since(&b), None);
+        // A move starts it again at the reading that saw it.
+        let s = StillSince::after(Some(&s), b.clone(), 62_000);
+        assert_eq!((s.since_ms, s.read_at_ms), (62_000, 62_000));
+        assert_eq!(s.still_since(&a), None);
+        // A clock set back never dates the start after the reading.
+        let s = StillSince::after(Some(&s), b, 50_000);
+        assert_eq!((s.since_ms, s.read_at_ms), (50_000, 50_000));
     }
 
     #[test]

@@ -213,6 +213,16 @@ pub fn downtime(downtime: Duration, tail: u64, total: u64) -> String {
     )
 }
 
+/// A cutover's first reading found the source's offsets where the sync before it last
+/// read them, unchanged for `ago_ms` since.
+pub fn still_since_sync(ago_ms: i64) -> String {
+    format!(
+        "the source's offsets have not moved for {:.1} s (sync read the same ones before it \
+         stopped): the quiet window counts from then",
+        ago_ms.max(0) as f64 / 1000.0
+    )
+}
+
 /// A cutover that waited `wait` s in vain for the source to stop: the groups still
 /// `active`, and the partitions `moving` within the last `quiet` s.
 pub fn not_still(

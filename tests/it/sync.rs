@@ -636,6 +636,65 @@ fn sync_follows_each_partition_as_records_arrive() {
     tgt.delete_topic(&topic);
 }
 
+/// What a cutover says when it counts its quiet window from the sync's last reading.
+const STILL_SINCE_SYNC: &str = "sync read the same ones before it stopped";
+
+/// A sync stopped on an idle source leaves its last reading of the source's ends in the
+/// state file, with since when they had not moved; a cutover whose first reading finds
+/// the same ends counts its quiet window from then (here 3 s, already over) instead of
+/// waiting it out, and the migration is exact.
+#[test]
+fn cutover_counts_its_quiet_window_from_the_syncs_last_reading_of_an_idle_source() {
+    let topic = unique("sync-still");
+    let group = unique("sync-still-g");
+    let (src, tgt) = setup(&topic, 100, &[(&group, [0, 50, 100, 100])]);
+    let dir = workdir("sync-still");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    until_written(&mut bg, &dir, 150);
+    std::thread::sleep(Duration::from_secs(4));
+    stop_sync(bg);
+    let still = &state_json(&dir)["source_still"];
+    let (since, read) = (still["since_ms"].as_i64(), still["read_at_ms"].as_i64());
+    assert!(
+        since.zip(read).is_some_and(|(s, r)| r - s >= 3_000),
+        "the state file's source_still: {still}"
+    );
+    let run = cutover(&dir, &["--quiet", "3"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains(STILL_SINCE_SYNC), "{}", run.stderr);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    let copied: usize = sides.target.iter().map(Vec::len).sum();
+    assert_eq!(copied, 150, "the backlog, once");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
+/// Records produced after the sync stopped move the source's ends: the cutover gives the
+/// sync's reading no credit, waits its own quiet window, and copies them as the tail.
+#[test]
+fn cutover_waits_its_own_quiet_window_when_the_source_moved_after_the_sync() {
+    let topic = unique("sync-moved");
+    let group = unique("sync-moved-g");
+    let (src, tgt) = setup(&topic, 100, &[(&group, [0, 50, 100, 100])]);
+    let dir = workdir("sync-moved");
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    until_written(&mut bg, &dir, 150);
+    std::thread::sleep(Duration::from_secs(2));
+    stop_sync(bg);
+    assert!(state_json(&dir)["source_still"]["since_ms"].is_i64());
+    src.produce_n(&topic, 3, 5, now_ms());
+    let run = cutover(&dir, &["--quiet", "1"]);
+    assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains(STILL_SINCE_SYNC), "{}", run.stderr);
+    let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
+    let copied: usize = sides.target.iter().map(Vec::len).sum();
+    assert_eq!(copied, 150 + 5, "the backlog and the tail, once");
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}
+
 /// The debug line of a copy that reads and writes through the clients an earlier copy left.
 const REUSED: &str = "reusing the pipeline's source consumer and target producer";
 
