@@ -33,7 +33,7 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 const FULL_EVERY: Duration = Duration::from_secs(60);
 /// How long the copy's clients are kept with nothing to copy: an idle source is followed by
 /// the watcher alone.
-const KEEP_IDLE_CLIENTS: Duration = Duration::from_secs(30);
+const KEEP_IDLE_CLIENTS: Duration = Duration::from_secs(10);
 /// How long the pause between rounds waits for the watcher at a time (it returns at once
 /// when records arrive; a stop request is seen within this).
 const POLL_SLICE: Duration = Duration::from_millis(200);
