@@ -1,6 +1,8 @@
 //! The copy stage: read every planned range from the source, write each record to the same
 //! partition on the target, checkpoint progress, and resume exactly after any stop.
 //!
+//! - [`batch`]: record batches as the source's log holds them, and the batch path's rules
+//!   (pass a batch on with its header rewritten, re-encode it, or drop it; pure);
 //! - [`prepare`]: where each unfinished partition continues ([`resume`]: the arithmetic);
 //! - [`assign`]: which pipeline copies which partition (pure);
 //! - [`shard`]: which worker of a sharded run copies which partition (pure);
@@ -13,6 +15,7 @@
 //!   the state file, and stops everything on Ctrl-C or the first failure.
 
 pub mod assign;
+pub mod batch;
 pub mod pipeline;
 pub mod prepare;
 mod progress;
