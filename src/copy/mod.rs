@@ -3,6 +3,8 @@
 //!
 //! - [`batch`]: record batches as the source's log holds them, and the batch path's rules
 //!   (pass a batch on with its header rewritten, re-encode it, or drop it; pure);
+//! - [`stream`]: one partition's producer stream on the batch path: sequences, what is in
+//!   flight, what each answer of the target's leader means (the idempotence rules; pure);
 //! - [`prepare`]: where each unfinished partition continues ([`resume`]: the arithmetic);
 //! - [`assign`]: which pipeline copies which partition (pure);
 //! - [`shard`]: which worker of a sharded run copies which partition (pure);
@@ -25,6 +27,7 @@ pub mod session;
 pub mod shard;
 mod shared;
 mod slot;
+pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
