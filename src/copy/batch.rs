@@ -15,9 +15,9 @@
 //!
 //! `batchLength` counts the bytes after its own field: a batch is `12 + batchLength` bytes.
 //! The CRC leaves out baseOffset, batchLength, partitionLeaderEpoch and magic, so the broker
-//! may renumber and re-epoch a batch without touching it; a change to the producer id, its
-//! epoch, the base sequence or the attributes needs the CRC computed again, and the broker
-//! checks it.
+//! may renumber and re-epoch a batch without touching it (and a client sends base offset 0);
+//! a change to the producer id, its epoch, the base sequence or the attributes needs the CRC
+//! computed again, and the broker checks it.
 
 use std::fmt;
 
@@ -297,12 +297,15 @@ pub fn route(h: &Header, (start, end): (i64, i64), aborted: bool, target: &Targe
 
 /// Makes the batch at the start of `batch` the copy's own: its producer id and epoch and
 /// base sequence, the transactional flag cleared (the copy writes what was committed, as an
-/// idempotent producer), and the CRC computed again. The records, compressed as the
-/// producer wrote them, are not touched; nor are the fields outside the CRC (the broker
-/// assigns offsets and the leader epoch).
+/// idempotent producer), and the CRC computed again; its base offset 0, as a client sends
+/// it (the broker assigns offsets, and Kafka 4 refuses a client's batch with any other:
+/// "The baseOffset of the record batch in the append ... should be 0"; the base offset is
+/// outside the CRC). The records, compressed as the producer wrote them, are not touched:
+/// their offsets are deltas from the base.
 pub fn rewrite(batch: &mut [u8], producer: (i64, i16), base_sequence: i32) {
     let len = Header::parse(batch).map_or(batch.len(), |h| h.len.min(batch.len()));
     let batch = &mut batch[..len];
+    batch[..8].copy_from_slice(&0i64.to_be_bytes());
     let attributes = u16_at(batch, ATTRIBUTES) & !TRANSACTIONAL;
     batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer.0.to_be_bytes());
@@ -523,7 +526,8 @@ mod tests {
         assert!(!h.transactional());
         assert_eq!(h.codec(), Some(Codec::Lz4));
         assert!(crc_ok(&b));
-        assert_eq!(&b[..CRC], &before[..CRC], "offset, length, epoch, magic");
+        assert_eq!(h.base_offset, 0);
+        assert_eq!(&b[8..CRC], &before[8..CRC], "length, epoch, magic");
         assert_eq!(&b[HEADER_LEN..], &before[HEADER_LEN..], "the records");
         assert_eq!(
             &b[LAST_OFFSET_DELTA..PRODUCER_ID],
@@ -568,8 +572,9 @@ mod tests {
             let h = header(&b);
             prop_assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (pid, epoch, seq));
             prop_assert_eq!(h.attributes, attributes & !TRANSACTIONAL);
+            prop_assert_eq!(h.base_offset, 0);
             let kept = |b: &[u8]| {
-                [&b[..CRC], &b[LAST_OFFSET_DELTA..PRODUCER_ID], &b[RECORDS_COUNT..]].concat()
+                [&b[8..CRC], &b[LAST_OFFSET_DELTA..PRODUCER_ID], &b[RECORDS_COUNT..]].concat()
             };
             prop_assert_eq!(kept(&b), kept(&before));
         }

@@ -24,6 +24,7 @@ pub mod repeats;
 pub mod retry;
 pub mod settle;
 pub mod watch;
+pub mod wire;
 pub mod writer;
 
 use std::sync::{Arc, Mutex};

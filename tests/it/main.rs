@@ -29,3 +29,4 @@ mod sync;
 mod sync_rescan;
 mod testbed;
 mod translate_verify;
+mod wire;

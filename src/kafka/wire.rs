@@ -1,0 +1,304 @@
+//! The batch path's own connection to a broker: Kafka's protocol spoken directly (the
+//! `kafka-protocol` crate encodes and decodes the messages), so that record batches go from
+//! a Fetch response to a Produce request as bytes, never decoded into records. One blocking
+//! connection, one request at a time; PLAINTEXT only so far (a cluster with TLS or SASL
+//! keeps the record path). Admin work stays on librdkafka.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, InitProducerIdRequest, MetadataRequest,
+    ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+/// The versions kmigrate speaks of each API: from the oldest broker it supports (1.1.1)
+/// to the last version that names topics (later ones address them by topic id).
+fn ours(key: ApiKey) -> (i16, i16) {
+    match key {
+        ApiKey::ApiVersions => (0, 0),
+        ApiKey::Metadata => (1, 12),
+        ApiKey::Fetch => (4, 12),
+        ApiKey::Produce => (3, 12),
+        ApiKey::InitProducerId => (0, 4),
+        _ => (0, -1),
+    }
+}
+
+/// A connection to one broker.
+pub struct Conn {
+    stream: TcpStream,
+    address: String,
+    correlation: i32,
+    /// The broker's (min, max) version of each API it named.
+    versions: BTreeMap<i16, (i16, i16)>,
+}
+
+impl Conn {
+    /// Connects to `address` (host:port) and asks which API versions the broker speaks.
+    pub fn connect(address: &str, timeout: Duration) -> anyhow::Result<Conn> {
+        let addr = address
+            .to_socket_addrs()
+            .with_context(|| format!("resolving broker address {address}"))?
+            .next()
+            .ok_or_else(|| anyhow!("broker address {address} resolves to nothing"))?;
+        let stream = TcpStream::connect_timeout(&addr, timeout)
+            .with_context(|| format!("connecting to broker {address}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            address: address.to_string(),
+            correlation: 0,
+            versions: BTreeMap::new(),
+        };
+        let answer = conn.call(&ApiVersionsRequest::default(), 0)?;
+        if answer.error_code != 0 {
+            bail!(
+                "broker {address} refused ApiVersions (error code {})",
+                answer.error_code
+            );
+        }
+        conn.versions = answer
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(conn)
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The version of `key` to speak with this broker: the highest both know.
+    fn version(&self, key: ApiKey) -> anyhow::Result<i16> {
+        let (lo, hi) = ours(key);
+        let (b_lo, b_hi) = self
+            .versions
+            .get(&(key as i16))
+            .copied()
+            .ok_or_else(|| anyhow!("broker {} does not offer {key:?}", self.address))?;
+        let v = hi.min(b_hi);
+        if v < lo.max(b_lo) {
+            bail!(
+                "broker {} speaks {key:?} versions {b_lo}..={b_hi}, kmigrate {lo}..={hi}",
+                self.address
+            );
+        }
+        Ok(v)
+    }
+
+    /// Sends `req` at `version` and reads its answer.
+    fn call<R: Request>(&mut self, req: &R, version: i16) -> anyhow::Result<R::Response> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let id = self.correlation;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("kmigrate")));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0; 4]);
+        header.encode(&mut buf, R::header_version(version))?;
+        req.encode(&mut buf, version)?;
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let what = || format!("API {} v{version} to broker {}", R::KEY, self.address);
+        self.stream.write_all(&buf).with_context(what)?;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).with_context(what)?;
+        let size = usize::try_from(i32::from_be_bytes(size))
+            .map_err(|_| anyhow!("a negative response size from broker {}", self.address))?;
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body).with_context(what)?;
+        let mut body = Bytes::from(body);
+        let answer = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+        if answer.correlation_id != id {
+            bail!(
+                "broker {} answered request {} to request {id}",
+                self.address,
+                answer.correlation_id
+            );
+        }
+        R::Response::decode(&mut body, version).with_context(what)
+    }
+
+    /// The leader of each partition of `topic`, as (broker id, host:port).
+    pub fn leaders(&mut self, topic: &str) -> anyhow::Result<BTreeMap<i32, (i32, String)>> {
+        let v = self.version(ApiKey::Metadata)?;
+        let req = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(topic))),
+        ]));
+        let answer = self.call(&req, v)?;
+        let brokers: BTreeMap<i32, String> = answer
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+            .collect();
+        let t = answer
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+            .ok_or_else(|| anyhow!("topic {topic} is not in the metadata"))?;
+        if t.error_code != 0 {
+            bail!("metadata of topic {topic}: error code {}", t.error_code);
+        }
+        t.partitions
+            .iter()
+            .map(|p| {
+                let leader = p.leader_id.0;
+                let address = brokers.get(&leader).cloned().ok_or_else(|| {
+                    anyhow!(
+                        "{topic}/{}: leader {leader} is not in the metadata",
+                        p.partition_index
+                    )
+                })?;
+                Ok((p.partition_index, (leader, address)))
+            })
+            .collect()
+    }
+
+    /// Reads the record batches of `topic`/`partition` from `offset` (at most `max_bytes`,
+    /// what a transaction aborted named, committed records only).
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+    ) -> anyhow::Result<Fetched> {
+        let v = self.version(ApiKey::Fetch)?;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(1)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(max_bytes),
+                    ]),
+            ]);
+        let answer = self.call(&req, v)?;
+        if answer.error_code != 0 {
+            bail!(
+                "fetching {topic}/{partition}: error code {}",
+                answer.error_code
+            );
+        }
+        let p = answer
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| anyhow!("the fetch of {topic}/{partition} answered nothing for it"))?;
+        Ok(Fetched {
+            error_code: p.error_code,
+            high_watermark: p.high_watermark,
+            last_stable_offset: p.last_stable_offset,
+            aborted: p
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect(),
+            records: p.records.clone().unwrap_or_default(),
+        })
+    }
+
+    /// A producer id and epoch of the copy's own (idempotent, not transactional).
+    pub fn init_producer_id(&mut self) -> anyhow::Result<(i64, i16)> {
+        let v = self.version(ApiKey::InitProducerId)?;
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(i32::MAX)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        let answer = self.call(&req, v)?;
+        if answer.error_code != 0 {
+            bail!(
+                "broker {} refused a producer id (error code {})",
+                self.address,
+                answer.error_code
+            );
+        }
+        Ok((answer.producer_id.0, answer.producer_epoch))
+    }
+
+    /// Writes one record batch to `topic`/`partition` (acks from every in-sync replica):
+    /// the partition's error code and, when 0, the offset of the batch's first record.
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        timeout: Duration,
+    ) -> anyhow::Result<Produced> {
+        let v = self.version(ApiKey::Produce)?;
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        let answer = self.call(&req, v)?;
+        let p = answer
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.index == partition)
+            .ok_or_else(|| anyhow!("the produce to {topic}/{partition} answered nothing for it"))?;
+        Ok(Produced {
+            error_code: p.error_code,
+            base_offset: p.base_offset,
+            message: p.error_message.as_ref().map(|m| m.to_string()),
+        })
+    }
+}
+
+/// What a Fetch answered for one partition.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// (producer id, first offset) of each aborted transaction in the records.
+    pub aborted: Vec<(i64, i64)>,
+    /// The record batches as the log holds them (the last one may be cut off).
+    pub records: Bytes,
+}
+
+/// What a Produce answered for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Produced {
+    pub error_code: i16,
+    pub base_offset: i64,
+    /// The broker's words on an error (Produce v8 and later).
+    pub message: Option<String>,
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
