@@ -194,6 +194,83 @@ pub fn complete(bytes: &[u8]) -> Result<(Vec<Header>, usize), BatchError> {
     Ok((out, at))
 }
 
+/// The transactions a Fetch response says were aborted in the records it returned, followed
+/// batch by batch as Kafka's consumer does under read_committed: a producer's transaction
+/// is aborted from its first offset until that producer's ABORT marker, and its batches in
+/// between are dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Aborts {
+    /// (first offset, producer id) not reached yet, in offset order.
+    pending: std::collections::VecDeque<(i64, i64)>,
+    /// Producers whose transaction is aborted and not ended yet.
+    ongoing: std::collections::BTreeSet<i64>,
+}
+
+/// The control record type of a transaction's ABORT marker.
+const ABORT_MARKER: i16 = 0;
+
+impl Aborts {
+    /// From the Fetch response's aborted transactions: (producer id, first offset).
+    pub fn new(aborted: &[(i64, i64)]) -> Aborts {
+        let mut pending: Vec<(i64, i64)> = aborted.iter().map(|(p, f)| (*f, *p)).collect();
+        pending.sort_unstable();
+        Aborts {
+            pending: pending.into(),
+            ongoing: Default::default(),
+        }
+    }
+
+    /// Whether batch `h` (whose bytes start `batch`) holds records of an aborted
+    /// transaction; batches must be given in offset order.
+    pub fn aborted(&mut self, h: &Header, batch: &[u8]) -> bool {
+        if h.producer_id < 0 {
+            return false;
+        }
+        while let Some(&(first, pid)) = self.pending.front() {
+            if first > h.last_offset() {
+                break;
+            }
+            self.ongoing.insert(pid);
+            self.pending.pop_front();
+        }
+        if h.control() {
+            if control_type(batch) == Some(ABORT_MARKER) {
+                self.ongoing.remove(&h.producer_id);
+            }
+            return false;
+        }
+        h.transactional() && self.ongoing.contains(&h.producer_id)
+    }
+}
+
+/// The type of the control record that starts a control batch's records (its key: version
+/// i16, type i16); `None` when the bytes do not hold one. Control batches are never
+/// compressed.
+fn control_type(batch: &[u8]) -> Option<i16> {
+    let mut at = HEADER_LEN;
+    let _length = varint(batch, &mut at)?;
+    at += 1; // attributes
+    let _timestamp_delta = varint(batch, &mut at)?;
+    let _offset_delta = varint(batch, &mut at)?;
+    let key_len = usize::try_from(varint(batch, &mut at)?).ok()?;
+    let key = batch.get(at..at + key_len)?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+}
+
+/// A zigzag varint (Kafka's record fields) at `*at`, moving past it.
+fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
 /// What the target takes, as far as batches go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
@@ -542,6 +619,96 @@ mod tests {
         let last = b.len() - 1;
         b[last] ^= 1;
         assert!(!crc_ok(&b));
+    }
+
+    /// A zigzag varint's bytes.
+    fn zigzag(v: i64, out: &mut Vec<u8>) {
+        let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let byte = (raw & 0x7f) as u8;
+            raw >>= 7;
+            if raw == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A transaction marker of producer `pid` at `offset`: COMMIT (1) or ABORT (0).
+    fn marker(offset: i64, pid: i64, kind: i16) -> Vec<u8> {
+        let mut record = Vec::new();
+        record.push(0); // attributes
+        zigzag(0, &mut record); // timestamp delta
+        zigzag(0, &mut record); // offset delta
+        zigzag(4, &mut record);
+        record.extend_from_slice(&0i16.to_be_bytes());
+        record.extend_from_slice(&kind.to_be_bytes());
+        zigzag(6, &mut record);
+        record.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        zigzag(0, &mut record); // headers
+        let mut body = Vec::new();
+        zigzag(record.len() as i64, &mut body);
+        body.extend_from_slice(&record);
+        with_producer(batch(offset, 0, 1, CONTROL | TRANSACTIONAL, &body), pid)
+    }
+
+    fn with_producer(mut b: Vec<u8>, pid: i64) -> Vec<u8> {
+        b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&pid.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn aborted_transactions_are_followed_to_their_markers() {
+        // Offsets: 0-4 plain (no producer id); 5-9 txn of 7; 10-14 txn of 8; 15 ABORT of
+        // 7; 16-19 txn of 7 again; 20 COMMIT of 8; 21 COMMIT of 7; 22-23 txn of 8, 24
+        // ABORT of 8.
+        let txn = |base: i64, n: i32, pid: i64| {
+            with_producer(batch(base, n - 1, n, TRANSACTIONAL, b"r"), pid)
+        };
+        let batches: Vec<(Vec<u8>, bool)> = vec![
+            (with_producer(batch(0, 4, 5, 0, b"p"), -1), false),
+            (txn(5, 5, 7), true),
+            (txn(10, 5, 8), false),
+            (marker(15, 7, 0), false),
+            (txn(16, 4, 7), false),
+            (marker(20, 8, 1), false),
+            (marker(21, 7, 1), false),
+            (txn(22, 2, 8), true),
+            (marker(24, 8, 0), false),
+        ];
+        let mut aborts = Aborts::new(&[(7, 5), (8, 22)]);
+        for (b, want) in &batches {
+            let h = header(b);
+            assert_eq!(aborts.aborted(&h, b), *want, "batch at {}", h.base_offset);
+        }
+        assert_eq!(control_type(&marker(0, 1, 0)), Some(0));
+        assert_eq!(control_type(&marker(0, 1, 1)), Some(1));
+        assert_eq!(control_type(&batch(0, 0, 1, CONTROL, b"")), None);
+    }
+
+    #[test]
+    fn varints_read_as_kafka_writes_them() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut bytes = Vec::new();
+            zigzag(v, &mut bytes);
+            let mut at = 0;
+            assert_eq!(varint(&bytes, &mut at), Some(v), "{v}");
+            assert_eq!(at, bytes.len());
+        }
+        assert_eq!(varint(&[0x80], &mut 0), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use kmigrate::copy::batch::{self, Codec, Header, Route, Target};
+use kmigrate::copy::batch::{self, Aborts, Codec, Dropped, Header, Route, Target};
 use kmigrate::copy::stream::{Answer, Next, Stream};
 use kmigrate::kafka::wire::Conn;
 
@@ -135,6 +135,92 @@ fn batches_passed_on_with_their_header_rewritten_are_the_source_records() {
     assert_eq!(offsets, (0..n as i64).collect::<Vec<_>>());
     src.delete_topic(&topic);
     tgt.delete_topic(&topic);
+}
+
+/// Transactions committed and aborted, interleaved with a plain producer's records on the
+/// same partition: the batches the batch path keeps (aborted ones and markers dropped, as
+/// the Fetch response's aborted-transactions list says) hold exactly the records a
+/// read_committed consumer reads, in order.
+#[test]
+fn aborted_transactions_are_dropped_as_a_read_committed_consumer_skips_them() {
+    let topic = unique("wire-txn");
+    let src = Cluster::source();
+    src.create_topic(&topic, 1, &[]);
+    let plain: BaseProducer = src.config().create().expect("plain producer");
+    let txn: BaseProducer = src
+        .config()
+        .set("transactional.id", unique("wire-txn-id"))
+        .create()
+        .expect("transactional producer");
+    txn.init_transactions(TIMEOUT).expect("init transactions");
+    let send = |p: &BaseProducer, key: String| {
+        p.send(BaseRecord::to(&topic).partition(0).key(&key).payload("v"))
+            .expect("sending");
+        p.flush(TIMEOUT).expect("flushing");
+    };
+    for round in 0..4 {
+        txn.begin_transaction().expect("begin");
+        for i in 0..5 {
+            send(&txn, format!("txn-{round}-{i}"));
+            if i == 2 {
+                send(&plain, format!("plain-{round}"));
+            }
+        }
+        if round % 2 == 1 {
+            txn.abort_transaction(TIMEOUT).expect("abort");
+        } else {
+            txn.commit_transaction(TIMEOUT).expect("commit");
+        }
+    }
+    let want: Vec<Vec<u8>> = src
+        .read_all(&topic, 0)
+        .into_iter()
+        .filter_map(|r| r.rec.key)
+        .collect();
+    assert_eq!(
+        want.len(),
+        4 + 2 * 5,
+        "plain records and two committed transactions"
+    );
+
+    let mut conn = leader(&src, &topic);
+    let high = crate::support::records::high(&src, &topic, 0);
+    let got = conn.fetch(&topic, 0, 0, 1 << 20).expect("fetching");
+    assert_eq!(got.error_code, 0);
+    assert_eq!(got.last_stable_offset, high);
+    assert_eq!(got.aborted.len(), 2, "{:?}", got.aborted);
+    let (headers, used) = batch::complete(&got.records).expect("batches");
+    assert_eq!(
+        used,
+        got.records.len(),
+        "one fetch holds the whole partition"
+    );
+    let rules = Target {
+        max_batch_bytes: 1 << 20,
+        zstd: true,
+        min_pass_bytes: 0,
+    };
+    let mut aborts = Aborts::new(&got.aborted);
+    let (mut kept, mut dropped) = (0, Vec::new());
+    let mut at = 0;
+    for h in &headers {
+        let bytes = &got.records[at..at + h.len];
+        at += h.len;
+        match batch::route(h, (0, high), aborts.aborted(h, bytes), &rules) {
+            Route::Pass => kept += h.records as usize,
+            Route::Drop(why) => dropped.push(why),
+            other => panic!("batch at {}: {other:?}", h.base_offset),
+        }
+    }
+    assert_eq!(kept, want.len());
+    let markers = dropped.iter().filter(|d| **d == Dropped::Control).count();
+    let aborted = dropped.iter().filter(|d| **d == Dropped::Aborted).count();
+    assert_eq!(markers, 4, "one marker per transaction");
+    assert!(
+        aborted >= 2,
+        "the aborted transactions' batches: {dropped:?}"
+    );
+    src.delete_topic(&topic);
 }
 
 fn route(h: &Header, n: usize, target: &Target) -> Route {
