@@ -439,9 +439,23 @@ fn cutover_refuses_while_sync_runs_or_the_source_is_active() {
     );
     consumer.stop();
 
-    // Producers still running: refused, naming a partition that moves.
+    // Producers still running (they have written since the sync stopped): refused, naming a
+    // partition that moves. The sync's last reading gives no credit: the offsets moved.
+    let before: i64 = crate::support::records::highs(&src, &topic, PARTS)
+        .iter()
+        .sum();
     let traffic = Traffic::start(&src, &topic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::support::records::highs(&src, &topic, PARTS)
+        .iter()
+        .sum::<i64>()
+        == before
+    {
+        assert!(Instant::now() < deadline, "the producer never wrote");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let run = cutover(&dir, &["--wait", "3", "--quiet", "2"]);
+    assert!(!run.stderr.contains(STILL_SINCE_SYNC), "{}", run.stderr);
     assert_eq!(
         run.code, 2,
         "cutover while producing:\n{}\n{}",
