@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 
 use super::batch::next_sequence;
+use crate::kafka::error::Code;
 
 /// Batches in flight on one partition at most. The broker remembers, per producer and
 /// partition, the sequence ranges of the last 5 batches it appended (Kafka's
@@ -47,7 +48,7 @@ pub enum Answer {
     /// Appended (or a resend of a batch appended before) at this target offset.
     Appended(i64),
     /// An error code of the Produce response's partition.
-    Error(i16),
+    Error(Code),
 }
 
 /// What the copy does next with the partition's stream.
@@ -60,10 +61,10 @@ pub enum Next {
     Resend(Vec<InFlight>),
     /// The producer's identity or order is lost (rule 4): drop the stream; resume from the
     /// target's log, with a new producer id, before anything is sent again.
-    Resume { code: i16 },
+    Resume { code: Code },
     /// The target refuses the batch itself (too large, corrupt, invalid): the partition
     /// takes the record path from this batch on, after a resume.
-    Refused { code: i16 },
+    Refused { code: Code },
 }
 
 /// Why a call broke rule 3 or 5.
@@ -160,51 +161,25 @@ enum Class {
     Refused,
 }
 
-/// Kafka's error codes (`org.apache.kafka.common.protocol.Errors`).
-mod code {
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const NETWORK_EXCEPTION: i16 = 13;
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    pub const INVALID_RECORD: i16 = 87;
-    pub const PRODUCER_FENCED: i16 = 90;
-}
-
-fn classify(c: i16) -> Class {
-    use code::*;
+fn classify(c: Code) -> Class {
     match c {
-        LEADER_NOT_AVAILABLE
-        | NOT_LEADER_OR_FOLLOWER
-        | REQUEST_TIMED_OUT
-        | NETWORK_EXCEPTION
-        | NOT_ENOUGH_REPLICAS
-        | NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        | KAFKA_STORAGE_ERROR
-        | FENCED_LEADER_EPOCH
-        | UNKNOWN_LEADER_EPOCH => Class::Transient,
-        CORRUPT_MESSAGE | MESSAGE_TOO_LARGE | RECORD_LIST_TOO_LARGE | INVALID_RECORD => {
-            Class::Refused
-        }
-        // DUPLICATE_SEQUENCE_NUMBER: a duplicate the broker no longer remembers, landed at
-        // an offset it does not say.
-        OUT_OF_ORDER_SEQUENCE_NUMBER
-        | DUPLICATE_SEQUENCE_NUMBER
-        | UNKNOWN_PRODUCER_ID
-        | INVALID_PRODUCER_EPOCH
-        | PRODUCER_FENCED => Class::Identity,
-        // Any code not known to be safe to resend: resume from the target's log too.
+        Code::LEADER_NOT_AVAILABLE
+        | Code::NOT_LEADER_FOR_PARTITION
+        | Code::REQUEST_TIMED_OUT
+        | Code::NETWORK_EXCEPTION
+        | Code::NOT_ENOUGH_REPLICAS
+        | Code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        | Code::KAFKA_STORAGE_ERROR
+        | Code::FENCED_LEADER_EPOCH
+        | Code::UNKNOWN_LEADER_EPOCH => Class::Transient,
+        Code::INVALID_MESSAGE
+        | Code::MESSAGE_TOO_LARGE
+        | Code::MESSAGE_BATCH_TOO_LARGE
+        | Code::INVALID_RECORD => Class::Refused,
+        // OUT_OF_ORDER_SEQUENCE_NUMBER, DUPLICATE_SEQUENCE_NUMBER (a duplicate the broker no
+        // longer remembers, landed at an offset it does not say), UNKNOWN_PRODUCER_ID,
+        // INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, and any code not known to be safe to
+        // resend: resume from the target's log.
         _ => Class::Identity,
     }
 }
@@ -247,7 +222,7 @@ mod tests {
         let a = s.send(0, 3, 4).expect("a");
         let b = s.send(4, 5, 2).expect("b");
         let next = s
-            .answered(Answer::Error(code::NOT_LEADER_OR_FOLLOWER))
+            .answered(Answer::Error(Code::NOT_LEADER_FOR_PARTITION))
             .expect("answer");
         assert_eq!(next, Next::Resend(vec![a, b]));
         assert_eq!(s.in_flight(), 2, "still in flight, same sequences");
@@ -264,12 +239,12 @@ mod tests {
     #[test]
     fn a_lost_identity_resumes_and_a_refused_batch_is_said() {
         for c in [
-            code::OUT_OF_ORDER_SEQUENCE_NUMBER,
-            code::DUPLICATE_SEQUENCE_NUMBER,
-            code::UNKNOWN_PRODUCER_ID,
-            code::INVALID_PRODUCER_EPOCH,
-            code::PRODUCER_FENCED,
-            999,
+            Code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            Code::DUPLICATE_SEQUENCE_NUMBER,
+            Code::UNKNOWN_PRODUCER_ID,
+            Code::INVALID_PRODUCER_EPOCH,
+            Code::PRODUCER_FENCED,
+            Code(999),
         ] {
             let mut s = Stream::new(1, 0);
             s.send(0, 0, 1).expect("sent");
@@ -282,9 +257,9 @@ mod tests {
         let mut s = Stream::new(1, 0);
         s.send(0, 0, 1).expect("sent");
         assert_eq!(
-            s.answered(Answer::Error(code::MESSAGE_TOO_LARGE)),
+            s.answered(Answer::Error(Code::MESSAGE_TOO_LARGE)),
             Ok(Next::Refused {
-                code: code::MESSAGE_TOO_LARGE
+                code: Code::MESSAGE_TOO_LARGE
             })
         );
         assert_eq!(
@@ -328,9 +303,9 @@ mod tests {
                     .front()
                     .is_some_and(|(s, _, _)| b.base_sequence < *s);
                 return Answer::Error(if older {
-                    code::DUPLICATE_SEQUENCE_NUMBER
+                    Code::DUPLICATE_SEQUENCE_NUMBER
                 } else {
-                    code::OUT_OF_ORDER_SEQUENCE_NUMBER
+                    Code::OUT_OF_ORDER_SEQUENCE_NUMBER
                 });
             }
             let base = self.log.len() as i64;

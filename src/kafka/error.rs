@@ -42,6 +42,19 @@ impl Code {
     /// librdkafka's local "no such entry" (`_NOENT`).
     pub const NOENT: Code = Code::of(Rd::NoEnt);
     pub const STALE_MEMBER_EPOCH: Code = Code::of(Rd::StaleMemberEpoch);
+    /// CORRUPT_MESSAGE in today's Kafka.
+    pub const INVALID_MESSAGE: Code = Code::of(Rd::InvalidMessage);
+    pub const MESSAGE_TOO_LARGE: Code = Code::of(Rd::MessageSizeTooLarge);
+    /// RECORD_LIST_TOO_LARGE in today's Kafka.
+    pub const MESSAGE_BATCH_TOO_LARGE: Code = Code::of(Rd::MessageBatchTooLarge);
+    pub const NOT_ENOUGH_REPLICAS: Code = Code::of(Rd::NotEnoughReplicas);
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: Code = Code::of(Rd::NotEnoughReplicasAfterAppend);
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: Code = Code::of(Rd::OutOfOrderSequenceNumber);
+    pub const DUPLICATE_SEQUENCE_NUMBER: Code = Code::of(Rd::DuplicateSequenceNumber);
+    pub const INVALID_PRODUCER_EPOCH: Code = Code::of(Rd::InvalidProducerEpoch);
+    pub const UNKNOWN_PRODUCER_ID: Code = Code::of(Rd::UnknownProducerId);
+    pub const INVALID_RECORD: Code = Code::of(Rd::InvalidRecord);
+    pub const PRODUCER_FENCED: Code = Code::of(Rd::ProducerFenced);
 
     /// `_TRANSPORT`: a connection failed or broke.
     pub const TRANSPORT: Code = Code::of(Rd::BrokerTransportFailure);
