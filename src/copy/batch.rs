@@ -131,25 +131,37 @@ impl Header {
         if magic == 2 && bytes.len() < HEADER_LEN {
             return Err(partial(len));
         }
-        let v2 = magic == 2;
-        let field = |f: fn(&[u8]) -> i64| if v2 { f(bytes) } else { 0 };
-        Ok(Header {
+        let header = Header {
             base_offset: i64_at(bytes, 0),
             len,
             magic,
-            crc: field(|b| i64::from(u32_at(b, CRC))) as u32,
-            attributes: field(|b| i64::from(u16_at(b, ATTRIBUTES))) as u16,
-            last_offset_delta: field(|b| i64::from(i32_at(b, LAST_OFFSET_DELTA))) as i32,
-            producer_id: field(|b| i64_at(b, PRODUCER_ID)),
-            producer_epoch: field(|b| i64::from(i16_at(b, PRODUCER_EPOCH))) as i16,
-            base_sequence: field(|b| i64::from(i32_at(b, BASE_SEQUENCE))) as i32,
-            records: field(|b| i64::from(i32_at(b, RECORDS_COUNT))) as i32,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: 0,
+            producer_id: 0,
+            producer_epoch: 0,
+            base_sequence: 0,
+            records: 0,
+        };
+        if magic != 2 {
+            return Ok(header);
+        }
+        Ok(Header {
+            crc: u32_at(bytes, CRC),
+            attributes: u16_at(bytes, ATTRIBUTES),
+            last_offset_delta: i32_at(bytes, LAST_OFFSET_DELTA),
+            producer_id: i64_at(bytes, PRODUCER_ID),
+            producer_epoch: i16_at(bytes, PRODUCER_EPOCH),
+            base_sequence: i32_at(bytes, BASE_SEQUENCE),
+            records: i32_at(bytes, RECORDS_COUNT),
+            ..header
         })
     }
 
     /// The offset of the batch's last record (as first written: compaction keeps it).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// No record was removed since the producer wrote it (the log cleaner keeps a
@@ -253,7 +265,7 @@ fn control_type(batch: &[u8]) -> Option<i16> {
     let _timestamp_delta = varint(batch, &mut at)?;
     let _offset_delta = varint(batch, &mut at)?;
     let key_len = usize::try_from(varint(batch, &mut at)?).ok()?;
-    let key = batch.get(at..at + key_len)?;
+    let key = batch.get(at..at.checked_add(key_len)?)?;
     (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
 }
 
@@ -379,9 +391,19 @@ pub fn route(h: &Header, (start, end): (i64, i64), aborted: bool, target: &Targe
 /// "The baseOffset of the record batch in the append ... should be 0"; the base offset is
 /// outside the CRC). The records, compressed as the producer wrote them, are not touched:
 /// their offsets are deltas from the base.
-pub fn rewrite(batch: &mut [u8], producer: (i64, i16), base_sequence: i32) {
-    let len = Header::parse(batch).map_or(batch.len(), |h| h.len.min(batch.len()));
-    let batch = &mut batch[..len];
+pub fn rewrite(
+    batch: &mut [u8],
+    producer: (i64, i16),
+    base_sequence: i32,
+) -> Result<(), BatchError> {
+    let h = Header::parse(batch)?;
+    if h.magic != 2 || h.len > batch.len() {
+        return Err(BatchError::Partial {
+            have: batch.len(),
+            need: h.len.max(HEADER_LEN),
+        });
+    }
+    let batch = &mut batch[..h.len];
     batch[..8].copy_from_slice(&0i64.to_be_bytes());
     let attributes = u16_at(batch, ATTRIBUTES) & !TRANSACTIONAL;
     batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
@@ -390,6 +412,7 @@ pub fn rewrite(batch: &mut [u8], producer: (i64, i16), base_sequence: i32) {
     batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
     let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 /// Whether the batch's CRC matches its bytes (what the broker checks).
@@ -594,7 +617,7 @@ mod tests {
         let body = b"compressed records, as the producer wrote them";
         let mut b = batch(5000, 9, 10, 3 | TRANSACTIONAL, body);
         let before = b.clone();
-        rewrite(&mut b, (77, 2), 123_456);
+        rewrite(&mut b, (77, 2), 123_456).expect("a v2 batch");
         let h = header(&b);
         assert_eq!(
             (h.producer_id, h.producer_epoch, h.base_sequence),
@@ -610,6 +633,18 @@ mod tests {
             &b[LAST_OFFSET_DELTA..PRODUCER_ID],
             &before[LAST_OFFSET_DELTA..PRODUCER_ID]
         );
+    }
+
+    #[test]
+    fn only_a_whole_v2_batch_is_rewritten() {
+        let whole = batch(0, 1, 2, 0, b"payload");
+        let mut cut = whole[..whole.len() - 3].to_vec();
+        assert!(rewrite(&mut cut, (1, 0), 0).is_err());
+        assert_eq!(cut, whole[..whole.len() - 3], "left as it was");
+        let mut old = whole.clone();
+        old[MAGIC] = 1;
+        assert!(rewrite(&mut old, (1, 0), 0).is_err());
+        assert!(rewrite(&mut [0u8; 10], (1, 0), 0).is_err());
     }
 
     #[test]
@@ -734,7 +769,7 @@ mod tests {
         ) {
             let mut b = batch(base, delta, delta + 1, attributes, &body);
             let before = b.clone();
-            rewrite(&mut b, (pid, epoch), seq);
+            rewrite(&mut b, (pid, epoch), seq).expect("a v2 batch");
             prop_assert!(crc_ok(&b));
             let h = header(&b);
             prop_assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (pid, epoch, seq));

@@ -33,6 +33,11 @@ fn ours(key: ApiKey) -> (i16, i16) {
     }
 }
 
+/// The largest response read: above every Fetch's `max_bytes` kmigrate asks for. A larger
+/// size is not a Kafka answer (a TLS listener's bytes read as a size, say), and is not
+/// allocated.
+const MAX_RESPONSE: usize = 256 << 20;
+
 /// A connection to one broker.
 pub struct Conn {
     stream: TcpStream,
@@ -118,7 +123,16 @@ impl Conn {
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).with_context(what)?;
         let size = usize::try_from(i32::from_be_bytes(size))
-            .map_err(|_| anyhow!("a negative response size from broker {}", self.address))?;
+            .ok()
+            .filter(|n| *n <= MAX_RESPONSE)
+            .ok_or_else(|| {
+                anyhow!(
+                    "broker {} announced a response of {} bytes (at most {MAX_RESPONSE} \
+                     expected): not a Kafka broker speaking PLAINTEXT on this address?",
+                    self.address,
+                    i32::from_be_bytes(size)
+                )
+            })?;
         let mut body = vec![0u8; size];
         self.stream.read_exact(&mut body).with_context(what)?;
         let mut body = Bytes::from(body);

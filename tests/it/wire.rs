@@ -113,7 +113,7 @@ pub fn pass_through(src: &Cluster, tgt: &Cluster, prefix: &str) {
             .send(h.base_offset, h.last_offset(), h.records)
             .expect("room in flight");
         let mut out = bytes.to_vec();
-        batch::rewrite(&mut out, (pid, epoch), sent.base_sequence);
+        batch::rewrite(&mut out, (pid, epoch), sent.base_sequence).expect("a whole v2 batch");
         assert!(batch::crc_ok(&out));
         let out = Bytes::from(out);
         let answer = target
