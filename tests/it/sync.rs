@@ -653,21 +653,32 @@ fn sync_follows_each_partition_as_records_arrive() {
 /// What a cutover says when it counts its quiet window from the sync's last reading.
 const STILL_SINCE_SYNC: &str = "sync read the same ones before it stopped";
 
+/// A topic named after `prefix` with a backlog of 150 records for one group, copied by a
+/// sync that then follows the idle source for `idle` and is stopped (SIGTERM): the topic,
+/// the group, both clusters and the work directory.
+fn backlog_synced(
+    prefix: &str,
+    idle: Duration,
+) -> (String, String, (Cluster, Cluster), std::path::PathBuf) {
+    let topic = unique(prefix);
+    let group = unique(&format!("{prefix}-g"));
+    let clusters = setup(&topic, 100, &[(&group, [0, 50, 100, 100])]);
+    let dir = workdir(prefix);
+    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
+    let mut bg = start_sync(&dir);
+    until_written(&mut bg, &dir, 150);
+    std::thread::sleep(idle);
+    stop_sync(bg);
+    (topic, group, clusters, dir)
+}
+
 /// A sync stopped on an idle source leaves its last reading of the source's ends in the
 /// state file, with since when they had not moved; a cutover whose first reading finds
 /// the same ends counts its quiet window from then (here 3 s, already over) instead of
 /// waiting it out, and the migration is exact.
 #[test]
 fn cutover_counts_its_quiet_window_from_the_syncs_last_reading_of_an_idle_source() {
-    let topic = unique("sync-still");
-    let group = unique("sync-still-g");
-    let (src, tgt) = setup(&topic, 100, &[(&group, [0, 50, 100, 100])]);
-    let dir = workdir("sync-still");
-    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
-    let mut bg = start_sync(&dir);
-    until_written(&mut bg, &dir, 150);
-    std::thread::sleep(Duration::from_secs(4));
-    stop_sync(bg);
+    let (topic, group, (src, tgt), dir) = backlog_synced("sync-still", Duration::from_secs(4));
     let still = &state_json(&dir)["source_still"];
     let (since, read) = (still["since_ms"].as_i64(), still["read_at_ms"].as_i64());
     assert!(
@@ -688,15 +699,7 @@ fn cutover_counts_its_quiet_window_from_the_syncs_last_reading_of_an_idle_source
 /// sync's reading no credit, waits its own quiet window, and copies them as the tail.
 #[test]
 fn cutover_waits_its_own_quiet_window_when_the_source_moved_after_the_sync() {
-    let topic = unique("sync-moved");
-    let group = unique("sync-moved-g");
-    let (src, tgt) = setup(&topic, 100, &[(&group, [0, 50, 100, 100])]);
-    let dir = workdir("sync-moved");
-    std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
-    let mut bg = start_sync(&dir);
-    until_written(&mut bg, &dir, 150);
-    std::thread::sleep(Duration::from_secs(2));
-    stop_sync(bg);
+    let (topic, group, (src, tgt), dir) = backlog_synced("sync-moved", Duration::from_secs(2));
     assert!(state_json(&dir)["source_still"]["since_ms"].is_i64());
     src.produce_n(&topic, 3, 5, now_ms());
     let run = cutover(&dir, &["--quiet", "1"]);
