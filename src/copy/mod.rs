@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod prepare;
 mod progress;
 mod reconcile;
+pub mod records;
 pub mod resume;
 pub mod session;
 pub mod shard;
