@@ -72,12 +72,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, Clusters)> {
     for warning in &loaded.warnings {
         kmigrate::report::note(warning);
     }
-    let cfg = Config::resolve(
+    let mut cfg = Config::resolve(
         loaded.config,
         cli.source.as_deref(),
         cli.target.as_deref(),
         &src,
     )?;
+    if let Some(engine) = cli.engine {
+        cfg.migration.engine = engine;
+    }
     // librdkafka's refusal of a property is a configuration error: report it now, with its
     // place in the file, rather than in the middle of a command.
     let clusters = Clusters::new(&cfg)?;

@@ -14,7 +14,7 @@ use super::origin::{Lines, Origin, key_at};
 use super::secrets::{Properties, expand_env, is_secret_key};
 use super::topics::{TopicMapping, check_mapping_written};
 use super::types::{
-    ClusterConfig, Compression, Config, ConfigSource, MigrationConfig, UncommittedPolicy,
+    ClusterConfig, Compression, Config, ConfigSource, Engine, MigrationConfig, UncommittedPolicy,
     default_pipelines,
 };
 
@@ -95,6 +95,7 @@ struct FileMigration {
     buffer_mb: u64,
     pipelines: usize,
     rescan_secs: u64,
+    engine: Engine,
 }
 
 impl Default for FileMigration {
@@ -112,6 +113,7 @@ impl Default for FileMigration {
             buffer_mb: d.buffer_mb,
             pipelines: d.pipelines,
             rescan_secs: d.rescan.as_secs(),
+            engine: d.engine,
         }
     }
 }
@@ -271,6 +273,7 @@ pub fn parse(
         buffer_mb: m.buffer_mb,
         pipelines: m.pipelines,
         rescan: Duration::from_secs(m.rescan_secs),
+        engine: m.engine,
     };
     let origin = Origin::from_toml(file, text);
     check_patterns(&raw.filter, &origin, text)?;

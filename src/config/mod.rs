@@ -22,6 +22,6 @@ pub use topics::{
     target_topic, unmatched_keys,
 };
 pub use types::{
-    ClusterConfig, Compression, Config, ConfigSource, MigrationConfig, UncommittedPolicy,
+    ClusterConfig, Compression, Config, ConfigSource, Engine, MigrationConfig, UncommittedPolicy,
     config_source, default_pipelines,
 };

@@ -46,6 +46,8 @@ pub enum UncommittedPolicy {
     Skip,
 }
 
+pub use crate::cli::Engine;
+
 /// The producer's `compression.type` on the target. Not `Copy`: the copy's tuning takes
 /// its own clone.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -104,6 +106,8 @@ pub struct MigrationConfig {
     /// How often `kmigrate sync` reads the source's groups and topics again, to follow new
     /// groups, topics and partitions.
     pub rescan: Duration,
+    /// How records travel (`--engine` overrides it).
+    pub engine: Engine,
 }
 
 impl Default for MigrationConfig {
@@ -120,6 +124,7 @@ impl Default for MigrationConfig {
             buffer_mb: 128,
             pipelines: default_pipelines(),
             rescan: Duration::from_secs(60),
+            engine: Engine::Auto,
         }
     }
 }

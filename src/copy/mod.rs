@@ -18,6 +18,7 @@
 
 pub mod assign;
 pub mod batch;
+pub mod batched;
 pub mod pipeline;
 pub mod prepare;
 mod progress;
@@ -38,6 +39,7 @@ use anyhow::Context as _;
 pub use self::progress::{PartitionSnapshot, ProgressSink, Snapshot};
 pub use self::session::Session;
 use self::shared::Shared;
+use crate::config::Engine;
 use crate::kafka::Cluster;
 use crate::kafka::reader::{DEFAULT_BATCH_BYTES, Tuning};
 use crate::ledger::{self, Ledger};
@@ -60,6 +62,8 @@ pub struct Options {
     pub checkpoint_every: Duration,
     /// How long to wait for the target to acknowledge in-flight records when stopping.
     pub flush_timeout: Duration,
+    /// How records travel.
+    pub engine: Engine,
 }
 
 /// Copies what the ledger has left to copy. Saves the state before the first write, every
@@ -107,6 +111,7 @@ pub fn run(
     // Said once per copy: a sync copies every round, so at debug level.
     tracing::debug!(pipelines = jobs.len(), "copying");
 
+    let batches = batch_engine(source, target, opts);
     let read_from = read_positions(&ledger.state, &jobs);
     let path = ledger.path().to_path_buf();
     let shared = Shared::new(&mut ledger.state, read_from);
@@ -117,7 +122,8 @@ pub fn run(
             .map(|job| {
                 let shared = &shared;
                 let index = job.index;
-                (index, scope.spawn(move || pipeline::run(job, shared)))
+                let copy = if batches { batched::run } else { pipeline::run };
+                (index, scope.spawn(move || copy(job, shared)))
             })
             .collect();
         let threads: Vec<_> = handles.iter().map(|(_, h)| h).collect();
@@ -136,6 +142,40 @@ pub fn run(
     let ended = end(ledger, failure, stop, snap);
     leave(session, &ended, &ledger.state, kept);
     ended
+}
+
+/// Whether this copy passes record batches on (the batch engine): when asked to, and both
+/// clusters and the settings allow it; otherwise says why, once per command.
+fn batch_engine(source: &Cluster, target: &Cluster, opts: &Options) -> bool {
+    if opts.engine != Engine::Batch {
+        return false;
+    }
+    let why = source
+        .wire_refusal()
+        .or_else(|| target.wire_refusal())
+        .or_else(|| {
+            opts.max_bytes_per_second.map(|_| {
+                "migration.max_bytes_per_second is set, which only the record engine honours \
+                 so far"
+                    .to_string()
+            })
+        });
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match why {
+        None => {
+            SAID.call_once(|| {
+                tracing::info!(
+                    "copying with the batch engine: the source's record batches go to the \
+                     target as they are, only their header rewritten"
+                )
+            });
+            true
+        }
+        Some(why) => {
+            SAID.call_once(|| tracing::warn!("{why}: copying with the record engine"));
+            false
+        }
+    }
 }
 
 /// Keeps the pipelines' clients for the next copy when this one ended cleanly (every

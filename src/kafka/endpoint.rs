@@ -53,6 +53,25 @@ impl Endpoint {
         format!("{} cluster {}", self.role.name(), self.bootstrap)
     }
 
+    /// Why the batch engine's own connections cannot reach this cluster, if they cannot:
+    /// they speak PLAINTEXT only so far.
+    pub fn wire_refusal(&self) -> Option<String> {
+        let protocol = self
+            .cfg
+            .properties
+            .0
+            .get("security.protocol")
+            .map(|p| p.to_ascii_lowercase());
+        match protocol.as_deref() {
+            None | Some("plaintext") => None,
+            Some(p) => Some(format!(
+                "the {} is reached with security.protocol {p}, which the batch engine does \
+                 not speak yet",
+                self.describe()
+            )),
+        }
+    }
+
     /// The librdkafka configuration shared by all clients of this cluster: the user's
     /// properties first, then what kmigrate needs to stay bounded in time.
     pub(crate) fn client_config(&self) -> ClientConfig {

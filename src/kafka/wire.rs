@@ -20,6 +20,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
+use crate::kafka::error::Code;
+
 /// The versions kmigrate speaks of each API: from the oldest broker it supports (1.1.1)
 /// to the last version that names topics (later ones address them by topic id).
 fn ours(key: ApiKey) -> (i16, i16) {
@@ -85,6 +87,13 @@ impl Conn {
         &self.address
     }
 
+    /// Whether the broker takes zstd batches: Produce v7 and later (Kafka 2.1).
+    pub fn speaks_zstd(&self) -> bool {
+        self.versions
+            .get(&(ApiKey::Produce as i16))
+            .is_some_and(|(_, max)| *max >= 7)
+    }
+
     /// The version of `key` to speak with this broker: the highest both know.
     fn version(&self, key: ApiKey) -> anyhow::Result<i16> {
         let (lo, hi) = ours(key);
@@ -105,6 +114,13 @@ impl Conn {
 
     /// Sends `req` at `version` and reads its answer.
     fn call<R: Request>(&mut self, req: &R, version: i16) -> anyhow::Result<R::Response> {
+        let id = self.send(req, version)?;
+        self.receive::<R>(id, version)
+    }
+
+    /// Sends `req` at `version` without waiting for its answer: its correlation id. The
+    /// broker answers a connection's requests in the order it received them.
+    fn send<R: Request>(&mut self, req: &R, version: i16) -> anyhow::Result<i32> {
         self.correlation = self.correlation.wrapping_add(1);
         let id = self.correlation;
         let header = RequestHeader::default()
@@ -118,8 +134,15 @@ impl Conn {
         req.encode(&mut buf, version)?;
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream
+            .write_all(&buf)
+            .with_context(|| format!("API {} v{version} to broker {}", R::KEY, self.address))?;
+        Ok(id)
+    }
+
+    /// Reads the answer to request `id` (the next one the broker sends).
+    fn receive<R: Request>(&mut self, id: i32, version: i16) -> anyhow::Result<R::Response> {
         let what = || format!("API {} v{version} to broker {}", R::KEY, self.address);
-        self.stream.write_all(&buf).with_context(what)?;
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).with_context(what)?;
         let size = usize::try_from(i32::from_be_bytes(size))
@@ -145,6 +168,167 @@ impl Conn {
             );
         }
         R::Response::decode(&mut body, version).with_context(what)
+    }
+
+    /// The leader of every partition of `topics`, as (broker id, host:port); a partition
+    /// without a leader right now is left out.
+    pub fn leaders_of(
+        &mut self,
+        topics: &[String],
+    ) -> anyhow::Result<BTreeMap<(String, i32), (i32, String)>> {
+        let v = self.version(ApiKey::Metadata)?;
+        let req = MetadataRequest::default().with_topics(Some(
+            topics
+                .iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+                .collect(),
+        ));
+        let answer = self.call(&req, v)?;
+        let brokers: BTreeMap<i32, String> = answer
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+            .collect();
+        let mut out = BTreeMap::new();
+        for t in &answer.topics {
+            let Some(topic) = t.name.as_ref().map(|n| n.0.to_string()) else {
+                continue;
+            };
+            if t.error_code != 0 {
+                bail!(
+                    "metadata of topic {topic}: {}",
+                    Code(i32::from(t.error_code)).description()
+                );
+            }
+            for p in &t.partitions {
+                if let Some(address) = brokers.get(&p.leader_id.0) {
+                    out.insert(
+                        (topic.clone(), p.partition_index),
+                        (p.leader_id.0, address.clone()),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the record batches of several partitions of this broker, each from its offset
+    /// (`(topic, partition, offset)`), at most `partition_max` bytes each and `max_bytes` in
+    /// all (the first batch of a partition comes whole whatever its size), committed
+    /// records only, with the transactions aborted among them. Waits up to `wait` for
+    /// records when there are none.
+    pub fn fetch_many(
+        &mut self,
+        wants: &[(&str, i32, i64)],
+        partition_max: i32,
+        max_bytes: i32,
+        wait: Duration,
+    ) -> anyhow::Result<Vec<(String, i32, Fetched)>> {
+        let v = self.version(ApiKey::Fetch)?;
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (topic, partition, offset) in wants {
+            let p = FetchPartition::default()
+                .with_partition(*partition)
+                .with_fetch_offset(*offset)
+                .with_partition_max_bytes(partition_max);
+            match topics.last_mut() {
+                Some(t) if t.topic.0.as_str() == *topic => t.partitions.push(p),
+                _ => topics.push(
+                    FetchTopic::default()
+                        .with_topic(name(topic))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(i32::try_from(wait.as_millis()).unwrap_or(i32::MAX))
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(1)
+            .with_session_epoch(-1)
+            .with_topics(topics);
+        let answer = self.call(&req, v)?;
+        if answer.error_code != 0 {
+            bail!(
+                "fetching from broker {}: {}",
+                self.address,
+                Code(i32::from(answer.error_code)).description()
+            );
+        }
+        Ok(answer
+            .responses
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.to_string();
+                t.partitions.into_iter().map(move |p| {
+                    let fetched = Fetched {
+                        error_code: p.error_code,
+                        high_watermark: p.high_watermark,
+                        last_stable_offset: p.last_stable_offset,
+                        aborted: p
+                            .aborted_transactions
+                            .iter()
+                            .flatten()
+                            .map(|a| (a.producer_id.0, a.first_offset))
+                            .collect(),
+                        records: p.records.unwrap_or_default(),
+                    };
+                    (topic.clone(), p.partition_index, fetched)
+                })
+            })
+            .collect())
+    }
+
+    /// Sends one record batch per partition (`(topic, partition, batch)`, acks from every
+    /// in-sync replica) without waiting: read the answer with [`Conn::produced`].
+    pub fn send_produce(
+        &mut self,
+        batches: &[(&str, i32, Bytes)],
+        timeout: Duration,
+    ) -> anyhow::Result<i32> {
+        let v = self.version(ApiKey::Produce)?;
+        let mut topics: Vec<TopicProduceData> = Vec::new();
+        for (topic, partition, batch) in batches {
+            let p = PartitionProduceData::default()
+                .with_index(*partition)
+                .with_records(Some(batch.clone()));
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == *topic => t.partition_data.push(p),
+                _ => topics.push(
+                    TopicProduceData::default()
+                        .with_name(name(topic))
+                        .with_partition_data(vec![p]),
+                ),
+            }
+        }
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(topics);
+        self.send(&req, v)
+    }
+
+    /// The answer to the produce request `id`: per partition, its error code and the
+    /// offset its batch got.
+    pub fn produced(&mut self, id: i32) -> anyhow::Result<Vec<(String, i32, Produced)>> {
+        let v = self.version(ApiKey::Produce)?;
+        let answer = self.receive::<ProduceRequest>(id, v)?;
+        Ok(answer
+            .responses
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partition_responses.into_iter().map(move |p| {
+                    let produced = Produced {
+                        error_code: p.error_code,
+                        base_offset: p.base_offset,
+                        message: p.error_message.as_ref().map(|m| m.to_string()),
+                    };
+                    (topic.clone(), p.index, produced)
+                })
+            })
+            .collect())
     }
 
     /// The leader of each partition of `topic`, as (broker id, host:port).

@@ -167,6 +167,7 @@ fn copy_options(cfg: &Config, pipelines: Option<u16>) -> Options {
         max_bytes_per_second: cfg.migration.max_bytes_per_second,
         checkpoint_every: Duration::from_secs(2),
         flush_timeout: cfg.migration.timeout,
+        engine: cfg.migration.engine,
     }
 }
 

@@ -1,0 +1,736 @@
+//! One copy pipeline on the batch engine: the source's record batches go to the target as
+//! the source's log holds them, only their header made the copy's ([`super::batch`]); the
+//! batches that must be re-encoded are ([`super::records`]). Kafka's protocol is spoken
+//! directly ([`crate::kafka::wire`]): one connection per broker on each side, one producer
+//! id per pipeline, one producer stream per partition ([`super::stream`]).
+//!
+//! The bookkeeping is the record engine's: each partition's [`Slot`] pairs every source
+//! offset with the target offset it landed at, checkpoints publish it, and a resume reads
+//! the target first ([`super::prepare`]), so a copy stopped anywhere (a SIGKILL between a
+//! Produce and its answer included) continues without a lost or a duplicated record.
+//!
+//! The loop, per pipeline: fetch from every source leader the partitions with room in their
+//! queue; send each target leader requests of one batch per partition (Kafka accepts one
+//! batch per partition per request from a client), up to [`MAX_IN_FLIGHT`] requests
+//! outstanding per connection, so that fetching overlaps the target's work; read the
+//! answers in order. Any answer but an append stops the copy with its Kafka error code
+//! (rule 4 of [`super::stream`]: nothing is sent again before the target's log is read
+//! again), and the rerun resumes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+
+use super::batch::{self, Codec, Dropped, Route, Target};
+use super::pipeline::Job;
+use super::records::{self, Builder, Raw};
+use super::session::Clients;
+use super::shared::Shared;
+use super::slot::Slot;
+use super::stream::{Answer, MAX_IN_FLIGHT, Next, Stream};
+use crate::config::Compression;
+use crate::digest::record_hash;
+use crate::kafka::Cluster;
+use crate::kafka::error::{Code, KafkaError};
+use crate::kafka::reader::DEFAULT_BATCH_BYTES;
+use crate::kafka::wire::{Conn, Fetched};
+
+/// How long a Fetch waits for records when its partitions have none yet.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+/// Bytes of one partition read from the source and not yet acknowledged by the target, at
+/// most (before the memory budget's share): a Fetch asks a partition for what fits.
+const PARTITION_QUEUE: usize = 4 << 20;
+/// Bytes one Fetch asks of a partition, at most.
+const PARTITION_FETCH: usize = 1 << 20;
+/// Batches smaller than this are re-encoded with their neighbours: a producer with linger
+/// 0 writes one-record batches, and one batch per partition per request would make every
+/// record a round trip.
+const MIN_PASS_BYTES: usize = 4096;
+/// Nothing read and nothing landed for this long, while the plan expects more: stop.
+const STALL: Duration = Duration::from_secs(120);
+/// How often progress is published.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What one batch sent (or to send) holds.
+struct Out {
+    bytes: Vec<u8>,
+    /// Source offsets of its records, in order.
+    offsets: Offsets,
+}
+
+enum Offsets {
+    /// `count` records from `first`, one an offset (a batch passed on: dense).
+    Dense { first: i64, count: i32 },
+    /// Re-encoded: the records kept, with the source's gaps.
+    List(Vec<i64>),
+}
+
+impl Offsets {
+    fn first(&self) -> i64 {
+        match self {
+            Offsets::Dense { first, .. } => *first,
+            Offsets::List(l) => l.first().copied().unwrap_or(0),
+        }
+    }
+
+    fn last(&self) -> i64 {
+        match self {
+            Offsets::Dense { first, count } => first + i64::from(*count) - 1,
+            Offsets::List(l) => l.last().copied().unwrap_or(0),
+        }
+    }
+
+    fn count(&self) -> i32 {
+        match self {
+            Offsets::Dense { count, .. } => *count,
+            Offsets::List(l) => l.len() as i32,
+        }
+    }
+}
+
+/// One partition on the batch engine.
+struct Part {
+    slot: Slot,
+    topic: String,
+    target_topic: String,
+    end: i64,
+    /// The next source offset to read.
+    fetch_at: i64,
+    read_done: bool,
+    source: usize,
+    target: usize,
+    /// Batches ready to send, in order.
+    pending: VecDeque<Out>,
+    /// Sent and not answered, in the order sent: bytes and source offsets.
+    in_flight: VecDeque<(usize, Offsets)>,
+    /// Bytes in `pending` and `in_flight`.
+    queued: usize,
+    /// Re-encoded records being gathered into one batch, and their source offsets.
+    builder: Builder,
+    built: Vec<i64>,
+    stream: Stream,
+}
+
+struct Broker {
+    conn: Conn,
+    /// Requests sent and not answered: correlation id and the parts in it.
+    outstanding: VecDeque<(i32, Vec<usize>)>,
+}
+
+struct Copier<'a, 's> {
+    shared: &'a Shared<'s>,
+    parts: Vec<Part>,
+    sources: Vec<Conn>,
+    targets: Vec<Broker>,
+    rules: Target,
+    codec: Codec,
+    producer: (i64, i16),
+    partition_queue: usize,
+    produce_timeout: Duration,
+    remaining: usize,
+    records: u64,
+    bytes: u64,
+    published: (u64, u64),
+    last_tick: Instant,
+    last_progress: Instant,
+}
+
+/// Runs a batch-engine pipeline to its end; a failure is reported to `shared` (and stops
+/// the others). It keeps no clients for a next copy.
+pub fn run(job: Job<'_>, shared: &Shared<'_>) -> Option<Clients> {
+    if let Err(e) = copy(job, shared) {
+        shared.fail(e);
+    }
+    None
+}
+
+fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
+    let mut copier = Copier::new(&job, shared)?;
+    let copied = copier.run();
+    let drained = copier.drain();
+    copier.finish_ready();
+    if copied.is_ok() && drained.is_ok() {
+        copier.settled();
+    }
+    copier.publish();
+    copied.and(drained)
+}
+
+/// The first reachable bootstrap broker of `cluster`.
+fn bootstrap(cluster: &Cluster) -> anyhow::Result<Conn> {
+    let mut last = None;
+    for address in cluster.bootstrap.split(',').map(str::trim) {
+        match Conn::connect(address, cluster.timeout) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no bootstrap server")))
+        .with_context(|| format!("connecting to the {}", cluster.describe()))
+}
+
+/// Each partition's (topic, partition) leader: an index into a pipeline's connections.
+type LeaderOf = BTreeMap<(String, i32), usize>;
+
+/// Each partition's leader on `cluster`, as an index into the connections (made here).
+fn leaders(cluster: &Cluster, topics: &[String]) -> anyhow::Result<(LeaderOf, Vec<Conn>)> {
+    let mut boot = bootstrap(cluster)?;
+    let leaders = boot.leaders_of(topics).with_context(|| {
+        format!(
+            "reading the partitions' leaders on the {}",
+            cluster.describe()
+        )
+    })?;
+    let mut conns: Vec<Conn> = vec![boot];
+    let mut index = BTreeMap::new();
+    for (tp, (_, address)) in leaders {
+        let at = match conns.iter().position(|c| c.address() == address) {
+            Some(i) => i,
+            None => {
+                conns.push(Conn::connect(&address, cluster.timeout)?);
+                conns.len() - 1
+            }
+        };
+        index.insert(tp, at);
+    }
+    Ok((index, conns))
+}
+
+fn codec(c: &Compression) -> Codec {
+    match c {
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd,
+        Compression::Snappy => Codec::Snappy,
+        Compression::Gzip => Codec::Gzip,
+        Compression::None => Codec::None,
+    }
+}
+
+impl<'a, 's> Copier<'a, 's> {
+    fn new(job: &Job<'_>, shared: &'a Shared<'s>) -> anyhow::Result<Copier<'a, 's>> {
+        let mut sources: Vec<String> = job.work.iter().map(|w| w.topic.clone()).collect();
+        let mut targets: Vec<String> = job.work.iter().map(|w| w.target_topic.clone()).collect();
+        sources.sort();
+        sources.dedup();
+        targets.sort();
+        targets.dedup();
+        let (source_of, source_conns) = leaders(job.source, &sources)?;
+        let (target_of, mut target_conns) = leaders(job.target, &targets)?;
+        let producer = target_conns[0]
+            .init_producer_id()
+            .with_context(|| format!("getting a producer id from the {}", job.target.describe()))?;
+        let zstd = target_conns.iter().all(|c| c.speaks_zstd());
+        let max_batch_bytes = job.tuning.max_batch_bytes.unwrap_or(DEFAULT_BATCH_BYTES);
+        let mut parts = Vec::with_capacity(job.work.len());
+        for w in &job.work {
+            let leader = |of: &LeaderOf, topic: &str, cluster: &Cluster| {
+                of.get(&(topic.to_string(), w.partition))
+                    .copied()
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{topic}/{} has no leader on the {} right now",
+                            w.partition,
+                            cluster.describe()
+                        )
+                    })
+            };
+            let source = leader(&source_of, &w.topic, job.source)?;
+            let target = leader(&target_of, &w.target_topic, job.target)?;
+            let slot = shared.with_partition(w.state, |ps| Slot::new(w, 0, ps));
+            parts.push(Part {
+                slot,
+                topic: w.topic.clone(),
+                target_topic: w.target_topic.clone(),
+                end: w.end,
+                fetch_at: w.from,
+                read_done: w.from >= w.end,
+                source,
+                target,
+                pending: VecDeque::new(),
+                in_flight: VecDeque::new(),
+                queued: 0,
+                builder: Builder::new(),
+                built: Vec::new(),
+                stream: Stream::new(producer.0, producer.1),
+            });
+        }
+        tracing::debug!(
+            partitions = parts.len(),
+            source_brokers = source_conns.len(),
+            target_brokers = target_conns.len(),
+            producer_id = producer.0,
+            "copying with the batch engine"
+        );
+        let partition_queue = (job.tuning.buffer_bytes / parts.len().max(1))
+            .clamp(2 * max_batch_bytes.min(PARTITION_FETCH), PARTITION_QUEUE);
+        Ok(Copier {
+            shared,
+            remaining: parts.len(),
+            parts,
+            sources: source_conns,
+            targets: target_conns
+                .into_iter()
+                .map(|conn| Broker {
+                    conn,
+                    outstanding: VecDeque::new(),
+                })
+                .collect(),
+            rules: Target {
+                max_batch_bytes,
+                zstd,
+                min_pass_bytes: MIN_PASS_BYTES,
+            },
+            codec: codec(&job.tuning.compression),
+            producer,
+            partition_queue,
+            produce_timeout: job.target.timeout,
+            records: 0,
+            bytes: 0,
+            published: (0, 0),
+            last_tick: Instant::now(),
+            last_progress: Instant::now(),
+        })
+    }
+
+    /// Copies until every partition is done or the pipelines are halted.
+    fn run(&mut self) -> anyhow::Result<()> {
+        self.finish_ready();
+        while self.remaining > 0 && !self.shared.halted() {
+            self.fetch()?;
+            loop {
+                self.send()?;
+                let queued: usize = self.parts.iter().map(|p| p.queued).sum();
+                let outstanding = self.targets.iter().any(|b| !b.outstanding.is_empty());
+                let wanting = self.parts.iter().any(|p| self.wants_fetch(p));
+                if !outstanding || (wanting && queued < self.partition_queue) {
+                    break;
+                }
+                self.receive_one()?;
+            }
+            self.finish_ready();
+            self.tick()?;
+        }
+        Ok(())
+    }
+
+    fn wants_fetch(&self, p: &Part) -> bool {
+        !p.read_done && p.queued < self.partition_queue
+    }
+
+    /// One Fetch per source leader, of its partitions with room in their queue.
+    fn fetch(&mut self) -> anyhow::Result<()> {
+        let mut by_leader: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            if self.wants_fetch(p) {
+                by_leader.entry(p.source).or_default().push(i);
+            }
+        }
+        let partition_max = (self.partition_queue.min(PARTITION_FETCH)) as i32;
+        for (leader, mut parts) in by_leader {
+            parts.sort_by(|a, b| self.parts[*a].topic.cmp(&self.parts[*b].topic));
+            let wants: Vec<(&str, i32, i64)> = parts
+                .iter()
+                .map(|i| {
+                    let p = &self.parts[*i];
+                    (p.topic.as_str(), p.slot.partition, p.fetch_at)
+                })
+                .collect();
+            let max = (partition_max as usize * wants.len()).min(64 << 20) as i32;
+            let conn = &mut self.sources[leader];
+            let answers = conn
+                .fetch_many(&wants, partition_max, max, FETCH_WAIT)
+                .with_context(|| format!("reading from source broker {}", conn.address()))?;
+            for (topic, partition, fetched) in answers {
+                let Some(&i) = parts.iter().find(|i| {
+                    self.parts[**i].topic == topic && self.parts[**i].slot.partition == partition
+                }) else {
+                    continue;
+                };
+                self.ingest(i, fetched)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The batches one Fetch returned for part `i`: each dropped, passed on or re-encoded.
+    fn ingest(&mut self, i: usize, fetched: Fetched) -> anyhow::Result<()> {
+        let rules = self.rules;
+        let codec = self.codec;
+        let p = &mut self.parts[i];
+        let name = format!("{}/{}", p.topic, p.slot.partition);
+        let name = || name.clone();
+        if fetched.error_code != 0 {
+            let code = Code(i32::from(fetched.error_code));
+            return Err(anyhow::Error::new(KafkaError::new(code, "fetching", ""))).with_context(
+                || {
+                    format!(
+                        "reading {} from offset {} on the source",
+                        name(),
+                        p.fetch_at
+                    )
+                },
+            );
+        }
+        let records = fetched.records;
+        let (headers, _) = batch::complete(&records)
+            .map_err(|e| anyhow!("{}: the source returned a damaged batch: {e}", name()))?;
+        let mut aborts = batch::Aborts::new(&fetched.aborted);
+        let mut at = 0;
+        for h in headers {
+            let bytes = records.slice(at..at + h.len);
+            at += h.len;
+            let aborted = aborts.aborted(&h, &bytes);
+            if p.read_done || h.last_offset() < p.fetch_at {
+                continue;
+            }
+            let mut route = batch::route(&h, (p.fetch_at, p.end), aborted, &rules);
+            // Records to prove on the target (a resume) are read one by one.
+            if route == Route::Pass && p.slot.skip > 0 {
+                route = Route::Reencode(batch::Reencode::StraddlesStart);
+            }
+            match route {
+                Route::Pass => {
+                    p.flush(codec)?;
+                    p.queue(Out {
+                        bytes: bytes.to_vec(),
+                        offsets: Offsets::Dense {
+                            first: h.base_offset,
+                            count: h.records,
+                        },
+                    });
+                }
+                Route::Reencode(_) => {
+                    let decoded = records::decode(&bytes)
+                        .map_err(|e| anyhow!("{}: offset {}: {e}", name(), h.base_offset))?;
+                    for r in decoded.iter() {
+                        if r.offset >= p.fetch_at && r.offset < p.end {
+                            p.push(&r, codec, &rules)?;
+                        }
+                    }
+                }
+                Route::Drop(Dropped::OutsideRange) if h.base_offset >= p.end => {
+                    p.read_done = true;
+                }
+                Route::Drop(_) => {}
+                Route::RecordPath(magic) => bail!(
+                    "{}: the batch at offset {} is in message format v{magic} (written before \
+                     Kafka 0.11), which the batch engine does not copy: run with \
+                     `--engine record`",
+                    name(),
+                    h.base_offset
+                ),
+            }
+            p.fetch_at = p.fetch_at.max(h.last_offset() + 1);
+            self.last_progress = Instant::now();
+            if p.fetch_at >= p.end {
+                p.read_done = true;
+            }
+        }
+        p.flush(codec)?;
+        if p.read_done && p.slot.skip > 0 {
+            bail!(
+                "{}: the target holds {} more record(s) than the source range has: another \
+                 producer writes to it",
+                name(),
+                p.slot.skip
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends each target leader requests of the next batch of each of its partitions, while
+    /// the connection and the partitions' streams have room.
+    fn send(&mut self) -> anyhow::Result<()> {
+        for b in 0..self.targets.len() {
+            while self.targets[b].outstanding.len() < MAX_IN_FLIGHT {
+                let mut batches: Vec<(String, i32, Bytes)> = Vec::new();
+                let mut parts = Vec::new();
+                for (i, p) in self.parts.iter_mut().enumerate() {
+                    if p.target != b || p.pending.is_empty() || !p.stream.can_send() {
+                        continue;
+                    }
+                    let Some(mut out) = p.pending.pop_front() else {
+                        continue;
+                    };
+                    let sent = p
+                        .stream
+                        .send(out.offsets.first(), out.offsets.last(), out.offsets.count())
+                        .map_err(|e| anyhow!("{}/{}: {e:?}", p.topic, p.slot.partition))?;
+                    batch::rewrite(&mut out.bytes, self.producer, sent.base_sequence)
+                        .map_err(|e| anyhow!("{}/{}: {e}", p.topic, p.slot.partition))?;
+                    let len = out.bytes.len();
+                    batches.push((
+                        p.target_topic.clone(),
+                        p.slot.partition,
+                        Bytes::from(std::mem::take(&mut out.bytes)),
+                    ));
+                    p.in_flight.push_back((len, out.offsets));
+                    parts.push(i);
+                }
+                if batches.is_empty() {
+                    break;
+                }
+                let batches: Vec<(&str, i32, Bytes)> = batches
+                    .iter()
+                    .map(|(t, n, b)| (t.as_str(), *n, b.clone()))
+                    .collect();
+                let broker = &mut self.targets[b];
+                let id = broker
+                    .conn
+                    .send_produce(&batches, self.produce_timeout)
+                    .with_context(|| {
+                        format!("writing to target broker {}", broker.conn.address())
+                    })?;
+                broker.outstanding.push_back((id, parts));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the oldest answer of the target leader with the most requests outstanding.
+    fn receive_one(&mut self) -> anyhow::Result<()> {
+        let Some(b) = (0..self.targets.len())
+            .filter(|b| !self.targets[*b].outstanding.is_empty())
+            .max_by_key(|b| self.targets[*b].outstanding.len())
+        else {
+            return Ok(());
+        };
+        let broker = &mut self.targets[b];
+        let Some((id, parts)) = broker.outstanding.pop_front() else {
+            return Ok(());
+        };
+        let address = broker.conn.address().to_string();
+        let answers = broker
+            .conn
+            .produced(id)
+            .with_context(|| format!("reading the answer of target broker {address}"))?;
+        for i in parts {
+            let p = &self.parts[i];
+            let answer = answers
+                .iter()
+                .find(|(t, n, _)| *t == p.target_topic && *n == p.slot.partition)
+                .map(|(_, _, a)| a.clone())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "target broker {address} did not answer for {}/{}",
+                        p.target_topic,
+                        p.slot.partition
+                    )
+                })?;
+            self.answered(i, answer)?;
+        }
+        Ok(())
+    }
+
+    fn answered(&mut self, i: usize, a: crate::kafka::wire::Produced) -> anyhow::Result<()> {
+        let p = &mut self.parts[i];
+        let answer = match a.error_code {
+            0 => Answer::Appended(a.base_offset),
+            code => Answer::Error(Code(i32::from(code))),
+        };
+        let next = p
+            .stream
+            .answered(answer)
+            .map_err(|e| anyhow!("{}/{}: {e:?}", p.target_topic, p.slot.partition))?;
+        let Next::Landed { base, .. } = next else {
+            let code = match answer {
+                Answer::Error(c) => c,
+                Answer::Appended(_) => Code::NO_ERROR,
+            };
+            let detail = a.message.unwrap_or_default();
+            let first = p.in_flight.front().map_or(p.fetch_at, |(_, o)| o.first());
+            return Err(
+                anyhow::Error::new(KafkaError::new(code, "producing", &detail)).context(format!(
+                    "writing offset {first} of {}/{} to {}/{} on the target failed; nothing \
+                     after it was written. `kmigrate run` resumes exactly (it reads the \
+                     target first)",
+                    p.topic, p.slot.partition, p.target_topic, p.slot.partition
+                )),
+            );
+        };
+        let Some((len, offsets)) = p.in_flight.pop_front() else {
+            bail!(
+                "{}/{}: an answer for nothing sent",
+                p.target_topic,
+                p.slot.partition
+            );
+        };
+        if base != p.slot.next_target {
+            bail!(
+                "{}/{}: the target gave offset {base} to a batch kmigrate expected at {}: the \
+                 partition holds records kmigrate did not write there in this order (another \
+                 producer?). Stop any other producer; `kmigrate run` then checks the records \
+                 past the last checkpoint before continuing",
+                p.target_topic,
+                p.slot.partition,
+                p.slot.next_target
+            );
+        }
+        let n = offsets.count();
+        match &offsets {
+            Offsets::Dense { first, count } => {
+                for o in *first..*first + i64::from(*count) {
+                    p.slot.landed(o);
+                }
+            }
+            Offsets::List(l) => {
+                for o in l {
+                    p.slot.landed(*o);
+                }
+            }
+        }
+        p.queued -= len;
+        p.slot.progress.written += n as u64;
+        p.slot.dirty = true;
+        self.records += n as u64;
+        self.bytes += len as u64;
+        self.last_progress = Instant::now();
+        Ok(())
+    }
+
+    /// Reads every answer still outstanding (the copy ended or failed).
+    fn drain(&mut self) -> anyhow::Result<()> {
+        while self.targets.iter().any(|b| !b.outstanding.is_empty()) {
+            self.receive_one()?;
+        }
+        Ok(())
+    }
+
+    /// Partitions read completely, with nothing queued or in flight, are done.
+    fn finish_ready(&mut self) {
+        for p in &mut self.parts {
+            let s = &mut p.slot;
+            if !s.done
+                && p.read_done
+                && s.skip == 0
+                && p.pending.is_empty()
+                && p.in_flight.is_empty()
+            {
+                s.done = true;
+                self.remaining -= 1;
+                s.progress.done = true;
+                s.translation.finish(s.next_target);
+                s.dirty = true;
+            }
+        }
+    }
+
+    /// Every batch sent was answered: none waits on a leader for its replicas.
+    fn settled(&mut self) {
+        for p in self.parts.iter_mut().filter(|p| p.in_flight.is_empty()) {
+            p.slot.progress.settled = true;
+            p.slot.dirty = true;
+        }
+    }
+
+    fn tick(&mut self) -> anyhow::Result<()> {
+        if self.last_tick.elapsed() < TICK {
+            return Ok(());
+        }
+        self.last_tick = Instant::now();
+        self.publish();
+        if self.last_progress.elapsed() > STALL {
+            let stuck: Vec<String> = self
+                .parts
+                .iter()
+                .filter(|p| !p.slot.done)
+                .take(5)
+                .map(|p| {
+                    format!(
+                        "{}/{} at {} of {}",
+                        p.topic, p.slot.partition, p.fetch_at, p.end
+                    )
+                })
+                .collect();
+            bail!(
+                "nothing was read or written for {} s although the plan expects more ({}): did \
+                 the source's records change since the plan?",
+                STALL.as_secs(),
+                stuck.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        self.shared.publish(
+            self.parts.iter_mut().map(|p| {
+                let changed = std::mem::take(&mut p.slot.dirty);
+                (
+                    p.slot.state,
+                    p.fetch_at.min(p.end),
+                    changed.then_some(&p.slot),
+                )
+            }),
+            self.records - self.published.0,
+            self.bytes - self.published.1,
+        );
+        self.published = (self.records, self.bytes);
+    }
+}
+
+impl Part {
+    fn queue(&mut self, out: Out) {
+        self.queued += out.bytes.len();
+        self.pending.push_back(out);
+    }
+
+    /// A record of a re-encoded batch: proven already on the target (a resume), or
+    /// gathered into the batch being built.
+    fn push(&mut self, r: &Raw<'_>, codec: Codec, rules: &Target) -> anyhow::Result<()> {
+        if self.slot.skip > 0 {
+            return self.skip_proven(r);
+        }
+        // Room for the batch header and a codec's worst case on incompressible bytes.
+        let limit = rules
+            .max_batch_bytes
+            .saturating_sub(rules.max_batch_bytes / 64 + 128);
+        if self.builder.count() > 0 && self.builder.size() + r.body.len() + 32 > limit {
+            self.flush(codec)?;
+        }
+        self.builder.push(r);
+        self.built.push(r.offset);
+        Ok(())
+    }
+
+    /// The batch being built, if any, queued to send.
+    fn flush(&mut self, codec: Codec) -> anyhow::Result<()> {
+        if self.builder.count() == 0 {
+            return Ok(());
+        }
+        let builder = std::mem::take(&mut self.builder);
+        let bytes = builder
+            .finish(codec)
+            .map_err(|e| anyhow!("{}/{}: {e}", self.topic, self.slot.partition))?;
+        let offsets = Offsets::List(std::mem::take(&mut self.built));
+        self.queue(Out { bytes, offsets });
+        Ok(())
+    }
+
+    /// A record already on the target: accounted for as if acknowledged now, once it is
+    /// proven to be the very record there.
+    fn skip_proven(&mut self, r: &Raw<'_>) -> anyhow::Result<()> {
+        let s = &mut self.slot;
+        let there = s.tail.pop_front();
+        if there.map(|(_, h)| h) != Some(record_hash(r)) {
+            bail!(
+                "{}/{}: the target record at offset {} is not source record {}, which \
+                 kmigrate wrote there: past the last checkpoint the target holds records \
+                 twice or records of another producer. Nothing more was written; compare with \
+                 `kmigrate verify`, then empty the target partition and move the state file \
+                 away to copy it again",
+                self.topic,
+                s.partition,
+                there.map_or(s.next_target, |(o, _)| o),
+                r.offset
+            );
+        }
+        s.skip -= 1;
+        s.landed(r.offset);
+        s.progress.written += 1;
+        s.dirty = true;
+        Ok(())
+    }
+}
