@@ -540,14 +540,29 @@ impl<'a, 's> Copier<'a, 's> {
                 Answer::Appended(_) => Code::NO_ERROR,
             };
             let detail = a.message.unwrap_or_default();
-            let first = p.in_flight.front().map_or(p.fetch_at, |(_, o)| o.first());
+            let (len, first, count) = p
+                .in_flight
+                .front()
+                .map_or((0, p.fetch_at, 0), |(len, o)| (*len, o.first(), o.count()));
+            let (topic, to, n) = (&p.topic, &p.target_topic, p.slot.partition);
+            let text = if code == Code::MESSAGE_TOO_LARGE || code == Code::MESSAGE_BATCH_TOO_LARGE {
+                format!(
+                    "writing offset {first} of {topic}/{n} to {to}/{n} failed: the target \
+                     refused a batch of {count} record(s), {len} bytes, as larger than it \
+                     accepts. Raise max.message.bytes on the target topic {to} (and, if the \
+                     record is larger than them, message.max.bytes and replica.fetch.max.bytes \
+                     on the target's brokers), then run `kmigrate run` again: it resumes at \
+                     this record. No record of {topic}/{n} after it was written"
+                )
+            } else {
+                format!(
+                    "writing offset {first} of {topic}/{n} to {to}/{n} on the target failed; \
+                     nothing after it was written. `kmigrate run` resumes exactly (it reads \
+                     the target first)"
+                )
+            };
             return Err(
-                anyhow::Error::new(KafkaError::new(code, "producing", &detail)).context(format!(
-                    "writing offset {first} of {}/{} to {}/{} on the target failed; nothing \
-                     after it was written. `kmigrate run` resumes exactly (it reads the \
-                     target first)",
-                    p.topic, p.slot.partition, p.target_topic, p.slot.partition
-                )),
+                anyhow::Error::new(KafkaError::new(code, "producing", &detail)).context(text),
             );
         };
         let Some((len, offsets)) = p.in_flight.pop_front() else {

@@ -727,7 +727,9 @@ fn sync_rounds_reuse_their_clients_exactly() {
     let (src, tgt) = setup(&topic, 100, &[(&group, [0, 0, 50, 100])]);
     let dir = workdir("sync-reuse");
     std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
-    let args = ["sync", "--yes", "--pipelines", "2"];
+    // The record engine's clients (librdkafka's consumer and producer) are what is kept;
+    // the batch engine's connections are not yet.
+    let args = ["sync", "--yes", "--pipelines", "2", "--engine", "record"];
     let mut bg = spawn_logging(&dir, &args, "kmigrate=debug");
     while_running(&mut bg, "the sync's state file exists", || {
         dir.join(STATE).exists()
