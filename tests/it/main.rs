@@ -10,6 +10,7 @@ mod support;
 
 mod admin_retries;
 mod bad_input;
+mod batch_engine;
 mod cli;
 mod cli_docs;
 mod compat;
