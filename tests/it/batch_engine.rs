@@ -76,15 +76,15 @@ fn run_batch(dir: &std::path::Path, config: &str) -> Run {
 
 fn shaped(partition: i32, i: usize, ts0: i64) -> Rec {
     let mut headers = vec![("n".to_string(), Some(i.to_string().into_bytes()))];
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         // Duplicate names and a null value: carried as written.
         headers.push(("n".to_string(), None));
         headers.push(("dup".to_string(), Some(b"x".to_vec())));
     }
     Rec {
         partition,
-        key: (i % 5 != 0).then(|| format!("k{i}").into_bytes()),
-        value: (i % 11 != 0).then(|| noise(50 + i % 300, i as u64)),
+        key: (!i.is_multiple_of(5)).then(|| format!("k{i}").into_bytes()),
+        value: (!i.is_multiple_of(11)).then(|| noise(50 + i % 300, i as u64)),
         headers,
         timestamp: Some(ts0 + i as i64),
     }
