@@ -26,7 +26,6 @@ use bytes::Bytes;
 use super::batch::{self, Codec, Dropped, Route, Target};
 use super::pipeline::Job;
 use super::records::{self, Builder, Raw};
-use super::session::Clients;
 use super::shared::Shared;
 use super::slot::Slot;
 use super::stream::{Answer, MAX_IN_FLIGHT, Next, Stream};
@@ -113,6 +112,19 @@ struct Part {
     stream: Stream,
 }
 
+/// What a pipeline leaves to the next copy of the same command (a `sync`'s next round) when
+/// it ended cleanly: its connections, its producer id, and where each target partition's
+/// sequence stands under it. Without it every round would connect again and take a new
+/// producer id, and the target would keep the state of one producer per round and
+/// partition until `producer.id.expiration.ms`.
+pub struct Wire {
+    sources: Vec<Conn>,
+    targets: Vec<Conn>,
+    producer: (i64, i16),
+    /// The next base sequence of each target partition written under `producer`.
+    sequences: BTreeMap<(String, i32), i32>,
+}
+
 struct Broker {
     conn: Conn,
     /// Requests sent and not answered: correlation id and the parts in it.
@@ -127,6 +139,8 @@ struct Copier<'a, 's> {
     rules: Target,
     codec: Codec,
     producer: (i64, i16),
+    /// Sequences kept for partitions this copy does not write.
+    sequences: BTreeMap<(String, i32), i32>,
     partition_queue: usize,
     produce_timeout: Duration,
     remaining: usize,
@@ -138,16 +152,18 @@ struct Copier<'a, 's> {
 }
 
 /// Runs a batch-engine pipeline to its end; a failure is reported to `shared` (and stops
-/// the others). It keeps no clients for a next copy.
-pub fn run(job: Job<'_>, shared: &Shared<'_>) -> Option<Clients> {
-    if let Err(e) = copy(job, shared) {
+/// the others). Returns its connections when it copied all its partitions, every batch
+/// answered, for the next copy.
+pub fn run(job: Job<'_>, shared: &Shared<'_>) -> Option<Wire> {
+    copy(job, shared).unwrap_or_else(|e| {
         shared.fail(e);
-    }
-    None
+        None
+    })
 }
 
-fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
-    let mut copier = Copier::new(&job, shared)?;
+fn copy(mut job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<Option<Wire>> {
+    let kept = job.wire.take();
+    let mut copier = Copier::new(&job, shared, kept)?;
     let copied = copier.run();
     let drained = copier.drain();
     copier.finish_ready();
@@ -155,7 +171,8 @@ fn copy(job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<()> {
         copier.settled();
     }
     copier.publish();
-    copied.and(drained)
+    copied.and(drained)?;
+    Ok((copier.remaining == 0).then(|| copier.into_wire()))
 }
 
 /// The first reachable bootstrap broker of `cluster`.
@@ -174,16 +191,39 @@ fn bootstrap(cluster: &Cluster) -> anyhow::Result<Conn> {
 /// Each partition's (topic, partition) leader: an index into a pipeline's connections.
 type LeaderOf = BTreeMap<(String, i32), usize>;
 
-/// Each partition's leader on `cluster`, as an index into the connections (made here).
-fn leaders(cluster: &Cluster, topics: &[String]) -> anyhow::Result<(LeaderOf, Vec<Conn>)> {
-    let mut boot = bootstrap(cluster)?;
-    let leaders = boot.leaders_of(topics).with_context(|| {
-        format!(
-            "reading the partitions' leaders on the {}",
-            cluster.describe()
-        )
-    })?;
-    let mut conns: Vec<Conn> = vec![boot];
+/// Each partition's leader on `cluster`, as an index into the connections: `kept` ones
+/// (asked first) and new ones.
+fn leaders(
+    cluster: &Cluster,
+    topics: &[String],
+    kept: Vec<Conn>,
+) -> anyhow::Result<(LeaderOf, Vec<Conn>)> {
+    let mut conns = kept;
+    let mut asked = None;
+    while let Some(mut c) = conns.pop() {
+        match c.leaders_of(topics) {
+            Ok(l) => {
+                asked = Some(l);
+                conns.push(c);
+                break;
+            }
+            Err(e) => tracing::debug!("a kept connection to {} failed: {e:#}", c.address()),
+        }
+    }
+    let leaders = match asked {
+        Some(l) => l,
+        None => {
+            let mut boot = bootstrap(cluster)?;
+            let l = boot.leaders_of(topics).with_context(|| {
+                format!(
+                    "reading the partitions' leaders on the {}",
+                    cluster.describe()
+                )
+            })?;
+            conns.push(boot);
+            l
+        }
+    };
     let mut index = BTreeMap::new();
     for (tp, (_, address)) in leaders {
         let at = match conns.iter().position(|c| c.address() == address) {
@@ -209,18 +249,29 @@ fn codec(c: &Compression) -> Codec {
 }
 
 impl<'a, 's> Copier<'a, 's> {
-    fn new(job: &Job<'_>, shared: &'a Shared<'s>) -> anyhow::Result<Copier<'a, 's>> {
+    fn new(
+        job: &Job<'_>,
+        shared: &'a Shared<'s>,
+        kept: Option<Wire>,
+    ) -> anyhow::Result<Copier<'a, 's>> {
+        let (kept_sources, kept_targets, kept_producer, mut sequences) = match kept {
+            Some(w) => (w.sources, w.targets, Some(w.producer), w.sequences),
+            None => (Vec::new(), Vec::new(), None, BTreeMap::new()),
+        };
         let mut sources: Vec<String> = job.work.iter().map(|w| w.topic.clone()).collect();
         let mut targets: Vec<String> = job.work.iter().map(|w| w.target_topic.clone()).collect();
         sources.sort();
         sources.dedup();
         targets.sort();
         targets.dedup();
-        let (source_of, source_conns) = leaders(job.source, &sources)?;
-        let (target_of, mut target_conns) = leaders(job.target, &targets)?;
-        let producer = target_conns[0]
-            .init_producer_id()
-            .with_context(|| format!("getting a producer id from the {}", job.target.describe()))?;
+        let (source_of, source_conns) = leaders(job.source, &sources, kept_sources)?;
+        let (target_of, mut target_conns) = leaders(job.target, &targets, kept_targets)?;
+        let producer = match kept_producer {
+            Some(p) => p,
+            None => target_conns[0].init_producer_id().with_context(|| {
+                format!("getting a producer id from the {}", job.target.describe())
+            })?,
+        };
         let zstd = target_conns.iter().all(|c| c.speaks_zstd());
         let max_batch_bytes = job.tuning.max_batch_bytes.unwrap_or(DEFAULT_BATCH_BYTES);
         let mut parts = Vec::with_capacity(job.work.len());
@@ -253,7 +304,10 @@ impl<'a, 's> Copier<'a, 's> {
                 queued: 0,
                 builder: Builder::new(),
                 built: Vec::new(),
-                stream: Stream::new(producer.0, producer.1),
+                stream: match sequences.remove(&(w.target_topic.clone(), w.partition)) {
+                    Some(next) => Stream::continuing(producer.0, producer.1, next),
+                    None => Stream::new(producer.0, producer.1),
+                },
             });
         }
         tracing::debug!(
@@ -284,6 +338,7 @@ impl<'a, 's> Copier<'a, 's> {
             },
             codec: codec(&job.tuning.compression),
             producer,
+            sequences,
             partition_queue,
             produce_timeout: job.target.timeout,
             records: 0,
@@ -292,6 +347,24 @@ impl<'a, 's> Copier<'a, 's> {
             last_tick: Instant::now(),
             last_progress: Instant::now(),
         })
+    }
+
+    /// The connections, the producer and its sequences, for the next copy.
+    fn into_wire(self) -> Wire {
+        Wire {
+            sources: self.sources,
+            targets: self.targets.into_iter().map(|b| b.conn).collect(),
+            producer: self.producer,
+            sequences: {
+                // Partitions this copy did not write keep where they stood.
+                let mut all = self.sequences;
+                all.extend(self.parts.iter().map(|p| {
+                    let tp = (p.target_topic.clone(), p.slot.partition);
+                    (tp, p.stream.next_sequence())
+                }));
+                all
+            },
+        }
     }
 
     /// Copies until every partition is done or the pipelines are halted.

@@ -105,13 +105,17 @@ pub fn run(
             .map(|p| (p.topic.clone(), p.target_topic.clone(), p.partition))
             .collect(),
     );
+    let batches = batch_engine(source, target, opts);
     for job in &mut jobs {
-        job.kept = session.take(job.index, &job.tuning);
+        if batches {
+            job.wire = session.take_wire(job.index);
+        } else {
+            job.kept = session.take(job.index, &job.tuning);
+        }
     }
     // Said once per copy: a sync copies every round, so at debug level.
     tracing::debug!(pipelines = jobs.len(), "copying");
 
-    let batches = batch_engine(source, target, opts);
     let read_from = read_positions(&ledger.state, &jobs);
     let path = ledger.path().to_path_buf();
     let shared = Shared::new(&mut ledger.state, read_from);
@@ -122,8 +126,11 @@ pub fn run(
             .map(|job| {
                 let shared = &shared;
                 let index = job.index;
-                let copy = if batches { batched::run } else { pipeline::run };
-                (index, scope.spawn(move || copy(job, shared)))
+                let copy = move || match batches {
+                    true => batched::run(job, shared).map(session::Kept::Batch),
+                    false => pipeline::run(job, shared).map(|c| session::Kept::Record(Box::new(c))),
+                };
+                (index, scope.spawn(copy))
             })
             .collect();
         let threads: Vec<_> = handles.iter().map(|(_, h)| h).collect();
@@ -184,7 +191,7 @@ fn leave(
     session: &Session,
     ended: &anyhow::Result<(Ended, Snapshot)>,
     state: &ledger::State,
-    kept: Vec<(usize, session::Clients)>,
+    kept: Vec<(usize, session::Kept)>,
 ) {
     let clean = matches!(ended, Ok((Ended::Complete, _)))
         && state.partitions.iter().all(|p| p.progress.done);
@@ -213,6 +220,7 @@ fn jobs<'a>(
         .map(|(index, bin)| pipeline::Job {
             index,
             kept: None,
+            wire: None,
             source,
             target,
             work: bin.iter().filter_map(|i| work[*i].take()).collect(),

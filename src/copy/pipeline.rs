@@ -33,6 +33,8 @@ pub struct Job<'a> {
     pub index: usize,
     /// Clients an earlier copy left, to read and write through instead of new ones.
     pub kept: Option<Clients>,
+    /// The batch engine's connections an earlier copy left.
+    pub wire: Option<super::batched::Wire>,
     pub source: &'a Cluster,
     pub target: &'a Cluster,
     pub work: Vec<Work>,

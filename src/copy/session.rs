@@ -10,6 +10,7 @@
 
 use std::sync::Mutex;
 
+use super::batched::Wire;
 use crate::kafka::reader::{SourceReader, Tuning};
 use crate::kafka::writer::TargetWriter;
 
@@ -22,6 +23,12 @@ pub struct Clients {
     pub tuning: Tuning,
 }
 
+/// What one pipeline leaves: the record engine's clients or the batch engine's connections.
+pub enum Kept {
+    Record(Box<Clients>),
+    Batch(Wire),
+}
+
 /// The clients and the batch limit a command's copies share.
 #[derive(Default)]
 pub struct Session {
@@ -31,7 +38,7 @@ pub struct Session {
 #[derive(Default)]
 struct Inner {
     /// Per pipeline index.
-    clients: Vec<Option<Clients>>,
+    clients: Vec<Option<Kept>>,
     /// The target topics (sorted) and the batch limit read for them.
     limit: Option<(Vec<String>, Option<usize>)>,
     /// The partitions the kept clients were built for (source topic, target topic,
@@ -63,9 +70,18 @@ impl Session {
         }
     }
 
-    /// Pipeline `index`'s clients, if an earlier copy left some that fit `tuning`.
+    /// Pipeline `index`'s record-engine clients, if an earlier copy left some that fit
+    /// `tuning`.
     pub fn take(&self, index: usize, tuning: &Tuning) -> Option<Clients> {
-        let kept = self.inner().clients.get_mut(index)?.take()?;
+        let mut inner = self.inner();
+        let slot = inner.clients.get_mut(index)?;
+        let Some(Kept::Record(_)) = slot else {
+            return None;
+        };
+        let Some(Kept::Record(kept)) = slot.take() else {
+            return None;
+        };
+        let kept = *kept;
         let fit = fits(&kept.tuning, tuning);
         if !fit {
             tracing::debug!(
@@ -76,8 +92,21 @@ impl Session {
         fit.then_some(kept)
     }
 
+    /// Pipeline `index`'s batch-engine connections, if an earlier copy left some.
+    pub fn take_wire(&self, index: usize) -> Option<Wire> {
+        let mut inner = self.inner();
+        let slot = inner.clients.get_mut(index)?;
+        let Some(Kept::Batch(_)) = slot else {
+            return None;
+        };
+        match slot.take() {
+            Some(Kept::Batch(wire)) => Some(wire),
+            _ => None,
+        }
+    }
+
     /// Keeps the clients of a copy that ended cleanly, by pipeline index.
-    pub fn keep(&self, clients: Vec<(usize, Clients)>) {
+    pub fn keep(&self, clients: Vec<(usize, Kept)>) {
         let mut inner = self.inner();
         for (i, c) in clients {
             if inner.clients.len() <= i {

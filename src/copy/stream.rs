@@ -98,6 +98,21 @@ impl Stream {
         }
     }
 
+    /// The stream of a producer id and epoch that already wrote to this partition in an
+    /// earlier copy of the same command, whose next batch takes `next_sequence` (rule 1 holds
+    /// across copies: the broker expects the sequence after the last one it appended).
+    pub fn continuing(producer_id: i64, epoch: i16, next_sequence: i32) -> Stream {
+        Stream {
+            next_sequence,
+            ..Stream::new(producer_id, epoch)
+        }
+    }
+
+    /// The base sequence the next batch sent will take.
+    pub fn next_sequence(&self) -> i32 {
+        self.next_sequence
+    }
+
     /// Whether another batch may be sent now.
     pub fn can_send(&self) -> bool {
         self.in_flight.len() < MAX_IN_FLIGHT
