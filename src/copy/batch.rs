@@ -415,6 +415,37 @@ pub fn rewrite(
     Ok(())
 }
 
+/// [`rewrite`] without touching `batch`: the rewritten header (the first [`HEADER_LEN`]
+/// bytes), its CRC computed over the new header's fields and the records as they are, so
+/// that the batch goes out as this header followed by `batch[HEADER_LEN..]`, never copied.
+pub fn rewritten_header(
+    batch: &[u8],
+    producer: (i64, i16),
+    base_sequence: i32,
+) -> Result<[u8; HEADER_LEN], BatchError> {
+    let h = Header::parse(batch)?;
+    if h.magic != 2 || h.len > batch.len() {
+        return Err(BatchError::Partial {
+            have: batch.len(),
+            need: h.len.max(HEADER_LEN),
+        });
+    }
+    let mut head = [0u8; HEADER_LEN];
+    head.copy_from_slice(&batch[..HEADER_LEN]);
+    head[..8].copy_from_slice(&0i64.to_be_bytes());
+    let attributes = u16_at(&head, ATTRIBUTES) & !TRANSACTIONAL;
+    head[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    head[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer.0.to_be_bytes());
+    head[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer.1.to_be_bytes());
+    head[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&head[ATTRIBUTES..]),
+        &batch[HEADER_LEN..h.len],
+    );
+    head[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(head)
+}
+
 /// Whether the batch's CRC matches its bytes (what the broker checks).
 pub fn crc_ok(batch: &[u8]) -> bool {
     Header::parse(batch).is_ok_and(|h| {
@@ -829,5 +860,25 @@ mod tests {
             prop_assert!(next >= 0);
             prop_assert_eq!((i64::from(seq) + i64::from(n)) % (1i64 << 31), i64::from(next));
         }
+    }
+
+    #[test]
+    fn a_rewritten_header_is_the_rewritten_batchs() {
+        for seed in 0..20u64 {
+            let body: Vec<u8> = (0..seed * 37).map(|i| (i * 7 + seed) as u8).collect();
+            let batch = batch(
+                seed as i64 * 10,
+                4,
+                5,
+                (seed % 5) as u16 | TRANSACTIONAL,
+                &body,
+            );
+            let mut whole = batch.clone();
+            rewrite(&mut whole, (77 + seed as i64, 3), seed as i32 * 1000).unwrap();
+            let head = rewritten_header(&batch, (77 + seed as i64, 3), seed as i32 * 1000).unwrap();
+            assert_eq!(&whole[..HEADER_LEN], &head[..]);
+            assert_eq!(&whole[HEADER_LEN..], &batch[HEADER_LEN..]);
+        }
+        assert!(rewritten_header(&[0u8; 10], (1, 1), 0).is_err());
     }
 }

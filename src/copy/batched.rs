@@ -34,7 +34,7 @@ use crate::digest::record_hash;
 use crate::kafka::Cluster;
 use crate::kafka::error::{Code, KafkaError};
 use crate::kafka::reader::DEFAULT_BATCH_BYTES;
-use crate::kafka::wire::{Conn, Fetched};
+use crate::kafka::wire::{Conn, Fetched, Outgoing};
 
 /// How long a Fetch waits for records when its partitions have none yet.
 const FETCH_WAIT: Duration = Duration::from_millis(100);
@@ -54,7 +54,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What one batch sent (or to send) holds.
 struct Out {
-    bytes: Vec<u8>,
+    /// The whole batch, as the source's log holds it or as re-encoded.
+    bytes: Bytes,
     /// Source offsets of its records, in order.
     offsets: Offsets,
 }
@@ -467,7 +468,7 @@ impl<'a, 's> Copier<'a, 's> {
                 Route::Pass => {
                     p.flush(codec)?;
                     p.queue(Out {
-                        bytes: bytes.to_vec(),
+                        bytes,
                         offsets: Offsets::Dense {
                             first: h.base_offset,
                             count: h.records,
@@ -518,45 +519,49 @@ impl<'a, 's> Copier<'a, 's> {
     fn send(&mut self) -> anyhow::Result<()> {
         for b in 0..self.targets.len() {
             while self.targets[b].outstanding.len() < MAX_IN_FLIGHT {
-                let mut batches: Vec<(String, i32, Bytes)> = Vec::new();
-                let mut parts = Vec::new();
+                // (part, new header, the batch as read)
+                let mut batches: Vec<(usize, [u8; batch::HEADER_LEN], Bytes)> = Vec::new();
                 for (i, p) in self.parts.iter_mut().enumerate() {
-                    if p.target != b || p.pending.is_empty() || !p.stream.can_send() {
+                    if p.target != b || !p.stream.can_send() {
                         continue;
                     }
-                    let Some(mut out) = p.pending.pop_front() else {
+                    let Some(out) = p.pending.pop_front() else {
                         continue;
                     };
+                    let what = || format!("{}/{}", p.topic, p.slot.partition);
+                    let o = &out.offsets;
                     let sent = p
                         .stream
-                        .send(out.offsets.first(), out.offsets.last(), out.offsets.count())
-                        .map_err(|e| anyhow!("{}/{}: {e:?}", p.topic, p.slot.partition))?;
-                    batch::rewrite(&mut out.bytes, self.producer, sent.base_sequence)
-                        .map_err(|e| anyhow!("{}/{}: {e}", p.topic, p.slot.partition))?;
-                    let len = out.bytes.len();
-                    batches.push((
-                        p.target_topic.clone(),
-                        p.slot.partition,
-                        Bytes::from(std::mem::take(&mut out.bytes)),
-                    ));
-                    p.in_flight.push_back((len, out.offsets));
-                    parts.push(i);
+                        .send(o.first(), o.last(), o.count())
+                        .map_err(|e| anyhow!("{}: {e:?}", what()))?;
+                    let head =
+                        batch::rewritten_header(&out.bytes, self.producer, sent.base_sequence)
+                            .map_err(|e| anyhow!("{}: {e}", what()))?;
+                    p.in_flight.push_back((out.bytes.len(), out.offsets));
+                    batches.push((i, head, out.bytes));
                 }
                 if batches.is_empty() {
                     break;
                 }
-                let batches: Vec<(&str, i32, Bytes)> = batches
+                let outgoing: Vec<Outgoing<'_>> = batches
                     .iter()
-                    .map(|(t, n, b)| (t.as_str(), *n, b.clone()))
+                    .map(|(i, head, bytes)| Outgoing {
+                        topic: self.parts[*i].target_topic.as_str(),
+                        partition: self.parts[*i].slot.partition,
+                        head,
+                        rest: &bytes[batch::HEADER_LEN..],
+                    })
                     .collect();
                 let broker = &mut self.targets[b];
                 let id = broker
                     .conn
-                    .send_produce(&batches, self.produce_timeout)
+                    .send_batches(&outgoing, self.produce_timeout)
                     .with_context(|| {
                         format!("writing to target broker {}", broker.conn.address())
                     })?;
-                broker.outstanding.push_back((id, parts));
+                broker
+                    .outstanding
+                    .push_back((id, batches.iter().map(|(i, _, _)| *i).collect()));
             }
         }
         Ok(())
@@ -793,7 +798,10 @@ impl Part {
             .finish(codec)
             .map_err(|e| anyhow!("{}/{}: {e}", self.topic, self.slot.partition))?;
         let offsets = Offsets::List(std::mem::take(&mut self.built));
-        self.queue(Out { bytes, offsets });
+        self.queue(Out {
+            bytes: Bytes::from(bytes),
+            offsets,
+        });
         Ok(())
     }
 
