@@ -281,11 +281,12 @@ impl<'a, 's> Copier<'a, 's> {
                 of.get(&(topic.to_string(), w.partition))
                     .copied()
                     .ok_or_else(|| {
-                        anyhow!(
-                            "{topic}/{} has no leader on the {} right now",
+                        let what = format!(
+                            "finding the leader of {topic}/{} on the {}",
                             w.partition,
                             cluster.describe()
-                        )
+                        );
+                        anyhow::Error::new(KafkaError::new(Code::LEADER_NOT_AVAILABLE, what, ""))
                     })
             };
             let source = leader(&source_of, &w.topic, job.source)?;

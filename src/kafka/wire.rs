@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
-use crate::kafka::error::Code;
+use crate::kafka::error::{Code, KafkaError};
 
 /// The versions kmigrate speaks of each API: from the oldest broker it supports (1.1.1)
 /// to the last version that names topics (later ones address them by topic id).
@@ -59,7 +59,7 @@ impl Conn {
             .next()
             .ok_or_else(|| anyhow!("broker address {address} resolves to nothing"))?;
         let stream = TcpStream::connect_timeout(&addr, timeout)
-            .with_context(|| format!("connecting to broker {address}"))?;
+            .map_err(|e| transport(&e, &format!("connecting to broker {address}")))?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
@@ -135,9 +135,12 @@ impl Conn {
         req.encode(&mut buf, version)?;
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream
-            .write_all(&buf)
-            .with_context(|| format!("API {} v{version} to broker {}", R::KEY, self.address))?;
+        self.stream.write_all(&buf).map_err(|e| {
+            transport(
+                &e,
+                &format!("API {} v{version} to broker {}", R::KEY, self.address),
+            )
+        })?;
         Ok(id)
     }
 
@@ -145,7 +148,9 @@ impl Conn {
     fn receive<R: Request>(&mut self, id: i32, version: i16) -> anyhow::Result<R::Response> {
         let what = || format!("API {} v{version} to broker {}", R::KEY, self.address);
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).with_context(what)?;
+        self.stream
+            .read_exact(&mut size)
+            .map_err(|e| transport(&e, &what()))?;
         let size = usize::try_from(i32::from_be_bytes(size))
             .ok()
             .filter(|n| *n <= MAX_RESPONSE)
@@ -163,13 +168,17 @@ impl Conn {
         (&mut self.stream)
             .take(size as u64)
             .read_to_end(&mut body)
-            .with_context(what)?;
+            .map_err(|e| transport(&e, &what()))?;
         if body.len() != size {
-            bail!(
-                "broker {} closed the connection {} bytes into a response of {size}",
-                self.address,
-                body.len()
-            );
+            let closed = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(transport(
+                &closed,
+                &format!(
+                    "broker {} closed the connection {} bytes into a response of {size}",
+                    self.address,
+                    body.len()
+                ),
+            ));
         }
         let mut body = Bytes::from(body);
         let answer = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
@@ -376,12 +385,15 @@ impl Conn {
         slices.push(IoSlice::new(&meta[from..]));
         let mut bufs = &mut slices[..];
         while !bufs.is_empty() {
-            let n = self
-                .stream
-                .write_vectored(bufs)
-                .with_context(|| format!("API Produce v{v} to broker {}", self.address))?;
+            let n = self.stream.write_vectored(bufs).map_err(|e| {
+                transport(&e, &format!("API Produce v{v} to broker {}", self.address))
+            })?;
             if n == 0 {
-                bail!("broker {} closed the connection", self.address);
+                let closed = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(transport(
+                    &closed,
+                    &format!("writing to broker {}", self.address),
+                ));
             }
             IoSlice::advance_slices(&mut bufs, n);
         }
@@ -574,6 +586,12 @@ pub struct Outgoing<'a> {
     pub partition: i32,
     pub head: &'a [u8],
     pub rest: &'a [u8],
+}
+
+/// A failure of the connection itself (refused, reset, timed out): typed as the transport
+/// failure it is, which a `sync` waits out like any broker outage.
+fn transport(e: &std::io::Error, what: &str) -> anyhow::Error {
+    anyhow::Error::new(KafkaError::new(Code::TRANSPORT, what, &e.to_string()))
 }
 
 /// A string as Kafka's non-flexible versions write it: i16 length, bytes.
