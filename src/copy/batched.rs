@@ -150,6 +150,13 @@ struct Copier<'a, 's> {
     published: (u64, u64),
     last_tick: Instant,
     last_progress: Instant,
+    /// How errors name the source and the target cluster.
+    names: (String, String),
+    /// This pipeline's share of `max_bytes_per_second`, and since when it counts.
+    limit: Option<u64>,
+    throttle_from: Instant,
+    /// Bytes of batches sent (what the limit counts).
+    sent_bytes: u64,
 }
 
 /// Runs a batch-engine pipeline to its end; a failure is reported to `shared` (and stops
@@ -348,6 +355,10 @@ impl<'a, 's> Copier<'a, 's> {
             published: (0, 0),
             last_tick: Instant::now(),
             last_progress: Instant::now(),
+            names: (job.source.describe(), job.target.describe()),
+            limit: job.max_bytes_per_second,
+            throttle_from: Instant::now(),
+            sent_bytes: 0,
         })
     }
 
@@ -380,6 +391,9 @@ impl<'a, 's> Copier<'a, 's> {
                 let outstanding = self.targets.iter().any(|b| !b.outstanding.is_empty());
                 let wanting = self.parts.iter().any(|p| self.wants_fetch(p));
                 if !outstanding || (wanting && queued < self.partition_queue) {
+                    if !outstanding && self.throttled() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     break;
                 }
                 self.receive_one()?;
@@ -416,7 +430,13 @@ impl<'a, 's> Copier<'a, 's> {
             let conn = &mut self.sources[leader];
             let answers = conn
                 .fetch_many(&wants, partition_max, max, FETCH_WAIT)
-                .with_context(|| format!("reading from source broker {}", conn.address()))?;
+                .with_context(|| {
+                    format!(
+                        "reading from broker {} of the {}",
+                        conn.address(),
+                        self.names.0
+                    )
+                })?;
             for (topic, partition, fetched) in answers {
                 let Some(&i) = parts.iter().find(|i| {
                     self.parts[**i].topic == topic && self.parts[**i].slot.partition == partition
@@ -519,7 +539,7 @@ impl<'a, 's> Copier<'a, 's> {
     /// the connection and the partitions' streams have room.
     fn send(&mut self) -> anyhow::Result<()> {
         for b in 0..self.targets.len() {
-            while self.targets[b].outstanding.len() < MAX_IN_FLIGHT {
+            while self.targets[b].outstanding.len() < MAX_IN_FLIGHT && !self.throttled() {
                 // (part, new header, the batch as read)
                 let mut batches: Vec<(usize, [u8; batch::HEADER_LEN], Bytes)> = Vec::new();
                 for (i, p) in self.parts.iter_mut().enumerate() {
@@ -558,14 +578,37 @@ impl<'a, 's> Copier<'a, 's> {
                     .conn
                     .send_batches(&outgoing, self.produce_timeout)
                     .with_context(|| {
-                        format!("writing to target broker {}", broker.conn.address())
+                        format!(
+                            "writing to broker {} of the {}",
+                            broker.conn.address(),
+                            self.names.1
+                        )
                     })?;
                 broker
                     .outstanding
                     .push_back((id, batches.iter().map(|(i, _, _)| *i).collect()));
+                self.sent_bytes += batches.iter().map(|(_, _, b)| b.len() as u64).sum::<u64>();
             }
         }
         Ok(())
+    }
+
+    /// Whether this pipeline is over its byte budget (`max_bytes_per_second`, counted in
+    /// bytes of batches sent, compressed as they travel). Allowance saved up while idle is
+    /// capped at one second's worth, so the limit holds over any second.
+    fn throttled(&mut self) -> bool {
+        let Some(limit) = self.limit else {
+            return false;
+        };
+        let allowed = (limit as f64 * self.throttle_from.elapsed().as_secs_f64()) as u64;
+        if self.sent_bytes > allowed {
+            return true;
+        }
+        if allowed > self.sent_bytes + limit {
+            let behind = (allowed - self.sent_bytes - limit) as f64 / limit as f64;
+            self.throttle_from += Duration::from_secs_f64(behind);
+        }
+        false
     }
 
     /// Reads the oldest answer of the target leader with the most requests outstanding.
@@ -581,10 +624,12 @@ impl<'a, 's> Copier<'a, 's> {
             return Ok(());
         };
         let address = broker.conn.address().to_string();
-        let answers = broker
-            .conn
-            .produced(id)
-            .with_context(|| format!("reading the answer of target broker {address}"))?;
+        let answers = broker.conn.produced(id).with_context(|| {
+            format!(
+                "reading the answer of broker {address} of the {}",
+                self.names.1
+            )
+        })?;
         for i in parts {
             let p = &self.parts[i];
             let answer = answers
@@ -593,7 +638,7 @@ impl<'a, 's> Copier<'a, 's> {
                 .map(|(_, _, a)| a.clone())
                 .ok_or_else(|| {
                     anyhow!(
-                        "target broker {address} did not answer for {}/{}",
+                        "broker {address} of the target cluster did not answer for {}/{}",
                         p.target_topic,
                         p.slot.partition
                     )

@@ -157,16 +157,7 @@ fn batch_engine(source: &Cluster, target: &Cluster, opts: &Options) -> bool {
     if opts.engine != Engine::Batch {
         return false;
     }
-    let why = source
-        .wire_refusal()
-        .or_else(|| target.wire_refusal())
-        .or_else(|| {
-            opts.max_bytes_per_second.map(|_| {
-                "migration.max_bytes_per_second is set, which only the record engine honours \
-                 so far"
-                    .to_string()
-            })
-        });
+    let why = source.wire_refusal().or_else(|| target.wire_refusal());
     static SAID: std::sync::Once = std::sync::Once::new();
     match why {
         None => {
