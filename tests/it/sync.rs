@@ -722,14 +722,24 @@ const REUSED: &str = "reusing the pipeline's source consumer and target producer
 /// consumer and producer. Every record is on the target once, in order.
 #[test]
 fn sync_rounds_reuse_their_clients_exactly() {
+    rounds_reuse_their_clients("record");
+}
+
+/// The batch engine's rounds keep their connections and producer id: one producer per
+/// pipeline for the whole sync, not one per round (the target keeps each producer's state
+/// per partition for a week by default).
+#[test]
+fn sync_rounds_on_the_batch_engine_keep_one_producer_per_pipeline() {
+    rounds_reuse_their_clients("batch");
+}
+
+fn rounds_reuse_their_clients(engine: &str) {
     let topic = unique("sync-reuse");
     let group = unique("sync-reuse-g");
     let (src, tgt) = setup(&topic, 100, &[(&group, [0, 0, 50, 100])]);
     let dir = workdir("sync-reuse");
     std::fs::write(dir.join("migrate.toml"), config_for(&[&group], "")).expect("config");
-    // The record engine's clients (librdkafka's consumer and producer) are what is kept;
-    // the batch engine's connections are not yet.
-    let args = ["sync", "--yes", "--pipelines", "2", "--engine", "record"];
+    let args = ["sync", "--yes", "--pipelines", "2", "--engine", engine];
     let mut bg = spawn_logging(&dir, &args, "kmigrate=debug");
     while_running(&mut bg, "the sync's state file exists", || {
         dir.join(STATE).exists()
@@ -765,12 +775,31 @@ fn sync_rounds_reuse_their_clients_exactly() {
     bg.signal("-TERM");
     let run = bg.wait_within(Duration::from_secs(60));
     assert_eq!(run.code, 130, "sync:\n{}\n{}", run.stdout, run.stderr);
-    let reused = run.stderr.matches(REUSED).count();
-    assert!(
-        reused >= 5,
-        "only {reused} copies reused their clients:\n{}",
-        run.stderr
-    );
+    if engine == "record" {
+        let reused = run.stderr.matches(REUSED).count();
+        assert!(
+            reused >= 5,
+            "only {reused} copies reused their clients:\n{}",
+            run.stderr
+        );
+    } else {
+        let rounds: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("copying with the batch engine"))
+            .filter_map(|l| l.split("producer_id=").nth(1))
+            .collect();
+        let mut producers = rounds.clone();
+        producers.sort_unstable();
+        producers.dedup();
+        assert!(
+            rounds.len() >= 10 && producers.len() <= 2,
+            "{} copies with {} producer ids:\n{}",
+            rounds.len(),
+            producers.len(),
+            run.stderr
+        );
+    }
     let run = cutover(&dir, &["--quiet", "1"]);
     assert_eq!(run.code, 0, "cutover:\n{}\n{}", run.stdout, run.stderr);
     let sides = assert_exact(&dir, (&src, &tgt), &topic, &[&group]);
