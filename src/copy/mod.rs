@@ -66,10 +66,20 @@ pub struct Options {
     pub engine: Engine,
 }
 
+/// How long the batch engine keeps resuming through failures that heal (a leader moving, a
+/// broker restarting), counted from the first, in `migration.timeout_secs`: the record
+/// engine's producer rides such outages out within its own retries.
+const BATCH_HEALING_TIMEOUTS: u32 = 4;
+
 /// Copies what the ledger has left to copy. Saves the state before the first write, every
 /// `checkpoint_every`, and at the end, whether the copy completes, fails or is interrupted.
 /// Reads and writes through the clients `session` kept from an earlier copy, if any, and
 /// leaves it this copy's when it ended cleanly.
+///
+/// On the batch engine, a copy that failed with an error the clusters heal by themselves is
+/// resumed, a second later, as a rerun would: the target's log is read first (rule 4 of
+/// [`stream`]), so nothing is written twice; after [`BATCH_HEALING_TIMEOUTS`] timeouts the
+/// failure is the caller's.
 pub fn run(
     source: &Cluster,
     target: &Cluster,
@@ -78,6 +88,40 @@ pub fn run(
     session: &Session,
     stop: &AtomicBool,
     sink: &mut dyn ProgressSink,
+) -> anyhow::Result<(Ended, Snapshot)> {
+    let batches = batch_engine(source, target, opts);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let ended = run_once(source, target, ledger, opts, session, stop, sink, batches);
+        let window = opts.flush_timeout * BATCH_HEALING_TIMEOUTS;
+        match ended {
+            Err(e)
+                if batches
+                    && !stop.load(Ordering::Relaxed)
+                    && crate::kafka::error::heals(&e)
+                    && failing_since.get_or_insert_with(Instant::now).elapsed() < window =>
+            {
+                crate::kafka::repeats::limited(
+                    &format!("{e:#}; resuming from the target's log"),
+                    |line| tracing::warn!("{line}"),
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    source: &Cluster,
+    target: &Cluster,
+    ledger: &mut Ledger,
+    opts: &Options,
+    session: &Session,
+    stop: &AtomicBool,
+    sink: &mut dyn ProgressSink,
+    batches: bool,
 ) -> anyhow::Result<(Ended, Snapshot)> {
     let started = Instant::now();
     let work = prepare::prepare(target, &mut ledger.state, &opts.tuning)?;
@@ -105,7 +149,6 @@ pub fn run(
             .map(|p| (p.topic.clone(), p.target_topic.clone(), p.partition))
             .collect(),
     );
-    let batches = batch_engine(source, target, opts);
     for job in &mut jobs {
         if batches {
             job.wire = session.take_wire(job.index);

@@ -521,11 +521,9 @@ impl Conn {
             .with_producer_epoch(-1);
         let answer = self.call(&req, v)?;
         if answer.error_code != 0 {
-            bail!(
-                "broker {} refused a producer id (error code {})",
-                self.address,
-                answer.error_code
-            );
+            let code = Code(i32::from(answer.error_code));
+            let what = format!("asking broker {} for a producer id", self.address);
+            return Err(anyhow::Error::new(KafkaError::new(code, what, "")));
         }
         Ok((answer.producer_id.0, answer.producer_epoch))
     }
