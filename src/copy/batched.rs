@@ -390,7 +390,8 @@ impl<'a, 's> Copier<'a, 's> {
                 let queued: usize = self.parts.iter().map(|p| p.queued).sum();
                 let outstanding = self.targets.iter().any(|b| !b.outstanding.is_empty());
                 let wanting = self.parts.iter().any(|p| self.wants_fetch(p));
-                if !outstanding || (wanting && queued < self.partition_queue) {
+                let room = self.partition_queue.saturating_mul(self.parts.len());
+                if !outstanding || (wanting && queued < room) {
                     if !outstanding && self.throttled() {
                         std::thread::sleep(Duration::from_millis(10));
                     }
@@ -517,7 +518,7 @@ impl<'a, 's> Copier<'a, 's> {
                     h.base_offset
                 ),
             }
-            p.fetch_at = p.fetch_at.max(h.last_offset() + 1);
+            p.fetch_at = p.fetch_at.max(h.last_offset().saturating_add(1));
             self.last_progress = Instant::now();
             if p.fetch_at >= p.end {
                 p.read_done = true;

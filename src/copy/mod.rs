@@ -92,7 +92,12 @@ pub fn run(
     let batches = batch_engine(source, target, opts);
     let mut failing_since: Option<Instant> = None;
     loop {
+        let before = ledger.state.written();
         let ended = run_once(source, target, ledger, opts, session, stop, sink, batches);
+        // The window counts from the first failure since the copy last moved on.
+        if ledger.state.written() > before {
+            failing_since = None;
+        }
         let window = opts.flush_timeout * BATCH_HEALING_TIMEOUTS;
         match ended {
             Err(e)
@@ -106,6 +111,9 @@ pub fn run(
                     |line| tracing::warn!("{line}"),
                 );
                 std::thread::sleep(Duration::from_secs(1));
+                if stop.load(Ordering::Relaxed) {
+                    return Err(e);
+                }
             }
             other => return other,
         }

@@ -55,7 +55,10 @@ impl Conn {
     pub fn connect(address: &str, timeout: Duration) -> anyhow::Result<Conn> {
         let addr = address
             .to_socket_addrs()
-            .with_context(|| format!("resolving broker address {address}"))?
+            .map_err(|e| {
+                let what = format!("resolving broker address {address}");
+                anyhow::Error::new(KafkaError::new(Code::RESOLVE, what, &e.to_string()))
+            })?
             .next()
             .ok_or_else(|| anyhow!("broker address {address} resolves to nothing"))?;
         let stream = TcpStream::connect_timeout(&addr, timeout)
@@ -199,12 +202,16 @@ impl Conn {
         topics: &[String],
     ) -> anyhow::Result<BTreeMap<(String, i32), (i32, String)>> {
         let v = self.version(ApiKey::Metadata)?;
-        let req = MetadataRequest::default().with_topics(Some(
-            topics
-                .iter()
-                .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
-                .collect(),
-        ));
+        // Never create a topic by asking for it (brokers do with auto.create.topics.enable,
+        // Kafka's default): a topic deleted on either side stays deleted.
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+                    .collect(),
+            ));
         let answer = self.call(&req, v)?;
         let brokers: BTreeMap<i32, String> = answer
             .brokers
@@ -217,10 +224,9 @@ impl Conn {
                 continue;
             };
             if t.error_code != 0 {
-                bail!(
-                    "metadata of topic {topic}: {}",
-                    Code(i32::from(t.error_code)).description()
-                );
+                let code = Code(i32::from(t.error_code));
+                let what = format!("reading the metadata of topic {topic}");
+                return Err(anyhow::Error::new(KafkaError::new(code, what, "")));
             }
             for p in &t.partitions {
                 if let Some(address) = brokers.get(&p.leader_id.0) {
@@ -272,11 +278,9 @@ impl Conn {
             .with_topics(topics);
         let answer = self.call(&req, v)?;
         if answer.error_code != 0 {
-            bail!(
-                "fetching from broker {}: {}",
-                self.address,
-                Code(i32::from(answer.error_code)).description()
-            );
+            let code = Code(i32::from(answer.error_code));
+            let what = format!("fetching from broker {}", self.address);
+            return Err(anyhow::Error::new(KafkaError::new(code, what, "")));
         }
         Ok(answer
             .responses
@@ -425,9 +429,13 @@ impl Conn {
     /// The leader of each partition of `topic`, as (broker id, host:port).
     pub fn leaders(&mut self, topic: &str) -> anyhow::Result<BTreeMap<i32, (i32, String)>> {
         let v = self.version(ApiKey::Metadata)?;
-        let req = MetadataRequest::default().with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name(topic))),
-        ]));
+        // Never create a topic by asking for it (brokers do with auto.create.topics.enable,
+        // Kafka's default): a topic deleted on either side stays deleted.
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(topic))),
+            ]));
         let answer = self.call(&req, v)?;
         let brokers: BTreeMap<i32, String> = answer
             .brokers
