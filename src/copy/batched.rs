@@ -26,6 +26,7 @@ use bytes::Bytes;
 use super::batch::{self, Codec, Dropped, Route, Target};
 use super::pipeline::Job;
 use super::records::{self, Builder, Raw};
+use super::session::Wire;
 use super::shared::Shared;
 use super::slot::Slot;
 use super::stream::{Answer, MAX_IN_FLIGHT, Next, Stream};
@@ -111,19 +112,6 @@ struct Part {
     builder: Builder,
     built: Vec<i64>,
     stream: Stream,
-}
-
-/// What a pipeline leaves to the next copy of the same command (a `sync`'s next round) when
-/// it ended cleanly: its connections, its producer id, and where each target partition's
-/// sequence stands under it. Without it every round would connect again and take a new
-/// producer id, and the target would keep the state of one producer per round and
-/// partition until `producer.id.expiration.ms`.
-pub struct Wire {
-    sources: Vec<Conn>,
-    targets: Vec<Conn>,
-    producer: (i64, i16),
-    /// The next base sequence of each target partition written under `producer`.
-    sequences: BTreeMap<(String, i32), i32>,
 }
 
 struct Broker {

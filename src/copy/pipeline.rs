@@ -34,7 +34,7 @@ pub struct Job<'a> {
     /// Clients an earlier copy left, to read and write through instead of new ones.
     pub kept: Option<Clients>,
     /// The batch engine's connections an earlier copy left.
-    pub wire: Option<super::batched::Wire>,
+    pub wire: Option<super::session::Wire>,
     pub source: &'a Cluster,
     pub target: &'a Cluster,
     pub work: Vec<Work>,

@@ -8,10 +8,11 @@
 //! builds new ones. The batch limit is kept per set of target topics, and forgotten with the
 //! clients.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::batched::Wire;
 use crate::kafka::reader::{SourceReader, Tuning};
+use crate::kafka::wire::Conn;
 use crate::kafka::writer::TargetWriter;
 
 /// One pipeline's clients, kept between copies.
@@ -21,6 +22,19 @@ pub struct Clients {
     pub writer: TargetWriter,
     /// What they were built with: a copy with other settings builds its own.
     pub tuning: Tuning,
+}
+
+/// What a pipeline leaves to the next copy of the same command (a `sync`'s next round) when
+/// it ended cleanly: its connections, its producer id, and where each target partition's
+/// sequence stands under it. Without it every round would connect again and take a new
+/// producer id, and the target would keep the state of one producer per round and
+/// partition until `producer.id.expiration.ms`.
+pub struct Wire {
+    pub(super) sources: Vec<Conn>,
+    pub(super) targets: Vec<Conn>,
+    pub(super) producer: (i64, i16),
+    /// The next base sequence of each target partition written under `producer`.
+    pub(super) sequences: BTreeMap<(String, i32), i32>,
 }
 
 /// What one pipeline leaves: the record engine's clients or the batch engine's connections.
