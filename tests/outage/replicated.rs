@@ -575,9 +575,10 @@ fn sync_waits_out_its_only_bootstrap_broker_killed_for_three_minutes() {
     // The target is named by one address only, broker 1's, which leads every partition of
     // the topic. Broker 1 is killed -9 while sync follows a source under traffic, and
     // started again 3 minutes later: leaders move to brokers 2 and 3, and every client sync
-    // builds meanwhile finds no broker to bootstrap from. Sync must not exit: it says what
-    // it waits for, goes on when broker 1 is back, and the copy is exact. Its log holds no
-    // burst of repeated lines.
+    // builds meanwhile finds no broker to bootstrap from (clients it kept from an earlier
+    // round know brokers 2 and 3, and may ride the outage out). Sync must not exit: when it
+    // waits it says what for, it goes on when broker 1 is back, and the copy is exact. Its
+    // log holds no burst of repeated lines.
     let name = "sync_waits_out_its_only_bootstrap_broker_killed_for_three_minutes";
     let Some(Bed {
         src,
@@ -656,11 +657,17 @@ fn sync_waits_out_its_only_bootstrap_broker_killed_for_three_minutes() {
     sync.signal("-TERM");
     let run = sync.wait();
     assert_eq!(run.code, 130, "sync stopped by SIGTERM:\n{}", run.stderr);
-    assert!(
-        log.contains("waiting for the clusters to answer again"),
-        "sync says what it waits for:\n{log}"
-    );
-    assert!(log.contains("the clusters answer again after"), "{log}");
+    // Whether a round fails at all depends on timing: once the other brokers lead every
+    // partition and the kept clients know it, the sync rides the outage out and has nothing
+    // to wait for. When it did wait, it says so, and says when the clusters came back.
+    if log.contains("waiting for the clusters to answer again") {
+        assert!(log.contains("the clusters answer again after"), "{log}");
+    } else {
+        assert!(
+            !log.contains("the clusters answer again after"),
+            "came back from a wait it never announced:\n{log}"
+        );
+    }
     assert_no_bursts(&log, DOWN);
 
     let cut = crate::support::kmigrate_raw(&dir, &["cutover", "--yes"]);
