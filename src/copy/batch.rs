@@ -269,8 +269,9 @@ fn control_type(batch: &[u8]) -> Option<i16> {
     (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
 }
 
-/// A zigzag varint (Kafka's record fields) at `*at`, moving past it.
-fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
+/// A zigzag varint or varlong (Kafka's record fields, `ByteUtils.readVarlong`) at `*at`,
+/// moving past it.
+pub(super) fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*at)?;
@@ -477,7 +478,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn i64_at(b: &[u8], at: usize) -> i64 {
+pub(super) fn i64_at(b: &[u8], at: usize) -> i64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
     i64::from_be_bytes(x)

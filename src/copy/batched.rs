@@ -17,7 +17,7 @@
 //! (rule 4 of [`super::stream`]: nothing is sent again before the target's log is read
 //! again), and the rerun resumes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -35,7 +35,7 @@ use crate::digest::record_hash;
 use crate::kafka::Cluster;
 use crate::kafka::error::{Code, KafkaError};
 use crate::kafka::reader::DEFAULT_BATCH_BYTES;
-use crate::kafka::wire::{Conn, Fetched, Outgoing};
+use crate::kafka::wire::{Conn, Fetched, Outgoing, Produced};
 
 /// How long a Fetch waits for records when its partitions have none yet.
 const FETCH_WAIT: Duration = Duration::from_millis(100);
@@ -426,12 +426,21 @@ impl<'a, 's> Copier<'a, 's> {
                         self.names.0
                     )
                 })?;
-            for (topic, partition, fetched) in answers {
-                let Some(&i) = parts.iter().find(|i| {
-                    self.parts[**i].topic == topic && self.parts[**i].slot.partition == partition
-                }) else {
-                    continue;
-                };
+            // One lookup per answer: a leader may hold thousands of the partitions.
+            let asked: HashMap<(&str, i32), usize> = parts
+                .iter()
+                .map(|i| {
+                    (
+                        (self.parts[*i].topic.as_str(), self.parts[*i].slot.partition),
+                        *i,
+                    )
+                })
+                .collect();
+            let answered: Vec<(usize, Fetched)> = answers
+                .into_iter()
+                .filter_map(|(t, n, f)| asked.get(&(t.as_str(), n)).map(|i| (*i, f)))
+                .collect();
+            for (i, fetched) in answered {
                 self.ingest(i, fetched)?;
             }
         }
@@ -619,12 +628,12 @@ impl<'a, 's> Copier<'a, 's> {
                 self.names.1
             )
         })?;
+        let mut by_partition: HashMap<(String, i32), Produced> =
+            answers.into_iter().map(|(t, n, a)| ((t, n), a)).collect();
         for i in parts {
             let p = &self.parts[i];
-            let answer = answers
-                .iter()
-                .find(|(t, n, _)| *t == p.target_topic && *n == p.slot.partition)
-                .map(|(_, _, a)| a.clone())
+            let answer = by_partition
+                .remove(&(p.target_topic.clone(), p.slot.partition))
                 .ok_or_else(|| {
                     anyhow!(
                         "broker {address} of the target cluster did not answer for {}/{}",
@@ -637,7 +646,7 @@ impl<'a, 's> Copier<'a, 's> {
         Ok(())
     }
 
-    fn answered(&mut self, i: usize, a: crate::kafka::wire::Produced) -> anyhow::Result<()> {
+    fn answered(&mut self, i: usize, a: Produced) -> anyhow::Result<()> {
         let p = &mut self.parts[i];
         let answer = match a.error_code {
             0 => Answer::Appended(a.base_offset),

@@ -19,7 +19,7 @@ use std::ops::Range;
 use bytes::{Buf as _, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
-use super::batch::{Codec, HEADER_LEN, Header};
+use super::batch::{Codec, HEADER_LEN, Header, i64_at, varint as varlong};
 use crate::digest::{HeaderFn, RecordView};
 
 const FIRST_TIMESTAMP: usize = 27;
@@ -287,20 +287,6 @@ fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
     varlong(b, at).filter(|v| i32::try_from(*v).is_ok())
 }
 
-/// A zigzag varlong (Kafka's `ByteUtils.readVarlong`).
-fn varlong(b: &[u8], at: &mut usize) -> Option<i64> {
-    let mut raw: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        raw |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
-        }
-    }
-    None
-}
-
 fn varlong_len(v: i64) -> usize {
     let mut raw = ((v << 1) ^ (v >> 63)) as u64;
     let mut n = 1;
@@ -318,12 +304,6 @@ fn put_varlong(out: &mut Vec<u8>, v: i64) {
         raw >>= 7;
     }
     out.push(raw as u8);
-}
-
-fn i64_at(b: &[u8], at: usize) -> i64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(x)
 }
 
 impl RecordView for Raw<'_> {

@@ -13,7 +13,6 @@ use anyhow::{Context as _, anyhow, bail};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, InitProducerIdRequest, MetadataRequest,
     ProduceRequest, RequestHeader, ResponseHeader, TopicName,
@@ -306,35 +305,6 @@ impl Conn {
             .collect())
     }
 
-    /// Sends one record batch per partition (`(topic, partition, batch)`, acks from every
-    /// in-sync replica) without waiting: read the answer with [`Conn::produced`].
-    pub fn send_produce(
-        &mut self,
-        batches: &[(&str, i32, Bytes)],
-        timeout: Duration,
-    ) -> anyhow::Result<i32> {
-        let v = self.version(ApiKey::Produce)?;
-        let mut topics: Vec<TopicProduceData> = Vec::new();
-        for (topic, partition, batch) in batches {
-            let p = PartitionProduceData::default()
-                .with_index(*partition)
-                .with_records(Some(batch.clone()));
-            match topics.last_mut() {
-                Some(t) if t.name.0.as_str() == *topic => t.partition_data.push(p),
-                _ => topics.push(
-                    TopicProduceData::default()
-                        .with_name(name(topic))
-                        .with_partition_data(vec![p]),
-                ),
-            }
-        }
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
-            .with_topic_data(topics);
-        self.send(&req, v)
-    }
-
     /// Sends one record batch per partition, acks from every in-sync replica, without
     /// waiting (read the answer with [`Conn::produced`]). Each batch goes out as its new
     /// header followed by its records as the source's log held them: the request is written
@@ -428,41 +398,11 @@ impl Conn {
 
     /// The leader of each partition of `topic`, as (broker id, host:port).
     pub fn leaders(&mut self, topic: &str) -> anyhow::Result<BTreeMap<i32, (i32, String)>> {
-        let v = self.version(ApiKey::Metadata)?;
-        // Never create a topic by asking for it (brokers do with auto.create.topics.enable,
-        // Kafka's default): a topic deleted on either side stays deleted.
-        let req = MetadataRequest::default()
-            .with_allow_auto_topic_creation(false)
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(name(topic))),
-            ]));
-        let answer = self.call(&req, v)?;
-        let brokers: BTreeMap<i32, String> = answer
-            .brokers
-            .iter()
-            .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
-            .collect();
-        let t = answer
-            .topics
-            .iter()
-            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-            .ok_or_else(|| anyhow!("topic {topic} is not in the metadata"))?;
-        if t.error_code != 0 {
-            bail!("metadata of topic {topic}: error code {}", t.error_code);
-        }
-        t.partitions
-            .iter()
-            .map(|p| {
-                let leader = p.leader_id.0;
-                let address = brokers.get(&leader).cloned().ok_or_else(|| {
-                    anyhow!(
-                        "{topic}/{}: leader {leader} is not in the metadata",
-                        p.partition_index
-                    )
-                })?;
-                Ok((p.partition_index, (leader, address)))
-            })
-            .collect()
+        let all = self.leaders_of(&[topic.to_string()])?;
+        Ok(all
+            .into_iter()
+            .map(|((_, p), leader)| (p, leader))
+            .collect())
     }
 
     /// Reads the record batches of `topic`/`partition` from `offset` (at most `max_bytes`,
@@ -474,49 +414,13 @@ impl Conn {
         offset: i64,
         max_bytes: i32,
     ) -> anyhow::Result<Fetched> {
-        let v = self.version(ApiKey::Fetch)?;
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(max_bytes)
-            .with_isolation_level(1)
-            .with_session_epoch(-1)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(name(topic))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(max_bytes),
-                    ]),
-            ]);
-        let answer = self.call(&req, v)?;
-        if answer.error_code != 0 {
-            bail!(
-                "fetching {topic}/{partition}: error code {}",
-                answer.error_code
-            );
-        }
-        let p = answer
-            .responses
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == partition)
-            .ok_or_else(|| anyhow!("the fetch of {topic}/{partition} answered nothing for it"))?;
-        Ok(Fetched {
-            error_code: p.error_code,
-            high_watermark: p.high_watermark,
-            last_stable_offset: p.last_stable_offset,
-            aborted: p
-                .aborted_transactions
-                .iter()
-                .flatten()
-                .map(|a| (a.producer_id.0, a.first_offset))
-                .collect(),
-            records: p.records.clone().unwrap_or_default(),
-        })
+        let wait = Duration::from_millis(500);
+        let answers = self.fetch_many(&[(topic, partition, offset)], max_bytes, max_bytes, wait)?;
+        answers
+            .into_iter()
+            .find(|(t, p, _)| t == topic && *p == partition)
+            .map(|(_, _, f)| f)
+            .ok_or_else(|| anyhow!("the fetch of {topic}/{partition} answered nothing for it"))
     }
 
     /// A producer id and epoch of the copy's own (idempotent, not transactional).
@@ -545,31 +449,18 @@ impl Conn {
         batch: Bytes,
         timeout: Duration,
     ) -> anyhow::Result<Produced> {
-        let v = self.version(ApiKey::Produce)?;
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(batch)),
-                    ]),
-            ]);
-        let answer = self.call(&req, v)?;
-        let p = answer
-            .responses
-            .iter()
-            .flat_map(|t| &t.partition_responses)
-            .find(|p| p.index == partition)
-            .ok_or_else(|| anyhow!("the produce to {topic}/{partition} answered nothing for it"))?;
-        Ok(Produced {
-            error_code: p.error_code,
-            base_offset: p.base_offset,
-            message: p.error_message.as_ref().map(|m| m.to_string()),
-        })
+        let one = Outgoing {
+            topic,
+            partition,
+            head: &[],
+            rest: &batch,
+        };
+        let id = self.send_batches(&[one], timeout)?;
+        self.produced(id)?
+            .into_iter()
+            .find(|(t, p, _)| t == topic && *p == partition)
+            .map(|(_, _, a)| a)
+            .ok_or_else(|| anyhow!("the produce to {topic}/{partition} answered nothing for it"))
     }
 }
 

@@ -5,60 +5,8 @@
 //! order) with the source, the groups' offsets with `verify`. The other tests run with the
 //! batch engine too when KMIGRATE_ENGINE=batch is set (`.ci/run` does so for a subset).
 
-use std::time::Duration;
-
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
 use crate::support::records::{assert_copied, noise};
 use crate::support::{Cluster, Rec, Run, TS, config_for, kmigrate_env, unique, verify_ok, workdir};
-
-/// Produces `records` (all to their partitions, in order) with producer settings `props`,
-/// and waits for every acknowledgement.
-fn produce_with(c: &Cluster, topic: &str, records: &[Rec], props: &[(&str, &str)]) {
-    let mut config = c.config();
-    config
-        .set("enable.idempotence", "true")
-        .set("message.max.bytes", "2000000");
-    for (k, v) in props {
-        config.set(*k, *v);
-    }
-    let producer: BaseProducer = config.create().expect("creating a test producer");
-    for r in records {
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(r.partition);
-        if let Some(k) = &r.key {
-            rec = rec.key(k.as_slice());
-        }
-        if let Some(v) = &r.value {
-            rec = rec.payload(v.as_slice());
-        }
-        if let Some(ts) = r.timestamp {
-            rec = rec.timestamp(ts);
-        }
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        rec = rec.headers(headers);
-        let mut rec = rec;
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    rec = back;
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("flushing the test producer");
-}
 
 /// `kmigrate run --yes --engine batch` in `dir`; asserts it copied with the batch engine
 /// and exited 0.
@@ -100,8 +48,7 @@ fn every_codec_one_record_batches_and_a_start_inside_a_batch_copy_exactly() {
     let mut i = 0;
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let recs: Vec<Rec> = (i..i + 150).map(|n| shaped(0, n, TS)).collect();
-        produce_with(
-            &src,
+        src.produce_with(
             &topic,
             &recs,
             &[("compression.type", codec), ("linger.ms", "20")],
@@ -110,8 +57,7 @@ fn every_codec_one_record_batches_and_a_start_inside_a_batch_copy_exactly() {
     }
     // A producer with linger 0 that sends each record alone: one-record batches.
     let recs: Vec<Rec> = (i..i + 60).map(|n| shaped(0, n, TS)).collect();
-    produce_with(
-        &src,
+    src.produce_with(
         &topic,
         &recs,
         &[("linger.ms", "0"), ("batch.num.messages", "1")],
@@ -133,7 +79,7 @@ fn a_log_append_time_source_keeps_the_times_its_consumers_saw() {
     src.create_topic(&topic, 2, &[("message.timestamp.type", "LogAppendTime")]);
     tgt.create_topic(&topic, 2, &[]);
     let recs: Vec<Rec> = (0..400).map(|n| shaped((n % 2) as i32, n, TS)).collect();
-    produce_with(&src, &topic, &recs, &[("linger.ms", "20")]);
+    src.produce_with(&topic, &recs, &[("linger.ms", "20")]);
     src.commit(&g, &[(&topic, 0, 0), (&topic, 1, 10)]);
     let dir = workdir("be-lat");
     run_batch(&dir, &config_for(&[&g], ""));
@@ -161,8 +107,7 @@ fn source_batches_larger_than_the_target_accepts_are_split() {
             timestamp: Some(TS + n as i64),
         })
         .collect();
-    produce_with(
-        &src,
+    src.produce_with(
         &topic,
         &recs,
         &[

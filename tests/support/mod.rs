@@ -250,13 +250,19 @@ impl Cluster {
 
     /// Produces the records in order, each to its own partition, and waits for every ack.
     pub fn produce(&self, topic: &str, records: &[Rec]) {
-        let producer: BaseProducer = self
-            .config()
+        self.produce_with(topic, records, &[("linger.ms", "5")]);
+    }
+
+    /// [`Cluster::produce`] with producer settings `props` (compression, linger, batching).
+    pub fn produce_with(&self, topic: &str, records: &[Rec], props: &[(&str, &str)]) {
+        let mut config = self.config();
+        config
             .set("enable.idempotence", "true")
-            .set("message.max.bytes", "2000000")
-            .set("linger.ms", "5")
-            .create()
-            .expect("creating a test producer");
+            .set("message.max.bytes", "2000000");
+        for (k, v) in props {
+            config.set(*k, *v);
+        }
+        let producer: BaseProducer = config.create().expect("creating a test producer");
         for r in records {
             let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(r.partition);
             if let Some(k) = &r.key {
