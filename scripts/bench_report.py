@@ -217,6 +217,12 @@ def mb_s(x):
     return f"{x:.1f}" if x < 10 else f"{x:.0f}"
 
 
+def build_note(m):
+    if m.get("profile", "release") == "release":
+        return ""
+    return f" ({m['profile']} build: its figures say nothing of a release build's speed)"
+
+
 def markdown(res):
     m = res["machine"]
     runs = m.get("runs", "?")
@@ -224,7 +230,7 @@ def markdown(res):
         f"Measured {m.get('started_utc', '?')} on {m.get('cpus', '?')} CPUs "
         f"({m.get('cpu_model', '?')}), {m.get('mem_gib', '?')} GiB, shared with both brokers; "
         f"load average at start {m.get('load_start', '?')}, at end {m.get('load_end', '?')}; "
-        f"kmigrate {m.get('kmigrate_commit', '?')}; brokers Kafka 4.4.0 (single-node KRaft); "
+        f"kmigrate {m.get('kmigrate_commit', '?')}{build_note(m)}; brokers Kafka 4.4.0 (single-node KRaft); "
         f"MirrorMaker 2 and the perf tools Kafka 4.3.1; kcat {m.get('kcat', '?')}; "
         f"{m.get('java', 'java ?')}. {runs} run(s) per tool, in an order rotated every run; "
         f"each figure is the median over the runs, records/s with the runs' min–max.",
