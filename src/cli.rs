@@ -48,7 +48,8 @@ pub struct Cli {
 
     /// How records travel: `batch` passes the source's record batches to the target with
     /// only their header rewritten; `record` reads and produces every record through
-    /// librdkafka; `auto` is `record` for now. Overrides `migration.engine`.
+    /// librdkafka; `auto` (the default) is `batch` wherever it applies. Overrides
+    /// `migration.engine`.
     #[arg(
         long,
         global = true,
@@ -345,11 +346,12 @@ pub struct CompletionsArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// The record engine for now: the batch engine becomes the default once it covers
-    /// every security mode and fault the record engine does.
+    /// The batch engine wherever it applies; the record engine for a cluster whose
+    /// security settings the batch engine does not apply, or a source in message format
+    /// v0/v1 (one line says which).
     Auto,
     /// Record batches passed to the target as the source's log holds them, with only their
-    /// header rewritten (re-encoded where they must be). PLAINTEXT clusters only so far.
+    /// header rewritten (re-encoded where they must be).
     Batch,
     /// Every record read and produced again through librdkafka.
     Record,

@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use super::batch::{self, Codec, Dropped, Route, Target};
 use super::pipeline::Job;
+use super::progress::Routes;
 use super::records::{self, Builder, Raw};
 use super::session::Wire;
 use super::shared::Shared;
@@ -52,6 +53,29 @@ const MIN_PASS_BYTES: usize = 4096;
 const STALL: Duration = Duration::from_secs(120);
 /// How often progress is published.
 const TICK: Duration = Duration::from_millis(100);
+
+/// A source partition in message format v0/v1 (written before Kafka 0.11, or by a broker
+/// keeping `log.message.format.version` below 0.11): its records have no batch header to
+/// pass on, and the record engine copies the rest (`copy::run`).
+#[derive(Debug)]
+pub struct OldFormat {
+    pub partition: String,
+    pub offset: i64,
+    pub magic: i8,
+}
+
+impl std::fmt::Display for OldFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the records at offset {} are in message format v{} (written before Kafka \
+             0.11), which the batch engine does not pass on",
+            self.partition, self.offset, self.magic
+        )
+    }
+}
+
+impl std::error::Error for OldFormat {}
 
 /// What one batch sent (or to send) holds.
 struct Out {
@@ -112,6 +136,8 @@ struct Part {
     builder: Builder,
     built: Vec<i64>,
     stream: Stream,
+    /// Batches routed since the last publish.
+    routes: Routes,
 }
 
 struct Broker {
@@ -175,7 +201,7 @@ fn copy(mut job: Job<'_>, shared: &Shared<'_>) -> anyhow::Result<Option<Wire>> {
 fn bootstrap(cluster: &Cluster) -> anyhow::Result<Conn> {
     let mut last = None;
     for address in cluster.bootstrap.split(',').map(str::trim) {
-        match Conn::connect(address, cluster.timeout) {
+        match cluster.wire(address) {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(e),
         }
@@ -225,7 +251,7 @@ fn leaders(
         let at = match conns.iter().position(|c| c.address() == address) {
             Some(i) => i,
             None => {
-                conns.push(Conn::connect(&address, cluster.timeout)?);
+                conns.push(cluster.wire(&address)?);
                 conns.len() - 1
             }
         };
@@ -301,6 +327,7 @@ impl<'a, 's> Copier<'a, 's> {
                 queued: 0,
                 builder: Builder::new(),
                 built: Vec::new(),
+                routes: Routes::default(),
                 stream: match sequences.remove(&(w.target_topic.clone(), w.partition)) {
                     Some(next) => Stream::continuing(producer.0, producer.1, next),
                     None => Stream::new(producer.0, producer.1),
@@ -485,6 +512,8 @@ impl<'a, 's> Copier<'a, 's> {
             }
             match route {
                 Route::Pass => {
+                    p.routes.passed_batches += 1;
+                    p.routes.passed_bytes += h.len as u64;
                     p.flush(codec)?;
                     p.queue(Out {
                         bytes,
@@ -495,6 +524,8 @@ impl<'a, 's> Copier<'a, 's> {
                     });
                 }
                 Route::Reencode(_) => {
+                    p.routes.reencoded_batches += 1;
+                    p.routes.reencoded_bytes += h.len as u64;
                     let decoded = records::decode(&bytes)
                         .map_err(|e| anyhow!("{}: offset {}: {e}", name(), h.base_offset))?;
                     for r in decoded.iter() {
@@ -507,13 +538,13 @@ impl<'a, 's> Copier<'a, 's> {
                     p.read_done = true;
                 }
                 Route::Drop(_) => {}
-                Route::RecordPath(magic) => bail!(
-                    "{}: the batch at offset {} is in message format v{magic} (written before \
-                     Kafka 0.11), which the batch engine does not copy: run with \
-                     `--engine record`",
-                    name(),
-                    h.base_offset
-                ),
+                Route::RecordPath(magic) => {
+                    return Err(anyhow::Error::new(OldFormat {
+                        partition: name(),
+                        offset: h.base_offset,
+                        magic,
+                    }));
+                }
             }
             p.fetch_at = p.fetch_at.max(h.last_offset().saturating_add(1));
             self.last_progress = Instant::now();
@@ -792,6 +823,16 @@ impl<'a, 's> Copier<'a, 's> {
     }
 
     fn publish(&mut self) {
+        let mut routes: BTreeMap<String, Routes> = BTreeMap::new();
+        for p in &mut self.parts {
+            if p.routes != Routes::default() {
+                routes
+                    .entry(p.topic.clone())
+                    .or_default()
+                    .add(&std::mem::take(&mut p.routes));
+            }
+        }
+        self.shared.add_routes(&routes);
         self.shared.publish(
             self.parts.iter_mut().map(|p| {
                 let changed = std::mem::take(&mut p.slot.dirty);

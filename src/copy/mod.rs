@@ -31,12 +31,13 @@ mod shared;
 mod slot;
 pub mod stream;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-pub use self::progress::{PartitionSnapshot, ProgressSink, Snapshot};
+pub use self::progress::{PartitionSnapshot, ProgressSink, Routes, Snapshot};
 pub use self::session::Session;
 use self::shared::Shared;
 use crate::config::Engine;
@@ -89,7 +90,7 @@ pub fn run(
     stop: &AtomicBool,
     sink: &mut dyn ProgressSink,
 ) -> anyhow::Result<(Ended, Snapshot)> {
-    let batches = batch_engine(source, target, opts);
+    let mut batches = batch_engine(source, target, opts, session);
     let mut failing_since: Option<Instant> = None;
     loop {
         let before = ledger.state.written();
@@ -100,6 +101,15 @@ pub fn run(
         }
         let window = opts.flush_timeout * BATCH_HEALING_TIMEOUTS;
         match ended {
+            // A source partition in message format v0/v1: the record engine copies what
+            // is left, from where the target's log says (as a rerun would), now and in
+            // the command's later copies.
+            Err(e) if batches && e.chain().any(|c| c.is::<batched::OldFormat>()) => {
+                let why = format!("{e:#}");
+                tracing::warn!("{why}: copying with the record engine");
+                session.record_only(why);
+                batches = false;
+            }
             Err(e)
                 if batches
                     && !stop.load(Ordering::Relaxed)
@@ -168,6 +178,7 @@ fn run_once(
     tracing::debug!(pipelines = jobs.len(), "copying");
 
     let read_from = read_positions(&ledger.state, &jobs);
+    let written_before = written_per_topic(&ledger.state);
     let path = ledger.path().to_path_buf();
     let shared = Shared::new(&mut ledger.state, read_from);
     let mut kept = Vec::new();
@@ -194,7 +205,12 @@ fn run_once(
         }
     });
     let failure = shared.take_failure();
-    let snap = shared.snapshot(started.elapsed());
+    let mut snap = shared.snapshot(started.elapsed());
+    session.add_routes(&shared.take_routes());
+    if !batches {
+        session.add_routes(&record_engine_routes(&written_before, &snap));
+    }
+    snap.routes = session.routes();
     drop(shared);
     sink.finish(&snap);
     let ended = end(ledger, failure, stop, snap);
@@ -202,10 +218,39 @@ fn run_once(
     ended
 }
 
-/// Whether this copy passes record batches on (the batch engine): when asked to, and both
-/// clusters and the settings allow it; otherwise says why, once per command.
-fn batch_engine(source: &Cluster, target: &Cluster, opts: &Options) -> bool {
-    if opts.engine != Engine::Batch {
+/// Records on the target per source topic, as the state says.
+fn written_per_topic(state: &ledger::State) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &state.partitions {
+        *out.entry(p.topic.clone()).or_default() += p.progress.written;
+    }
+    out
+}
+
+/// The records a record-engine copy wrote, per source topic: the growth since `before`.
+fn record_engine_routes(
+    before: &BTreeMap<String, u64>,
+    snap: &Snapshot,
+) -> BTreeMap<String, Routes> {
+    snap.topics
+        .iter()
+        .map(|(topic, (_, _, written))| {
+            let grew = written.saturating_sub(before.get(topic).copied().unwrap_or(0));
+            let routes = Routes {
+                record_engine_records: grew,
+                ..Routes::default()
+            };
+            (topic.clone(), routes)
+        })
+        .filter(|(_, r)| r.record_engine_records > 0)
+        .collect()
+}
+
+/// Whether this copy passes record batches on (the batch engine): when the engine is
+/// `auto` or `batch` and both clusters and the command's earlier copies allow it; otherwise
+/// says why, once per command (a warning when `batch` was asked for).
+fn batch_engine(source: &Cluster, target: &Cluster, opts: &Options, session: &Session) -> bool {
+    if opts.engine == Engine::Record || session.left_batch_engine().is_some() {
         return false;
     }
     let why = source.wire_refusal().or_else(|| target.wire_refusal());
@@ -220,8 +265,12 @@ fn batch_engine(source: &Cluster, target: &Cluster, opts: &Options) -> bool {
             });
             true
         }
-        Some(why) => {
+        Some(why) if opts.engine == Engine::Batch => {
             SAID.call_once(|| tracing::warn!("{why}: copying with the record engine"));
+            false
+        }
+        Some(why) => {
+            SAID.call_once(|| tracing::info!("{why}: copying with the record engine"));
             false
         }
     }

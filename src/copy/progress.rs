@@ -23,6 +23,34 @@ pub struct Snapshot {
     /// Failures the pipelines reported (the first one stops the copy; later ones are
     /// usually its echoes).
     pub errors: u64,
+    /// Per source topic: how its records travelled in this command's copies.
+    pub routes: BTreeMap<String, Routes>,
+}
+
+/// How one topic's records travelled: the source's batches as the batch engine routed
+/// them when it read them (a batch read again after a resume counts again), and the
+/// records the record engine copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Routes {
+    /// Batches passed on with only their header rewritten, and their bytes.
+    pub passed_batches: u64,
+    pub passed_bytes: u64,
+    /// Batches decoded and written again (a range's edges, compacted, LogAppendTime, over
+    /// the target's limit, a codec it lacks, runs of small batches), and their bytes.
+    pub reencoded_batches: u64,
+    pub reencoded_bytes: u64,
+    /// Records the record engine copied.
+    pub record_engine_records: u64,
+}
+
+impl Routes {
+    pub fn add(&mut self, o: &Routes) {
+        self.passed_batches += o.passed_batches;
+        self.passed_bytes += o.passed_bytes;
+        self.reencoded_batches += o.reencoded_batches;
+        self.reencoded_bytes += o.reencoded_bytes;
+        self.record_engine_records += o.record_engine_records;
+    }
 }
 
 /// One planned partition's figures.

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::progress::Routes;
 use crate::kafka::reader::{SourceReader, Tuning};
 use crate::kafka::wire::Conn;
 use crate::kafka::writer::TargetWriter;
@@ -58,6 +59,11 @@ struct Inner {
     /// The partitions the kept clients were built for (source topic, target topic,
     /// partition).
     partitions: Vec<(String, String, i32)>,
+    /// Why the batch engine stopped for this command (a source in message format v0/v1):
+    /// later copies (a sync's rounds) use the record engine at once.
+    record_only: Option<String>,
+    /// Per source topic: how the command's copies moved its records.
+    routes: BTreeMap<String, Routes>,
 }
 
 impl Session {
@@ -82,6 +88,30 @@ impl Session {
             inner.clients.clear();
             inner.partitions = partitions;
         }
+    }
+
+    /// The batch engine cannot copy this command's partitions, for `why`: every later
+    /// copy of the command uses the record engine.
+    pub fn record_only(&self, why: String) {
+        self.inner().record_only = Some(why);
+    }
+
+    /// Adds one copy's counts of how records travelled, per source topic.
+    pub fn add_routes(&self, routes: &BTreeMap<String, Routes>) {
+        let mut inner = self.inner();
+        for (topic, r) in routes {
+            inner.routes.entry(topic.clone()).or_default().add(r);
+        }
+    }
+
+    /// How the command's copies so far moved each topic's records.
+    pub fn routes(&self) -> BTreeMap<String, Routes> {
+        self.inner().routes.clone()
+    }
+
+    /// Why an earlier copy of this command left the batch engine, if one did.
+    pub fn left_batch_engine(&self) -> Option<String> {
+        self.inner().record_only.clone()
     }
 
     /// Pipeline `index`'s record-engine clients, if an earlier copy left some that fit

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::progress::{PartitionSnapshot, Snapshot};
+use std::collections::BTreeMap;
+
+use super::progress::{PartitionSnapshot, Routes, Snapshot};
 use super::slot::Slot;
 use crate::ledger::{PartitionState, State};
 
@@ -19,6 +21,8 @@ pub struct Shared<'a> {
     halt: AtomicBool,
     failures: AtomicU64,
     failure: Mutex<Option<anyhow::Error>>,
+    /// Per source topic: how the batch engine routed the batches it read.
+    routes: Mutex<BTreeMap<String, Routes>>,
 }
 
 impl<'a> Shared<'a> {
@@ -33,6 +37,7 @@ impl<'a> Shared<'a> {
             halt: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             failure: Mutex::new(None),
+            routes: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -67,6 +72,19 @@ impl<'a> Shared<'a> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// Adds a pipeline's counts of routed batches, per source topic.
+    pub(super) fn add_routes(&self, routes: &BTreeMap<String, Routes>) {
+        let mut all = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, r) in routes {
+            all.entry(topic.clone()).or_default().add(r);
+        }
+    }
+
+    /// The counts of routed batches, handed over once the pipelines ended.
+    pub(super) fn take_routes(&self) -> BTreeMap<String, Routes> {
+        std::mem::take(&mut *self.routes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Reads one partition of the state.

@@ -588,6 +588,28 @@ impl Admin {
             .collect())
     }
 
+    /// The effective values (topic override or broker default) of the configs `names` of
+    /// each topic.
+    pub fn topic_settings(
+        &self,
+        topics: &[String],
+        names: &[&str],
+    ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+        Ok(self
+            .describe_topic_configs(topics)?
+            .into_iter()
+            .map(|(topic, res)| {
+                let cfg: BTreeMap<String, String> = res
+                    .entries
+                    .into_iter()
+                    .filter(|e| names.contains(&e.name.as_str()))
+                    .filter_map(|e| e.value.map(|v| (e.name, v)))
+                    .collect();
+                (topic, cfg)
+            })
+            .collect())
+    }
+
     /// The configs set on each topic (not inherited from broker defaults), for creating
     /// the same topic on the target.
     pub fn topic_configs(

@@ -10,6 +10,8 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdKafkaError;
 
 use super::context::Ctx;
+use super::secure;
+use super::wire::Conn;
 use crate::config::{ClusterConfig, Origin};
 use crate::error::usage;
 
@@ -53,23 +55,20 @@ impl Endpoint {
         format!("{} cluster {}", self.role.name(), self.bootstrap)
     }
 
-    /// Why the batch engine's own connections cannot reach this cluster, if they cannot:
-    /// they speak PLAINTEXT only so far.
+    /// Why the batch engine's own connections cannot reach this cluster, if they cannot
+    /// (a security property they do not honour).
     pub fn wire_refusal(&self) -> Option<String> {
-        let protocol = self
-            .cfg
-            .properties
-            .0
-            .get("security.protocol")
-            .map(|p| p.to_ascii_lowercase());
-        match protocol.as_deref() {
-            None | Some("plaintext") => None,
-            Some(p) => Some(format!(
-                "the {} is reached with security.protocol {p}, which the batch engine does \
-                 not speak yet",
-                self.describe()
-            )),
-        }
+        secure::from_properties(&self.cfg.properties.0)
+            .err()
+            .map(|why| format!("the {} is reached with {why}", self.describe()))
+    }
+
+    /// A batch engine connection to the broker at `address` of this cluster, over the TLS
+    /// and SASL its properties ask for.
+    pub fn wire(&self, address: &str) -> anyhow::Result<Conn> {
+        let security = secure::from_properties(&self.cfg.properties.0)
+            .map_err(|why| anyhow::anyhow!("the {} is reached with {why}", self.describe()))?;
+        Conn::connect(address, self.timeout, &security)
     }
 
     /// The librdkafka configuration shared by all clients of this cluster: the user's

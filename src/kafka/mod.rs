@@ -11,7 +11,9 @@
 //! - [`reader`]: reading partition ranges (copy and verify);
 //! - [`settle`]: waiting until a replicated target partition holds only committed records;
 //! - [`watch`]: which followed source partitions got new records (sync);
-//! - [`writer`]: producing records to the target.
+//! - [`writer`]: producing records to the target;
+//! - [`wire`]: the batch engine's own connections, with [`secure`] (TLS and SASL settings)
+//!   and [`scram`] (SCRAM exchanges).
 
 pub mod admin;
 pub mod context;
@@ -22,6 +24,8 @@ pub mod ffi;
 pub mod reader;
 pub mod repeats;
 pub mod retry;
+pub mod scram;
+pub mod secure;
 pub mod settle;
 pub mod watch;
 pub mod wire;

@@ -1,13 +1,14 @@
 //! The batch path's own connection to a broker: Kafka's protocol spoken directly (the
 //! `kafka-protocol` crate encodes and decodes the messages), so that record batches go from
 //! a Fetch response to a Produce request as bytes, never decoded into records. One blocking
-//! connection, one request at a time; PLAINTEXT only so far (a cluster with TLS or SASL
-//! keeps the record path). Admin work stays on librdkafka.
+//! connection, requests pipelined, answers read in order; PLAINTEXT, TLS (`secure`) and
+//! SASL PLAIN or SCRAM (`scram`) with re-authentication when the broker asks (KIP-368).
+//! Admin work stays on librdkafka.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::{Bytes, BytesMut};
@@ -15,10 +16,14 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, InitProducerIdRequest, MetadataRequest,
-    ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    ProduceRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use openssl::ssl::{HandshakeError, SslStream};
 
+use super::scram::{self, Scram};
+use super::secure::{Mechanism, Sasl, WireSecurity};
 use crate::kafka::error::{Code, KafkaError};
 
 /// The versions kmigrate speaks of each API: from the oldest broker it supports (1.1.1)
@@ -31,6 +36,9 @@ fn ours(key: ApiKey) -> (i16, i16) {
         // v3 to v8 share one request layout, which [`Conn::send_batches`] writes itself.
         ApiKey::Produce => (3, 8),
         ApiKey::InitProducerId => (0, 4),
+        ApiKey::SaslHandshake => (1, 1),
+        // v1 (Kafka 2.2) tells the session's lifetime; 1.1.1 speaks v0.
+        ApiKey::SaslAuthenticate => (0, 2),
         _ => (0, -1),
     }
 }
@@ -40,18 +48,73 @@ fn ours(key: ApiKey) -> (i16, i16) {
 /// allocated.
 const MAX_RESPONSE: usize = 256 << 20;
 
+/// Re-authentication starts once this share of the session the broker granted has passed
+/// (the Java client picks 85 to 95 %): the rest covers the answers still to be read first.
+const REAUTH_AT: f64 = 0.85;
+
+/// The bytes to and from a broker: plain TCP or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    /// TCP writes every slice in one call; TLS encrypts them one by one.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A connection to one broker.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     address: String,
     correlation: i32,
     /// The broker's (min, max) version of each API it named.
     versions: BTreeMap<i16, (i16, i16)>,
+    /// Requests sent whose answers are not read yet.
+    outstanding: usize,
+    /// Answers read ahead of their caller (to re-authenticate between requests), in order.
+    early: VecDeque<Bytes>,
+    /// The credentials, kept for re-authentication, and when it is due.
+    sasl: Option<Sasl>,
+    reauth_at: Option<Instant>,
 }
 
 impl Conn {
-    /// Connects to `address` (host:port) and asks which API versions the broker speaks.
-    pub fn connect(address: &str, timeout: Duration) -> anyhow::Result<Conn> {
+    /// Connects to `address` (host:port) over TLS and SASL as `security` says, and asks
+    /// which API versions the broker speaks.
+    pub fn connect(
+        address: &str,
+        timeout: Duration,
+        security: &WireSecurity,
+    ) -> anyhow::Result<Conn> {
         let addr = address
             .to_socket_addrs()
             .map_err(|e| {
@@ -65,11 +128,29 @@ impl Conn {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
+        let stream = match &security.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                let connector = tls
+                    .connector()
+                    .with_context(|| format!("setting up TLS for broker {address}"))?;
+                let mut config = connector.configure()?;
+                config.set_verify_hostname(tls.verify_host());
+                let tls = config
+                    .connect(host_of(address), stream)
+                    .map_err(|e| handshake(e, address))?;
+                Stream::Tls(Box::new(tls))
+            }
+        };
         let mut conn = Conn {
             stream,
             address: address.to_string(),
             correlation: 0,
             versions: BTreeMap::new(),
+            outstanding: 0,
+            early: VecDeque::new(),
+            sasl: security.sasl.clone(),
+            reauth_at: None,
         };
         let answer = conn.call(&ApiVersionsRequest::default(), 0)?;
         if answer.error_code != 0 {
@@ -83,7 +164,90 @@ impl Conn {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(sasl) = security.sasl.clone() {
+            conn.authenticate(&sasl)?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake and SaslAuthenticate with `sasl`'s mechanism; notes when the broker
+    /// wants the next authentication.
+    fn authenticate(&mut self, sasl: &Sasl) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let what = format!(
+            "authenticating as {} with {} to broker {}",
+            sasl.username,
+            sasl.mechanism.name(),
+            self.address
+        );
+        let v = self.version(ApiKey::SaslHandshake)?;
+        let req = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name()));
+        let answer = self.call(&req, v)?;
+        if answer.error_code != 0 {
+            let enabled: Vec<String> = answer.mechanisms.iter().map(|m| m.to_string()).collect();
+            let code = Code(i32::from(answer.error_code));
+            let why = format!("the broker enables {}", enabled.join(", "));
+            return Err(anyhow::Error::new(KafkaError::new(code, what, &why)));
+        }
+        let lifetime_ms = match sasl.mechanism {
+            Mechanism::Plain => {
+                let token = format!("\0{}\0{}", sasl.username, sasl.password);
+                self.sasl_step(token.into_bytes(), &what)?.1
+            }
+            Mechanism::Scram(hash) => {
+                let mut s = Scram::new(hash, &sasl.username, &sasl.password, &scram::nonce()?);
+                let (first, _) = self.sasl_step(s.client_first(), &what)?;
+                let proof = s.client_final(&first).with_context(|| what.clone())?;
+                let (last, lifetime) = self.sasl_step(proof, &what)?;
+                s.check_server_final(&last).with_context(|| what.clone())?;
+                lifetime
+            }
+        };
+        self.reauth_at = u64::try_from(lifetime_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| started + Duration::from_millis(ms).mul_f64(REAUTH_AT));
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round: the broker's bytes and the session's lifetime (ms, 0:
+    /// none), or the broker's refusal typed with its code.
+    fn sasl_step(&mut self, token: Vec<u8>, what: &str) -> anyhow::Result<(Bytes, i64)> {
+        let v = self.version(ApiKey::SaslAuthenticate)?;
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let answer = self.call(&req, v)?;
+        if answer.error_code != 0 {
+            let code = Code(i32::from(answer.error_code));
+            let why = answer
+                .error_message
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            return Err(anyhow::Error::new(KafkaError::new(code, what, &why)));
+        }
+        Ok((answer.auth_bytes, answer.session_lifetime_ms))
+    }
+
+    /// Before a request: re-authenticates when the session the broker granted is close to
+    /// its end (KIP-368), after reading ahead the answers still due on this connection (no
+    /// request may be in flight while the broker authenticates again).
+    fn reauthenticate_if_due(&mut self) -> anyhow::Result<()> {
+        let due = self.reauth_at.is_some_and(|at| Instant::now() >= at);
+        let Some(sasl) = self.sasl.clone().filter(|_| due) else {
+            return Ok(());
+        };
+        self.reauth_at = None;
+        while self.outstanding > 0 {
+            let what = format!(
+                "reading answers before re-authenticating to broker {}",
+                self.address
+            );
+            let frame = self.read_frame(&what)?;
+            self.early.push_back(frame);
+        }
+        self.authenticate(&sasl)?;
+        tracing::debug!(broker = %self.address, "re-authenticated ({})", sasl.mechanism.name());
+        Ok(())
     }
 
     pub fn address(&self) -> &str {
@@ -124,6 +288,7 @@ impl Conn {
     /// Sends `req` at `version` without waiting for its answer: its correlation id. The
     /// broker answers a connection's requests in the order it received them.
     fn send<R: Request>(&mut self, req: &R, version: i16) -> anyhow::Result<i32> {
+        self.reauthenticate_if_due()?;
         self.correlation = self.correlation.wrapping_add(1);
         let id = self.correlation;
         let header = RequestHeader::default()
@@ -143,23 +308,42 @@ impl Conn {
                 &format!("API {} v{version} to broker {}", R::KEY, self.address),
             )
         })?;
+        self.outstanding += 1;
         Ok(id)
     }
 
     /// Reads the answer to request `id` (the next one the broker sends).
     fn receive<R: Request>(&mut self, id: i32, version: i16) -> anyhow::Result<R::Response> {
-        let what = || format!("API {} v{version} to broker {}", R::KEY, self.address);
+        let what = format!("API {} v{version} to broker {}", R::KEY, self.address);
+        let mut body = match self.early.pop_front() {
+            Some(frame) => frame,
+            None => self.read_frame(&what)?,
+        };
+        let answer = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+        if answer.correlation_id != id {
+            bail!(
+                "broker {} answered request {} to request {id}",
+                self.address,
+                answer.correlation_id
+            );
+        }
+        R::Response::decode(&mut body, version).context(what)
+    }
+
+    /// Reads the next answer on the connection, whole: its header and body.
+    fn read_frame(&mut self, what: &str) -> anyhow::Result<Bytes> {
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
-            .map_err(|e| transport(&e, &what()))?;
+            .map_err(|e| transport(&e, what))?;
         let size = usize::try_from(i32::from_be_bytes(size))
             .ok()
             .filter(|n| *n <= MAX_RESPONSE)
             .ok_or_else(|| {
                 anyhow!(
                     "broker {} announced a response of {} bytes (at most {MAX_RESPONSE} \
-                     expected): not a Kafka broker speaking PLAINTEXT on this address?",
+                     expected): not a Kafka broker speaking this security.protocol on \
+                     this address?",
                     self.address,
                     i32::from_be_bytes(size)
                 )
@@ -170,7 +354,7 @@ impl Conn {
         (&mut self.stream)
             .take(size as u64)
             .read_to_end(&mut body)
-            .map_err(|e| transport(&e, &what()))?;
+            .map_err(|e| transport(&e, what))?;
         if body.len() != size {
             let closed = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
             return Err(transport(
@@ -182,16 +366,8 @@ impl Conn {
                 ),
             ));
         }
-        let mut body = Bytes::from(body);
-        let answer = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
-        if answer.correlation_id != id {
-            bail!(
-                "broker {} answered request {} to request {id}",
-                self.address,
-                answer.correlation_id
-            );
-        }
-        R::Response::decode(&mut body, version).with_context(what)
+        self.outstanding = self.outstanding.saturating_sub(1);
+        Ok(Bytes::from(body))
     }
 
     /// The leader of every partition of `topics`, as (broker id, host:port); a partition
@@ -315,6 +491,7 @@ impl Conn {
         timeout: Duration,
     ) -> anyhow::Result<i32> {
         let v = self.version(ApiKey::Produce)?;
+        self.reauthenticate_if_due()?;
         self.correlation = self.correlation.wrapping_add(1);
         let id = self.correlation;
         let mut by_topic: BTreeMap<&str, Vec<&Outgoing<'_>>> = BTreeMap::new();
@@ -371,6 +548,7 @@ impl Conn {
             }
             IoSlice::advance_slices(&mut bufs, n);
         }
+        self.outstanding += 1;
         Ok(id)
     }
 
@@ -489,6 +667,41 @@ pub struct Outgoing<'a> {
 /// failure it is, which a `sync` waits out like any broker outage.
 fn transport(e: &std::io::Error, what: &str) -> anyhow::Error {
     anyhow::Error::new(KafkaError::new(Code::TRANSPORT, what, &e.to_string()))
+}
+
+/// A TLS handshake that failed: a connection that broke is a transport failure (a sync
+/// waits it out); a refused certificate or protocol is a TLS error that names why.
+fn handshake(e: HandshakeError<TcpStream>, address: &str) -> anyhow::Error {
+    let what = format!("TLS handshake with broker {address}");
+    match e {
+        HandshakeError::Failure(mid) => {
+            let verify = mid.ssl().verify_result();
+            let err = mid.into_error();
+            if let Some(io) = err.io_error() {
+                return transport(io, &what);
+            }
+            let why = if verify.as_raw() == 0 {
+                err.to_string()
+            } else {
+                format!("{err}; certificate verification: {}", verify.error_string())
+            };
+            anyhow::Error::new(KafkaError::new(Code::SSL, what, &why))
+        }
+        HandshakeError::SetupFailure(stack) => {
+            anyhow::Error::new(KafkaError::new(Code::SSL, what, &stack.to_string()))
+        }
+        HandshakeError::WouldBlock(_) => {
+            let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+            transport(&timed_out, &what)
+        }
+    }
+}
+
+/// The host of `host:port` (brackets of an IPv6 address removed): the name a broker's
+/// certificate is checked against.
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// A string as Kafka's non-flexible versions write it: i16 length, bytes.

@@ -351,6 +351,7 @@ fn check_copy(m: &Migration, state: &State, snap: Option<&Snapshot>) -> anyhow::
             elapsed_ms: s.elapsed.as_millis() as u64,
         }),
         groups: Vec::new(),
+        routes: snap.map(|s| s.routes.clone()).unwrap_or_default(),
     };
     let out = summary.copy_text();
     report::print(&out);

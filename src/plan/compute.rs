@@ -117,6 +117,35 @@ impl Rules<'static> {
 
 /// Builds the plan from what was read. `created_at_ms` and the bootstrap strings are passed
 /// in so that this stays deterministic.
+/// What the target's broker will rewrite in what it is given for `target_topic`, by the
+/// topic's configs (as they are, or as it will be created): a `compression.type` other
+/// than `producer` re-compresses every batch in another codec (the batch engine passes the
+/// producers' batches as they are), and `LogAppendTime` replaces every record's timestamp
+/// with the target's time of writing, which the source's consumers never saw.
+fn rewrites(target_topic: &str, configs: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(c) = configs.get("compression.type")
+        && !c.eq_ignore_ascii_case("producer")
+    {
+        out.push(format!(
+            "target topic {target_topic} has compression.type={c}: its brokers re-compress \
+             every batch not already in {c} (costing their CPU; set it to producer to keep \
+             the source producers' compression)"
+        ));
+    }
+    if configs
+        .get("message.timestamp.type")
+        .is_some_and(|t| t.eq_ignore_ascii_case("LogAppendTime"))
+    {
+        out.push(format!(
+            "target topic {target_topic} has message.timestamp.type=LogAppendTime: its brokers \
+             stamp every copied record with the time it is written, not the time the source's \
+             consumers saw (set it to CreateTime for the copy to keep them)"
+        ));
+    }
+    out
+}
+
 pub fn compute(snap: &Snapshot, rules: &Rules, created_at_ms: i64) -> Plan {
     let Rules {
         filter,
@@ -233,6 +262,23 @@ pub fn compute(snap: &Snapshot, rules: &Rules, created_at_ms: i64) -> Plan {
                 target,
             ));
         }
+    }
+
+    let migrated: BTreeSet<&str> = partitions
+        .iter()
+        .filter(|p| p.status == Status::Migrate)
+        .map(|p| p.topic.as_str())
+        .collect();
+    for topic in migrated {
+        let target_topic = snap.target_name(topic);
+        let configs = match snap.target_topics.get(target_topic) {
+            Some(t) => &t.configs,
+            None => match snap.source_topics.get(topic) {
+                Some(s) if create_topics => &s.configs,
+                _ => continue,
+            },
+        };
+        warnings.extend(rewrites(target_topic, configs));
     }
 
     let topics = topic_plans(snap, &partitions, create_topics, &mut problems);
@@ -722,6 +768,45 @@ mod tests {
         };
         let p = compute(&s, &rules, 0);
         assert_eq!(part(&p, "test4", 1).reason, Some(SkipReason::Uncommitted));
+    }
+
+    /// A target topic whose configs make its brokers rewrite the copied batches is warned
+    /// of, when records go to it: as it is on the target, or as `create_topics` will
+    /// create it from the source's configs.
+    #[test]
+    fn target_topics_that_rewrite_batches_are_warned_of() {
+        let mut s = seed();
+        let set = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // test3 and test4 are migrated; test1 (expired) and test2 (consumed) are not.
+        s.target_topics.get_mut("test3").unwrap().configs = set(&[
+            ("compression.type", "gzip"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ]);
+        s.target_topics.get_mut("test1").unwrap().configs = set(&[("compression.type", "zstd")]);
+        s.target_topics.get_mut("test2").unwrap().configs =
+            set(&[("message.timestamp.type", "LogAppendTime")]);
+        s.target_topics.remove("test4");
+        s.source_topics.get_mut("test4").unwrap().configs = set(&[
+            ("compression.type", "producer"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ]);
+        let p = plan(&s, &FilterConfig::default(), true);
+        let rewrites: Vec<&String> = p
+            .warnings
+            .iter()
+            .filter(|w| w.contains("its brokers"))
+            .collect();
+        assert_eq!(rewrites.len(), 3, "{:#?}", p.warnings);
+        assert!(rewrites[0].starts_with("target topic test3 has compression.type=gzip"));
+        assert!(rewrites[1].starts_with("target topic test3 has message.timestamp.type"));
+        assert!(rewrites[2].starts_with("target topic test4 has message.timestamp.type"));
+        // Without create_topics, a missing target topic is a problem, not a warning.
+        let p = plan(&s, &FilterConfig::default(), false);
+        assert!(!p.warnings.iter().any(|w| w.contains("test4 has")));
     }
 
     #[test]

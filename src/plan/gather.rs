@@ -114,15 +114,23 @@ pub fn gather(cfg: &Config, source: &Cluster, target: &Cluster) -> anyhow::Resul
 
     let wanted: BTreeSet<String> = consumed.iter().map(|t| target_name(t)).collect();
     let source_topics = topic_infos(&source, source_topics, &consumed, &target_topics, cfg)?;
-    let target_topics = target_topics
+    let target_topics: BTreeMap<String, i32> = target_topics
         .into_iter()
         .filter(|(t, _)| wanted.contains(t))
+        .collect();
+    let names: Vec<String> = target_topics.keys().cloned().collect();
+    let mut settings = target
+        .topic_settings(&names, REWRITING_CONFIGS)
+        .context("reading the target topics' compression.type and message.timestamp.type")?;
+    let target_topics = target_topics
+        .into_iter()
         .map(|(t, n)| {
+            let configs = settings.remove(&t).unwrap_or_default();
             (
                 t,
                 TopicInfo {
                     partitions: n,
-                    configs: BTreeMap::new(),
+                    configs,
                 },
             )
         })
@@ -204,6 +212,10 @@ fn check_patterns(
     }
     Err(usage(messages.join(" ")))
 }
+
+/// The target topics' configs read for the plan: those that make the target's broker
+/// rewrite what it is given ([`crate::plan::compute`] warns of them).
+const REWRITING_CONFIGS: &[&str] = &["compression.type", "message.timestamp.type"];
 
 /// Source topics that groups consume, with their configs when the target lacks them and
 /// `create_topics` will create them.

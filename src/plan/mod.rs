@@ -66,7 +66,8 @@ pub struct GroupSnapshot {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TopicInfo {
     pub partitions: i32,
-    /// Topic configs that differ from the broker's defaults (only read when needed).
+    /// Source topics: the configs set on the topic, read for topics to create on the
+    /// target. Target topics: the effective `compression.type` and `message.timestamp.type`.
     pub configs: BTreeMap<String, String>,
 }
 

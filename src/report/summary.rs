@@ -3,8 +3,11 @@
 //! as the `summary` event in [`super::json`], so that people and scripts read the same
 //! figures.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
+use crate::copy::Routes;
 use crate::ledger::{CommitOutcome, GroupOffsets};
 use crate::text::{Align, Table, thousands};
 
@@ -46,6 +49,9 @@ pub struct RunSummary {
     /// Each group's commit on the target (empty until offsets are committed, or with
     /// `translate_offsets = false`).
     pub groups: Vec<GroupResult>,
+    /// Per source topic: how this run's copies moved its records (the batch engine's
+    /// passed and re-encoded batches, the record engine's records).
+    pub routes: BTreeMap<String, Routes>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +152,7 @@ impl RunSummary {
                 s.bytes as f64 / secs / 1e6
             ));
         }
+        out.push_str(&self.routes_text());
         if !self.mismatches.is_empty() {
             out.push_str(&format!("\nMISMATCHES ({})\n", self.mismatches.len()));
             for m in &self.mismatches {
@@ -153,6 +160,32 @@ impl RunSummary {
             }
         }
         out
+    }
+
+    /// How the records travelled, per topic; nothing when this run copied nothing.
+    fn routes_text(&self) -> String {
+        if self.routes.is_empty() {
+            return String::new();
+        }
+        let mut t = Table::new(&[
+            ("TOPIC", Align::Left),
+            ("PASSED ON (batches)", Align::Right),
+            ("BYTES", Align::Right),
+            ("RE-ENCODED (batches)", Align::Right),
+            ("BYTES", Align::Right),
+            ("RECORD ENGINE (records)", Align::Right),
+        ]);
+        for (topic, r) in &self.routes {
+            t.row(vec![
+                topic.clone(),
+                thousands(r.passed_batches as i64),
+                crate::text::bytes(r.passed_bytes),
+                thousands(r.reencoded_batches as i64),
+                crate::text::bytes(r.reencoded_bytes),
+                thousands(r.record_engine_records as i64),
+            ]);
+        }
+        format!("\nHOW THE RECORDS TRAVELLED (this run)\n{}", t.render(2))
     }
 
     /// Where each group resumes on the target, and whether it is committed.
@@ -224,8 +257,27 @@ mod tests {
             ],
             ..RunSummary::default()
         };
+        let mut s = s;
+        s.routes.insert(
+            "orders".into(),
+            Routes {
+                passed_batches: 12,
+                passed_bytes: 3 << 20,
+                reencoded_batches: 2,
+                reencoded_bytes: 4096,
+                record_engine_records: 0,
+            },
+        );
         let text = s.copy_text();
         assert!(text.contains("1,200") && text.contains("all written (200 offsets were gaps)"));
+        let travelled = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("orders") && l.contains(" MB"))
+            .unwrap_or_else(|| panic!("no routes row in:\n{text}"));
+        let cells: Vec<&str> = travelled.split_whitespace().collect();
+        assert_eq!(cells[1], "12", "{travelled}");
+        assert_eq!(cells[2..4], ["3.1", "MB"], "{travelled}");
+        assert_eq!(cells[4], "2", "{travelled}");
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["topics"][0]["planned_offsets"], 1200);
         assert_eq!(v["topics"][0]["written_records"], 1000);
@@ -235,6 +287,8 @@ mod tests {
             v["groups"][0]["offsets"][0],
             serde_json::json!(["orders", 0, 7])
         );
+        assert_eq!(v["routes"]["orders"]["passed_batches"], 12);
+        assert_eq!(v["routes"]["orders"]["reencoded_bytes"], 4096);
         assert_eq!(v["groups"][1]["result"], "refused");
         assert_eq!(v["groups"][1]["detail"], "has members");
         assert!(s.offsets_text().contains("REFUSED: has members"));

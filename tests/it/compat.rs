@@ -178,3 +178,51 @@ fn plan_run_verify_and_translate_between_versions() {
 fn batches_pass_through_between_versions() {
     crate::wire::pass_through(&Cluster::source(), &Cluster::target(), "compat-wire");
 }
+
+/// A source topic kept in message format v1 (`message.format.version` 0.10.2, which brokers
+/// before 3.0 honour: they write every batch a producer sends as v1 messages): the batch
+/// engine finds nothing it can pass on, says so, and the record engine copies the partitions
+/// exactly, with the group's offsets. scripts/compat runs it where the source is a version
+/// before 3.0.
+#[test]
+#[ignore = "run by scripts/compat against a source before Kafka 3.0"]
+fn old_message_format_source_goes_to_the_record_engine() {
+    let (src, tgt) = (Cluster::source(), Cluster::target());
+    let topic = unique("compat-v1");
+    let group = unique("compat-v1-g");
+    src.create_topic(&topic, 2, &[("message.format.version", "0.10.2")]);
+    tgt.create_topic(&topic, 2, &[]);
+    // v1 messages have no headers.
+    let recs: Vec<Rec> = (0..2)
+        .flat_map(|p| {
+            (0..20).map(move |i| {
+                Rec::kv(
+                    p,
+                    &format!("k{p}-{i}"),
+                    &format!("v1 value {i}"),
+                    TS + i as i64,
+                )
+            })
+        })
+        .collect();
+    src.produce(&topic, &recs);
+    src.commit(&group, &[(&topic, 0, 5), (&topic, 1, 0)]);
+
+    let dir = workdir("compat-v1");
+    let config = config_for(&[&group], "[migration]\nengine = \"auto\"\n");
+    let run = kmigrate(&dir, &config, &["run", "--yes"]);
+    assert_eq!(run.code, 0, "run:\n{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("in message format v1")
+            && run.stderr.contains("copying with the record engine"),
+        "the switch to the record engine is not said:\n{}",
+        run.stderr
+    );
+    verify_ok(&dir);
+    let copied = assert_copied(&src, &tgt, &topic, &[5, 0]);
+    assert_eq!(copied.iter().map(Vec::len).sum::<usize>(), 15 + 20);
+    let parts = [(&topic[..], 0), (&topic[..], 1)];
+    assert_eq!(tgt.committed(&group, &parts), [Some(0), Some(0)]);
+    src.delete_topic(&topic);
+    tgt.delete_topic(&topic);
+}

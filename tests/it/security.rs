@@ -101,6 +101,9 @@ enum Mech {
     Scram,
     /// SASL_SSL with PLAIN, the broker verified against the test CA.
     PlainTls,
+    /// SASL_SSL with SCRAM-SHA-512, the broker verified against the test CA; the broker
+    /// ends its sessions after 3 s, so clients re-authenticate (KIP-368).
+    ScramTls,
     /// SSL with a client certificate; the key is a PEM string from the environment.
     MutualTls,
     /// SSL without a client certificate: the broker refuses the handshake.
@@ -130,6 +133,15 @@ impl Secure {
                 format!(
                     "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n\
                      \"sasl.username\" = {:?}\n\"sasl.password\" = \"${{{PLAIN_PW}}}\"\n\
+                     \"ssl.ca.location\" = {:?}\n",
+                    self.user, self.ca
+                ),
+            ),
+            Mech::ScramTls => (
+                &l.sasl_ssl,
+                format!(
+                    "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
+                     \"sasl.username\" = {:?}\n\"sasl.password\" = \"${{{SCRAM_PW}}}\"\n\
                      \"ssl.ca.location\" = {:?}\n",
                     self.user, self.ca
                 ),
@@ -255,6 +267,11 @@ fn write_config(dir: &Path, text: &str, mode: u32) {
 /// A topic of two partitions on the source with two groups: `-behind` committed at 3 and
 /// 2, `-ahead` at 8 and at the end (6). Returns (topic, group prefix, records per partition).
 fn seed(name: &str) -> (String, String, Vec<Vec<Rec>>) {
+    seed_with_bulk(name, 0)
+}
+
+/// [`seed`] with `bulk` records of 8 KiB more in partition 1, after the groups' commits.
+fn seed_with_bulk(name: &str, bulk: usize) -> (String, String, Vec<Vec<Rec>>) {
     let topic = unique(name);
     let prefix = unique(&format!("{name}-g"));
     let src = Cluster::source();
@@ -280,18 +297,35 @@ fn seed(name: &str) -> (String, String, Vec<Vec<Rec>>) {
         &format!("{prefix}-ahead"),
         &[(&topic, 0, 8), (&topic, 1, 6)],
     );
+    let big: Vec<Rec> = (0..bulk as i64)
+        .map(|i| {
+            let value = format!("{i:08}").repeat(1024);
+            Rec::kv(1, &format!("b{i}"), &value, TS + 200 + i)
+        })
+        .collect();
+    src.produce(&topic, &big);
+    let mut p1 = p1;
+    p1.extend(big);
     (topic, prefix, vec![p0, p1])
 }
 
 /// plan, run and verify with the source over one mechanism and the target over another:
 /// exact records on the target, translated group offsets, no secret anywhere, private files.
 fn migrate_over(name: &str, source: Mech, target: Mech) {
-    let Some(sec) = secure() else { return };
-    let (topic, prefix, recs) = seed(name);
+    migrate_over_with(name, source, target, 0, "");
+}
+
+/// [`migrate_over`] with `bulk` records of 8 KiB more to copy and `extra` lines in
+/// `[migration]`; returns the run's log.
+fn migrate_over_with(name: &str, source: Mech, target: Mech, bulk: usize, extra: &str) -> String {
+    let Some(sec) = secure() else {
+        return String::new();
+    };
+    let (topic, prefix, recs) = seed_with_bulk(name, bulk);
     let dir = workdir(name);
     write_config(
         &dir,
-        &sec.config(source, target, &format!("{prefix}-*"), ""),
+        &sec.config(source, target, &format!("{prefix}-*"), extra),
         0o600,
     );
     let env = sec.env();
@@ -306,7 +340,7 @@ fn migrate_over(name: &str, source: Mech, target: Mech) {
     assert_eq!(plan.code, 0, "{what} plan:\n{}", plan.stderr);
     assert_no_secrets(&format!("{what} plan"), &dir, &plan, &secrets);
     let json = plan.json();
-    assert_eq!(json["totals"]["messages"], 7 + 4, "{what}: {json}");
+    assert_eq!(json["totals"]["messages"], 7 + 4 + bulk, "{what}: {json}");
     assert_eq!(json["source"], sec.source_bootstrap(source));
     assert_private(
         &format!("{what} plan"),
@@ -361,13 +395,15 @@ fn migrate_over(name: &str, source: Mech, target: Mech) {
     );
     Cluster::source().delete_topic(&topic);
     tgt.delete_topic(&topic);
+    let log = std::fs::read_to_string(dir.join("kmigrate.log")).unwrap_or_default();
+    format!("{}{log}", copy.stderr)
 }
 
 impl Secure {
     fn source_bootstrap(&self, mech: Mech) -> String {
         match mech {
             Mech::Scram => self.source.scram.clone(),
-            Mech::PlainTls => self.source.sasl_ssl.clone(),
+            Mech::PlainTls | Mech::ScramTls => self.source.sasl_ssl.clone(),
             Mech::MutualTls | Mech::TlsWithoutCertificate => self.source.ssl.clone(),
         }
     }
@@ -388,6 +424,32 @@ fn plain_over_tls_source_to_mutual_tls_target() {
 #[test]
 fn mutual_tls_source_to_scram_target() {
     migrate_over("sec-mtls-scram", Mech::MutualTls, Mech::Scram);
+}
+
+/// The batch engine's own connections over SCRAM-SHA-512 and TLS on both sides, with a
+/// copy throttled to last about 4 s while the brokers end every session after 3 s: the
+/// connections re-authenticate mid-copy (the broker would close them otherwise) and the
+/// copy is exact.
+#[test]
+fn batch_engine_over_scram_and_tls_reauthenticates_mid_copy() {
+    let log = migrate_over_with(
+        "sec-scram-tls-batch",
+        Mech::ScramTls,
+        Mech::ScramTls,
+        300,
+        "engine = \"batch\"\nmax_bytes_per_second = 600000\n",
+    );
+    if log.is_empty() {
+        return;
+    }
+    assert!(
+        log.contains("copying with the batch engine"),
+        "the batch engine did not copy:\n{log}"
+    );
+    assert!(
+        log.contains("re-authenticated (SCRAM-SHA-512)"),
+        "no connection re-authenticated:\n{log}"
+    );
 }
 
 /// A wrong password or a missing client certificate is an authentication error naming the

@@ -52,10 +52,11 @@ fn produce_lz4(src: &Cluster, topic: &str, n: usize) {
 
 /// The leader's connection of `topic`/0 on `cluster`.
 fn leader(cluster: &Cluster, topic: &str) -> Conn {
-    let mut boot = Conn::connect(&cluster.bootstrap, TIMEOUT).expect("connecting");
+    let mut boot =
+        Conn::connect(&cluster.bootstrap, TIMEOUT, &Default::default()).expect("connecting");
     let leaders = boot.leaders(topic).expect("metadata");
     let (_, address) = leaders.get(&0).expect("partition 0").clone();
-    Conn::connect(&address, TIMEOUT).expect("connecting to the leader")
+    Conn::connect(&address, TIMEOUT, &Default::default()).expect("connecting to the leader")
 }
 
 /// Every complete batch of the partition from offset 0, as bytes.
