@@ -171,6 +171,8 @@ struct Copier<'a, 's> {
     throttle_from: Instant,
     /// Bytes of batches sent (what the limit counts).
     sent_bytes: u64,
+    /// The partition a request starts from (turns, for fairness under the throttle).
+    rotation: usize,
 }
 
 /// Runs a batch-engine pipeline to its end; a failure is reported to `shared` (and stops
@@ -373,6 +375,7 @@ impl<'a, 's> Copier<'a, 's> {
             names: (job.source.describe(), job.target.describe()),
             limit: job.max_bytes_per_second,
             throttle_from: Instant::now(),
+            rotation: 0,
             sent_bytes: 0,
         })
     }
@@ -567,12 +570,20 @@ impl<'a, 's> Copier<'a, 's> {
     /// Sends each target leader requests of the next batch of each of its partitions, while
     /// the connection and the partitions' streams have room.
     fn send(&mut self) -> anyhow::Result<()> {
+        // Under `max_bytes_per_second`, a request carries about a tenth of a second's
+        // bytes (at least one batch), starting from another partition each time: requests
+        // of one batch per partition would let the throttle through in bursts of seconds.
+        let cap = self.limit.map_or(usize::MAX, |l| (l / 10) as usize);
+        let n = self.parts.len();
         for b in 0..self.targets.len() {
             while self.targets[b].outstanding.len() < MAX_IN_FLIGHT && !self.throttled() {
                 // (part, new header, the batch as read)
                 let mut batches: Vec<(usize, [u8; batch::HEADER_LEN], Bytes)> = Vec::new();
-                for (i, p) in self.parts.iter_mut().enumerate() {
-                    if p.target != b || !p.stream.can_send() {
+                let mut size = 0;
+                self.rotation = (self.rotation + 1) % n.max(1);
+                for i in (0..n).map(|k| (self.rotation + k) % n) {
+                    let p = &mut self.parts[i];
+                    if p.target != b || !p.stream.can_send() || size >= cap {
                         continue;
                     }
                     let Some(out) = p.pending.pop_front() else {
@@ -588,6 +599,7 @@ impl<'a, 's> Copier<'a, 's> {
                         batch::rewritten_header(&out.bytes, self.producer, sent.base_sequence)
                             .map_err(|e| anyhow!("{}: {e}", what()))?;
                     p.in_flight.push_back((out.bytes.len(), out.offsets));
+                    size += out.bytes.len();
                     batches.push((i, head, out.bytes));
                 }
                 if batches.is_empty() {
@@ -836,11 +848,14 @@ impl<'a, 's> Copier<'a, 's> {
         self.shared.publish(
             self.parts.iter_mut().map(|p| {
                 let changed = std::mem::take(&mut p.slot.dirty);
-                (
-                    p.slot.state,
-                    p.fetch_at.min(p.end),
-                    changed.then_some(&p.slot),
-                )
+                // Progress (and the lag metric) counts what the target acknowledged: this
+                // engine reads up to a few MiB per partition ahead of it.
+                let copied = match p.slot.progress.acked {
+                    _ if p.slot.progress.done => p.end,
+                    Some((source, _)) => source.saturating_add(1).min(p.end),
+                    None => i64::MIN,
+                };
+                (p.slot.state, copied, changed.then_some(&p.slot))
             }),
             self.records - self.published.0,
             self.bytes - self.published.1,
