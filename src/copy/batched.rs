@@ -42,7 +42,7 @@ use crate::kafka::wire::{Conn, Fetched, Outgoing, Produced};
 const FETCH_WAIT: Duration = Duration::from_millis(100);
 /// Bytes of one partition read from the source and not yet acknowledged by the target, at
 /// most (before the memory budget's share): a Fetch asks a partition for what fits.
-const PARTITION_QUEUE: usize = 4 << 20;
+const PARTITION_QUEUE: usize = 2 << 20;
 /// Bytes one Fetch asks of a partition, at most.
 const PARTITION_FETCH: usize = 1 << 20;
 /// Batches smaller than this are re-encoded with their neighbours: a producer with linger
@@ -83,6 +83,56 @@ struct Out {
     bytes: Bytes,
     /// Source offsets of its records, in order.
     offsets: Offsets,
+    /// The Fetch response a batch passed on is a slice of (it keeps the whole response in
+    /// memory until sent); `None` for a re-encoded one.
+    response: Option<u64>,
+}
+
+/// The Fetch responses that batches waiting to be sent are slices of: each one's size and
+/// how many of its slices wait. Memory is what these responses hold, not the slices' bytes:
+/// one slice left keeps a whole response alive.
+#[derive(Default)]
+struct Retained {
+    responses: HashMap<u64, (usize, usize)>,
+    bytes: usize,
+    next: u64,
+}
+
+impl Retained {
+    /// A new response of `size` bytes; kept only once a slice of it waits.
+    fn open(&mut self, size: usize) -> u64 {
+        self.next += 1;
+        self.responses.insert(self.next, (size, 0));
+        self.next
+    }
+
+    /// A slice of response `id` waits to be sent.
+    fn hold(&mut self, id: u64) {
+        if let Some((size, live)) = self.responses.get_mut(&id) {
+            if *live == 0 {
+                self.bytes += *size;
+            }
+            *live += 1;
+        }
+    }
+
+    /// A slice of response `id` was sent (or `id` got no slice: `close`).
+    fn release(&mut self, id: u64) {
+        if let Some((size, live)) = self.responses.get_mut(&id) {
+            *live = live.saturating_sub(1);
+            if *live == 0 {
+                self.bytes -= *size;
+                self.responses.remove(&id);
+            }
+        }
+    }
+
+    /// Response `id` is ingested: forgotten now if no slice of it waits.
+    fn close(&mut self, id: u64) {
+        if self.responses.get(&id).is_some_and(|(_, live)| *live == 0) {
+            self.responses.remove(&id);
+        }
+    }
 }
 
 enum Offsets {
@@ -173,6 +223,8 @@ struct Copier<'a, 's> {
     sent_bytes: u64,
     /// The partition a request starts from (turns, for fairness under the throttle).
     rotation: usize,
+    /// The Fetch responses batches waiting to be sent keep in memory.
+    retained: Retained,
 }
 
 /// Runs a batch-engine pipeline to its end; a failure is reported to `shared` (and stops
@@ -376,6 +428,7 @@ impl<'a, 's> Copier<'a, 's> {
             limit: job.max_bytes_per_second,
             throttle_from: Instant::now(),
             rotation: 0,
+            retained: Retained::default(),
             sent_bytes: 0,
         })
     }
@@ -423,8 +476,15 @@ impl<'a, 's> Copier<'a, 's> {
         Ok(())
     }
 
+    /// Whether part `p` is read from: it has room in its queue, and the Fetch responses
+    /// its pipeline holds leave room in the memory budget.
     fn wants_fetch(&self, p: &Part) -> bool {
-        !p.read_done && p.queued < self.partition_queue
+        !p.read_done && p.queued < self.partition_queue && self.retained.bytes < self.room()
+    }
+
+    /// The pipeline's memory budget for what it read and has not sent.
+    fn room(&self) -> usize {
+        self.partition_queue.saturating_mul(self.parts.len())
     }
 
     /// One Fetch per source leader, of its partitions with room in their queue.
@@ -445,7 +505,10 @@ impl<'a, 's> Copier<'a, 's> {
                     (p.topic.as_str(), p.slot.partition, p.fetch_at)
                 })
                 .collect();
-            let max = (partition_max as usize * wants.len()).min(64 << 20) as i32;
+            let left = self.room().saturating_sub(self.retained.bytes);
+            let max = (partition_max as usize * wants.len())
+                .min(left)
+                .clamp(partition_max as usize, 64 << 20) as i32;
             let conn = &mut self.sources[leader];
             let answers = conn
                 .fetch_many(&wants, partition_max, max, FETCH_WAIT)
@@ -470,15 +533,18 @@ impl<'a, 's> Copier<'a, 's> {
                 .into_iter()
                 .filter_map(|(t, n, f)| asked.get(&(t.as_str(), n)).map(|i| (*i, f)))
                 .collect();
+            let size = answered.iter().map(|(_, f)| f.records.len()).sum();
+            let response = self.retained.open(size);
             for (i, fetched) in answered {
-                self.ingest(i, fetched)?;
+                self.ingest(i, fetched, response)?;
             }
+            self.retained.close(response);
         }
         Ok(())
     }
 
     /// The batches one Fetch returned for part `i`: each dropped, passed on or re-encoded.
-    fn ingest(&mut self, i: usize, fetched: Fetched) -> anyhow::Result<()> {
+    fn ingest(&mut self, i: usize, fetched: Fetched, response: u64) -> anyhow::Result<()> {
         let rules = self.rules;
         let codec = self.codec;
         let p = &mut self.parts[i];
@@ -518,12 +584,14 @@ impl<'a, 's> Copier<'a, 's> {
                     p.routes.passed_batches += 1;
                     p.routes.passed_bytes += h.len as u64;
                     p.flush(codec)?;
+                    self.retained.hold(response);
                     p.queue(Out {
                         bytes,
                         offsets: Offsets::Dense {
                             first: h.base_offset,
                             count: h.records,
                         },
+                        response: Some(response),
                     });
                 }
                 Route::Reencode(_) => {
@@ -589,6 +657,9 @@ impl<'a, 's> Copier<'a, 's> {
                     let Some(out) = p.pending.pop_front() else {
                         continue;
                     };
+                    if let Some(id) = out.response {
+                        self.retained.release(id);
+                    }
                     let what = || format!("{}/{}", p.topic, p.slot.partition);
                     let o = &out.offsets;
                     let sent = p
@@ -901,6 +972,7 @@ impl Part {
         self.queue(Out {
             bytes: Bytes::from(bytes),
             offsets,
+            response: None,
         });
         Ok(())
     }
@@ -928,5 +1000,36 @@ impl Part {
         s.progress.written += 1;
         s.dirty = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Retained;
+
+    /// A response counts from its first waiting slice until its last is sent; one no slice
+    /// of which waits never counts.
+    #[test]
+    fn responses_count_while_a_slice_of_them_waits() {
+        let mut r = Retained::default();
+        let a = r.open(1000);
+        r.hold(a);
+        r.hold(a);
+        r.close(a);
+        let b = r.open(500);
+        r.close(b);
+        assert_eq!(r.bytes, 1000);
+        let c = r.open(300);
+        r.hold(c);
+        r.close(c);
+        assert_eq!(r.bytes, 1300);
+        r.release(a);
+        assert_eq!(r.bytes, 1300, "one slice of a still waits");
+        r.release(a);
+        r.release(c);
+        assert_eq!(r.bytes, 0);
+        assert!(r.responses.is_empty());
+        r.release(a);
+        assert_eq!(r.bytes, 0, "a response released twice counts once");
     }
 }
