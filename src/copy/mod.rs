@@ -105,7 +105,10 @@ pub fn run(
             // is left, from where the target's log says (as a rerun would), now and in
             // the command's later copies.
             Err(e) if batches && e.chain().any(|c| c.is::<batched::OldFormat>()) => {
-                let why = format!("{e:#}");
+                let why = e
+                    .chain()
+                    .find(|c| c.is::<batched::OldFormat>())
+                    .map_or_else(|| format!("{e:#}"), ToString::to_string);
                 tracing::warn!("{why}: copying with the record engine");
                 session.record_only(why);
                 batches = false;

@@ -181,11 +181,13 @@ fn batches_pass_through_between_versions() {
 
 /// A source topic kept in message format v1 (`message.format.version` 0.10.2, which brokers
 /// before 3.0 honour: they write every batch a producer sends as v1 messages): the batch
-/// engine finds nothing it can pass on, says so, and the record engine copies the partitions
-/// exactly, with the group's offsets. scripts/compat runs it where the source is a version
-/// before 3.0.
+/// engine finds nothing it can pass on, says so, and the record engine should copy the
+/// partitions exactly, with the group's offsets. It does not yet: against Kafka 2.8.2 the
+/// record engine's librdkafka consumer stops with "Unsupported Message(Set) MagicByte 117"
+/// at a nonsensical offset. scripts/compat skips it until that is fixed; run it by hand
+/// against `scripts/testbed legacy up 2.8.2` as the source.
 #[test]
-#[ignore = "run by scripts/compat against a source before Kafka 3.0"]
+#[ignore = "a source in message format v1 is not copied yet (librdkafka misreads it): scripts/compat skips it"]
 fn old_message_format_source_goes_to_the_record_engine() {
     let (src, tgt) = (Cluster::source(), Cluster::target());
     let topic = unique("compat-v1");
@@ -205,19 +207,24 @@ fn old_message_format_source_goes_to_the_record_engine() {
             })
         })
         .collect();
-    src.produce(&topic, &recs);
+    // An idempotent producer needs message format v2: the broker refuses its batches.
+    src.produce_with(&topic, &recs, &[("enable.idempotence", "false")]);
+    assert_eq!(high(&src, &topic, 0), 20, "{topic}/0 on the source");
     src.commit(&group, &[(&topic, 0, 5), (&topic, 1, 0)]);
 
     let dir = workdir("compat-v1");
     let config = config_for(&[&group], "[migration]\nengine = \"auto\"\n");
     let run = kmigrate(&dir, &config, &["run", "--yes"]);
     assert_eq!(run.code, 0, "run:\n{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr.contains("in message format v1")
-            && run.stderr.contains("copying with the record engine"),
-        "the switch to the record engine is not said:\n{}",
-        run.stderr
-    );
+    // scripts/compat runs it with KMIGRATE_ENGINE=record too, which wins over the file.
+    if std::env::var("KMIGRATE_ENGINE").as_deref() != Ok("record") {
+        assert!(
+            run.stderr.contains("in message format v1")
+                && run.stderr.contains("copying with the record engine"),
+            "the switch to the record engine is not said:\n{}",
+            run.stderr
+        );
+    }
     verify_ok(&dir);
     let copied = assert_copied(&src, &tgt, &topic, &[5, 0]);
     assert_eq!(copied.iter().map(Vec::len).sum::<usize>(), 15 + 20);
