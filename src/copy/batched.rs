@@ -1005,7 +1005,7 @@ impl Part {
 
 #[cfg(test)]
 mod tests {
-    use super::Retained;
+    use super::*;
 
     /// A response counts from its first waiting slice until its last is sent; one no slice
     /// of which waits never counts.
