@@ -105,6 +105,8 @@ pub struct Conn {
     /// The credentials, kept for re-authentication, and when it is due.
     sasl: Option<Sasl>,
     reauth_at: Option<Instant>,
+    /// How long a request may take, and a retried one in all.
+    timeout: Duration,
 }
 
 impl Conn {
@@ -151,6 +153,7 @@ impl Conn {
             early: VecDeque::new(),
             sasl: security.sasl.clone(),
             reauth_at: None,
+            timeout,
         };
         let answer = conn.call(&ApiVersionsRequest::default(), 0)?;
         if answer.error_code != 0 {
@@ -609,13 +612,27 @@ impl Conn {
             .with_transaction_timeout_ms(i32::MAX)
             .with_producer_id((-1).into())
             .with_producer_epoch(-1);
-        let answer = self.call(&req, v)?;
-        if answer.error_code != 0 {
+        // A broker that is loading its producer-id state or has just lost the controller
+        // answers so for a few seconds: asked again every half second within the
+        // connection's timeout, as librdkafka's producer would.
+        let until = Instant::now() + self.timeout;
+        loop {
+            let answer = self.call(&req, v)?;
             let code = Code(i32::from(answer.error_code));
-            let what = format!("asking broker {} for a producer id", self.address);
-            return Err(anyhow::Error::new(KafkaError::new(code, what, "")));
+            if answer.error_code == 0 {
+                return Ok((answer.producer_id.0, answer.producer_epoch));
+            }
+            let passing = [
+                Code::COORDINATOR_LOAD_IN_PROGRESS,
+                Code::COORDINATOR_NOT_AVAILABLE,
+                Code::NOT_COORDINATOR,
+            ];
+            if !passing.contains(&code) || Instant::now() >= until {
+                let what = format!("asking broker {} for a producer id", self.address);
+                return Err(anyhow::Error::new(KafkaError::new(code, what, "")));
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
-        Ok((answer.producer_id.0, answer.producer_epoch))
     }
 
     /// Writes one record batch to `topic`/`partition` (acks from every in-sync replica):
