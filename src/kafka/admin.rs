@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigResource, ConfigSource, NewPartitions, NewTopic,
+    AdminClient, AdminOptions, ConfigEntry, ConfigResource, ConfigSource, NewPartitions, NewTopic,
     ResourceSpecifier, TopicReplication,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -595,19 +595,7 @@ impl Admin {
         topics: &[String],
         names: &[&str],
     ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
-        Ok(self
-            .describe_topic_configs(topics)?
-            .into_iter()
-            .map(|(topic, res)| {
-                let cfg: BTreeMap<String, String> = res
-                    .entries
-                    .into_iter()
-                    .filter(|e| names.contains(&e.name.as_str()))
-                    .filter_map(|e| e.value.map(|v| (e.name, v)))
-                    .collect();
-                (topic, cfg)
-            })
-            .collect())
+        self.topic_configs_where(topics, |e| names.contains(&e.name.as_str()))
     }
 
     /// The configs set on each topic (not inherited from broker defaults), for creating
@@ -616,6 +604,17 @@ impl Admin {
         &self,
         topics: &[String],
     ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+        self.topic_configs_where(topics, |e| {
+            e.source == ConfigSource::DynamicTopic && !e.is_sensitive
+        })
+    }
+
+    /// The configs of each topic that `keep` selects, with their values.
+    fn topic_configs_where(
+        &self,
+        topics: &[String],
+        keep: impl Fn(&ConfigEntry) -> bool,
+    ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
         Ok(self
             .describe_topic_configs(topics)?
             .into_iter()
@@ -623,7 +622,7 @@ impl Admin {
                 let cfg: BTreeMap<String, String> = res
                     .entries
                     .into_iter()
-                    .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
+                    .filter(|e| keep(e))
                     .filter_map(|e| e.value.map(|v| (e.name, v)))
                     .collect();
                 (topic, cfg)
