@@ -39,6 +39,33 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
+    keep_freed_memory();
+}
+
+/// Keeps the memory of freed Fetch responses for the next ones instead of giving it back to
+/// the kernel: glibc maps an allocation of a response's size afresh (or trims the heap
+/// under it) and the kernel then faults and zeroes every page the socket's bytes land in,
+/// a third of the batch engine's CPU at 1 KiB records. The peak stays what the copy's
+/// queues allow (`Retained`); only the return of that peak to the kernel waits for the end
+/// of the command. The environment's MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ still
+/// win when given.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            // SAFETY: as above: allocator tuning only, before other threads start. 32 MiB is
+            // glibc's largest threshold on 64-bit (a larger value is refused, harmlessly).
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            }
+        }
+        if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
+            // SAFETY: as above.
+            unsafe {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+            }
+        }
+    }
 }
 
 /// `run --progress json`: stderr carries only JSON lines, log messages included.

@@ -439,12 +439,69 @@ pub fn rewritten_header(
     head[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer.0.to_be_bytes());
     head[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer.1.to_be_bytes());
     head[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c_append(
-        crc32c::crc32c(&head[ATTRIBUTES..]),
-        &batch[HEADER_LEN..h.len],
+    let crc = crc_with_new_head(
+        h.crc,
+        &batch[ATTRIBUTES..HEADER_LEN],
+        &head[ATTRIBUTES..],
+        h.len - HEADER_LEN,
     );
     head[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(head)
+}
+
+/// The CRC-32C of a message whose first bytes `old` became `new` (as long) and whose
+/// `rest` bytes after them did not change, from the old message's CRC alone: CRC is linear,
+/// so the change is the CRC of `old` XOR `new` carried through `rest` zero bytes, found in
+/// about 30 steps instead of a pass over the records (a tenth of the batch engine's CPU).
+///
+/// The source's CRC is taken as it is, never recomputed: a batch damaged since its producer
+/// wrote it gets a CRC that still does not match, and the target broker refuses it
+/// (CORRUPT_MESSAGE) instead of accepting damaged records under a fresh CRC.
+fn crc_with_new_head(crc: u32, old: &[u8], new: &[u8], rest: usize) -> u32 {
+    let change = crc32c::crc32c(old) ^ crc32c::crc32c(new);
+    crc ^ multiply(zeros_operator(rest), change)
+}
+
+/// CRC-32C's polynomial, bits reversed (as the register holds it).
+const POLY: u32 = 0x82F6_3B78;
+
+/// a·b modulo the polynomial, both in the register's reversed bit order (zlib's `multmodp`).
+fn multiply(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut bit = 1u32 << 31;
+    while bit != 0 {
+        if a & bit != 0 {
+            product ^= b;
+        }
+        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+        bit >>= 1;
+    }
+    product
+}
+
+/// x^(8·bytes) modulo the polynomial: what passing `bytes` zero bytes does to a register
+/// (zlib's `x2nmodp`), from the powers x^(2^k).
+fn zeros_operator(bytes: usize) -> u32 {
+    static POWERS: std::sync::OnceLock<[u32; 64]> = std::sync::OnceLock::new();
+    let powers = POWERS.get_or_init(|| {
+        let mut p = [0u32; 64];
+        p[0] = 1 << 30; // x^1
+        for k in 1..64 {
+            p[k] = multiply(p[k - 1], p[k - 1]);
+        }
+        p
+    });
+    let mut result = 1u32 << 31; // x^0
+    let mut n = bytes;
+    let mut k = 3; // a byte is x^8 = x^(2^3)
+    while n != 0 {
+        if n & 1 != 0 {
+            result = multiply(powers[k], result);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    result
 }
 
 /// Whether the batch's CRC matches its bytes (what the broker checks).
@@ -881,5 +938,31 @@ mod tests {
             assert_eq!(&whole[HEADER_LEN..], &batch[HEADER_LEN..]);
         }
         assert!(rewritten_header(&[0u8; 10], (1, 1), 0).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn the_crc_from_the_old_one_is_the_crc_of_the_new_bytes(
+            old in proptest::collection::vec(any::<u8>(), 40),
+            new in proptest::collection::vec(any::<u8>(), 40),
+            rest in proptest::collection::vec(any::<u8>(), 0..5000),
+        ) {
+            let whole = |head: &[u8]| crc32c::crc32c(&[head, &rest[..]].concat());
+            prop_assert_eq!(crc_with_new_head(whole(&old), &old, &new, rest.len()), whole(&new));
+        }
+
+        #[test]
+        fn a_damaged_batch_keeps_a_crc_that_does_not_match(
+            seed in 0u64..1000,
+            at in 0usize..1000,
+        ) {
+            let body: Vec<u8> = (0..1000).map(|i| (i * 13 + seed) as u8).collect();
+            let mut damaged = batch(5, 9, 10, 3, &body);
+            let at = HEADER_LEN + at;
+            damaged[at] ^= 0x40;
+            let head = rewritten_header(&damaged, (9, 1), 0).unwrap();
+            let out = [&head[..], &damaged[HEADER_LEN..]].concat();
+            prop_assert!(!crc_ok(&out));
+        }
     }
 }

@@ -790,6 +790,16 @@ impl<'a, 's> Copier<'a, 's> {
                      on the target's brokers), then run `kmigrate run` again: it resumes at \
                      this record. No record of {topic}/{n} after it was written"
                 )
+            } else if code == Code::INVALID_MESSAGE {
+                format!(
+                    "writing offset {first} of {topic}/{n} to {to}/{n} failed: the target \
+                     refused the source's batch of {count} record(s), {len} bytes, as corrupt \
+                     (its CRC does not match its bytes). kmigrate keeps the source's CRC, so \
+                     a batch damaged on the source's disk or on the way is refused rather \
+                     than written: read {topic}/{n} at offset {first} with a consumer that \
+                     checks CRCs (check.crcs=true) and repair or skip it on the source. \
+                     Nothing after it was written"
+                )
             } else {
                 format!(
                     "writing offset {first} of {topic}/{n} to {to}/{n} on the target failed; \
