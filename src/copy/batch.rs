@@ -504,6 +504,12 @@ fn zeros_operator(bytes: usize) -> u32 {
     result
 }
 
+/// Computes and writes the CRC of a batch built whole in `batch`.
+pub fn seal(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Whether the batch's CRC matches its bytes (what the broker checks).
 pub fn crc_ok(batch: &[u8]) -> bool {
     Header::parse(batch).is_ok_and(|h| {
