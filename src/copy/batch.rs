@@ -339,8 +339,9 @@ pub enum Route {
     /// Decoded and written again (with the records the range holds).
     Reencode(Reencode),
     Drop(Dropped),
-    /// Message format v0/v1 (magic `.0`): the partition goes to the record path.
-    RecordPath(i8),
+    /// Message format v0/v1 (magic `.0`): no batch header to pass on; its records are
+    /// decoded ([`super::records::decode_legacy`]) and written in a v2 batch.
+    Legacy(i8),
 }
 
 /// The route of batch `h` of a partition copied over `[start, end)`; `aborted`: the Fetch
@@ -349,7 +350,7 @@ pub enum Route {
 /// [`Reencode`].
 pub fn route(h: &Header, (start, end): (i64, i64), aborted: bool, target: &Target) -> Route {
     if h.magic != 2 {
-        return Route::RecordPath(h.magic);
+        return Route::Legacy(h.magic);
     }
     let drop = if h.control() {
         Some(Dropped::Control)
@@ -634,7 +635,7 @@ mod tests {
         b[MAGIC] = 1;
         assert_eq!(
             route(&header(&b), (0, 10), false, &TARGET),
-            Route::RecordPath(1)
+            Route::Legacy(1)
         );
     }
 
@@ -913,7 +914,7 @@ mod tests {
                 Route::Reencode(_) => {
                     prop_assert!(h.last_offset() >= start && h.base_offset < end);
                 }
-                Route::RecordPath(_) => prop_assert!(false, "a v2 batch"),
+                Route::Legacy(_) => prop_assert!(false, "a v2 batch"),
             }
         }
 

@@ -54,23 +54,25 @@ const STALL: Duration = Duration::from_secs(120);
 /// How often progress is published.
 const TICK: Duration = Duration::from_millis(100);
 
-/// A source partition in message format v0/v1 (written before Kafka 0.11, or by a broker
-/// keeping `log.message.format.version` below 0.11): its records have no batch header to
-/// pass on, and the record engine copies the rest (`copy::run`).
+/// A message in format v0/v1 (written before Kafka 0.11, or by a broker keeping
+/// `log.message.format.version` below 0.11) that the batch engine could not read itself
+/// (an LZ4 message of v0, whose frame checksum Kafka 0.8-0.9 wrote wrongly, say): the
+/// record engine copies the rest (`copy::run`).
 #[derive(Debug)]
 pub struct OldFormat {
     pub partition: String,
     pub offset: i64,
     pub magic: i8,
+    pub why: String,
 }
 
 impl std::fmt::Display for OldFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: the records at offset {} are in message format v{} (written before Kafka \
-             0.11), which the batch engine does not pass on",
-            self.partition, self.offset, self.magic
+            "{}: the message at offset {} is in message format v{} (written before Kafka \
+             0.11) and the batch engine could not read it ({})",
+            self.partition, self.offset, self.magic, self.why
         )
     }
 }
@@ -609,12 +611,22 @@ impl<'a, 's> Copier<'a, 's> {
                     p.read_done = true;
                 }
                 Route::Drop(_) => {}
-                Route::RecordPath(magic) => {
-                    return Err(anyhow::Error::new(OldFormat {
-                        partition: name(),
-                        offset: h.base_offset,
-                        magic,
-                    }));
+                Route::Legacy(magic) => {
+                    let decoded = records::decode_legacy(&bytes).map_err(|e| {
+                        anyhow::Error::new(OldFormat {
+                            partition: name(),
+                            offset: h.base_offset,
+                            magic,
+                            why: e.to_string(),
+                        })
+                    })?;
+                    p.routes.reencoded_batches += 1;
+                    p.routes.reencoded_bytes += h.len as u64;
+                    for r in decoded.iter() {
+                        if r.offset >= p.fetch_at && r.offset < p.end {
+                            p.push(&r, codec, &rules)?;
+                        }
+                    }
                 }
             }
             p.fetch_at = p.fetch_at.max(h.last_offset().saturating_add(1));

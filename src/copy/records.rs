@@ -143,6 +143,142 @@ pub fn decode(batch: &[u8]) -> Result<Decoded, RecordsError> {
     Ok(Decoded { bytes, records })
 }
 
+/// The records of the whole message at the start of `message`, in message format v0 or v1
+/// (Kafka before 0.11, or a topic kept at `message.format.version` below 0.11), as v2 bodies
+/// ready for a [`Builder`]: no headers, the key and value as written. A compressed message
+/// (a wrapper) holds a message set of its own, whose offsets are absolute in v0 and
+/// relative to the wrapper's (the offset of its last message) in v1. A v1 timestamp is the
+/// message's own, or for a LogAppendTime wrapper the wrapper's (the time the broker
+/// appended it, what a consumer sees); v0 has none (-1, "no timestamp").
+pub fn decode_legacy(message: &[u8]) -> Result<Decoded, RecordsError> {
+    let mut bytes = Vec::new();
+    let mut records = Vec::new();
+    legacy(message, None, &mut bytes, &mut records)?;
+    Ok(Decoded {
+        bytes: Bytes::from(bytes),
+        records,
+    })
+}
+
+/// Offset(8) size(4) crc(4) magic(1) attributes(1), then v1's timestamp(8).
+const LEGACY_ATTRIBUTES: usize = 17;
+const LEGACY_TIMESTAMP: usize = 18;
+
+/// The wrapper a message sits in: its offset, what its inner offsets add up to, and its
+/// timestamp when it overrides theirs (LogAppendTime).
+#[derive(Clone, Copy)]
+struct Wrapper {
+    base: i64,
+    timestamp: Option<i64>,
+}
+
+fn legacy(
+    set: &[u8],
+    wrapper: Option<Wrapper>,
+    bytes: &mut Vec<u8>,
+    records: &mut Vec<(i64, i64, Range<usize>)>,
+) -> Result<(), RecordsError> {
+    let mut at = 0;
+    while at < set.len() {
+        let record = records.len();
+        let bad = |why| RecordsError::Malformed { record, why };
+        let rest = &set[at..];
+        let size = (rest.len() >= 12)
+            .then(|| i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]))
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| 12 + n <= rest.len())
+            .ok_or(bad("its size runs past the message set"))?;
+        let message = &rest[..12 + size];
+        at += 12 + size;
+        if message.len() <= LEGACY_ATTRIBUTES {
+            return Err(bad("shorter than a message's header"));
+        }
+        let magic = message[16];
+        let attributes = message[LEGACY_ATTRIBUTES];
+        let mut field = match magic {
+            0 => LEGACY_ATTRIBUTES + 1,
+            1 => LEGACY_TIMESTAMP + 8,
+            _ => return Err(bad("a message set mixing formats")),
+        };
+        let own_ts = if magic == 1 && message.len() >= field {
+            i64_at(message, LEGACY_TIMESTAMP)
+        } else {
+            -1
+        };
+        let key = legacy_bytes(message, &mut field).ok_or(bad("its key"))?;
+        let value = legacy_bytes(message, &mut field).ok_or(bad("its value"))?;
+        let offset = i64_at(message, 0);
+        let codec = attributes & 0b111;
+        if codec == 0 {
+            let offset = wrapper.map_or(offset, |w| w.base.saturating_add(offset));
+            let timestamp = wrapper.and_then(|w| w.timestamp).unwrap_or(own_ts);
+            let start = bytes.len();
+            for part in [key, value] {
+                match part {
+                    Some(b) => {
+                        put_varlong(bytes, b.len() as i64);
+                        bytes.extend_from_slice(b);
+                    }
+                    None => put_varlong(bytes, -1),
+                }
+            }
+            put_varlong(bytes, 0); // no headers
+            records.push((offset, timestamp, start..bytes.len()));
+            continue;
+        }
+        if wrapper.is_some() {
+            return Err(bad("a compressed message inside a compressed message"));
+        }
+        let codec = match codec {
+            1 => Codec::Gzip,
+            2 => Codec::Snappy,
+            3 => Codec::Lz4,
+            other => return Err(RecordsError::UnknownCodec(u16::from(other))),
+        };
+        let inner = inflate(codec, value.unwrap_or_default())?;
+        let base = if magic == 1 {
+            // v1 inner offsets count from 0; the wrapper carries the last one's absolute.
+            let last = last_inner_offset(&inner).ok_or(bad("its inner messages"))?;
+            offset.saturating_sub(last)
+        } else {
+            0
+        };
+        let log_append_time = magic == 1 && attributes & 0b1000 != 0;
+        let inner_wrapper = Wrapper {
+            base,
+            timestamp: log_append_time.then_some(own_ts),
+        };
+        legacy(&inner, Some(inner_wrapper), bytes, records)?;
+    }
+    Ok(())
+}
+
+/// A v0/v1 key or value: an i32 length (-1 for null) and the bytes.
+fn legacy_bytes<'a>(message: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = message.get(*at..*at + 4)?;
+    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    *at += 4;
+    if len < 0 {
+        return Some(None);
+    }
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    let b = message.get(*at..end)?;
+    *at = end;
+    Some(Some(b))
+}
+
+/// The offset field of the last message of an uncompressed message set.
+fn last_inner_offset(set: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut last = None;
+    while at + 12 <= set.len() {
+        last = Some(i64_at(set, at));
+        let size = i32::from_be_bytes([set[at + 8], set[at + 9], set[at + 10], set[at + 11]]);
+        at += 12 + usize::try_from(size).ok()?;
+    }
+    last
+}
+
 /// A new batch being filled with records (as a producer would write them: offset deltas
 /// from 0, timestamps as deltas from the first record's, CreateTime).
 #[derive(Debug, Default)]
@@ -545,6 +681,155 @@ mod tests {
             put_varlong(&mut out, v);
             assert_eq!(out.len(), varlong_len(v));
             assert_eq!(varlong(&out, &mut 0), Some(v));
+        }
+    }
+
+    /// A v0/v1 message as Kafka wrote them (CRC left 0: the decoder does not read it).
+    fn legacy_message(
+        offset: i64,
+        magic: u8,
+        attributes: u8,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let mut body = vec![0, 0, 0, 0, magic, attributes];
+        if magic == 1 {
+            body.extend_from_slice(&timestamp.to_be_bytes());
+        }
+        for part in [key, value] {
+            match part {
+                Some(b) => {
+                    body.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    body.extend_from_slice(b);
+                }
+                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        let mut out = offset.to_be_bytes().to_vec();
+        out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Offset, timestamp, key, value and number of headers of a record.
+    type Seen = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, usize);
+
+    fn seen(d: &Decoded) -> Vec<Seen> {
+        d.iter()
+            .map(|r| {
+                let mut headers = 0;
+                r.for_each_header(&mut |_, _| headers += 1);
+                (
+                    r.offset,
+                    r.timestamp,
+                    r.key().map(<[u8]>::to_vec),
+                    r.value().map(<[u8]>::to_vec),
+                    headers,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_v1_and_v0_messages_decode_with_their_offsets_and_times() {
+        let mut set = legacy_message(5, 1, 0, 100, None, Some(b"a"));
+        set.extend(legacy_message(6, 1, 0, 200, Some(b"k"), Some(b"")));
+        let d = decode_legacy(&set[..]).unwrap();
+        assert_eq!(
+            seen(&d),
+            vec![
+                (5, 100, None, Some(b"a".to_vec()), 0),
+                (6, 200, Some(b"k".to_vec()), Some(vec![]), 0),
+            ]
+        );
+        let v0 = legacy_message(9, 0, 0, 0, Some(b"k"), None);
+        assert_eq!(
+            seen(&decode_legacy(&v0).unwrap()),
+            vec![(9, -1, Some(b"k".to_vec()), None, 0)]
+        );
+    }
+
+    #[test]
+    fn compressed_wrappers_give_absolute_offsets_and_the_times_consumers_saw() {
+        // v1: inner offsets 0..2 relative to the wrapper, whose offset is the last's.
+        let mut inner = Vec::new();
+        for i in 0..3 {
+            inner.extend(legacy_message(i, 1, 0, 1000 + i, None, Some(&[i as u8; 3])));
+        }
+        for (codec, bits) in [(Codec::Gzip, 1), (Codec::Snappy, 2), (Codec::Lz4, 3)] {
+            let packed = deflate(codec, &inner).unwrap();
+            let create = legacy_message(12, 1, bits, 1002, None, Some(&packed));
+            let want: Vec<_> = (0..3)
+                .map(|i| (10 + i, 1000 + i, None, Some(vec![i as u8; 3]), 0))
+                .collect();
+            assert_eq!(seen(&decode_legacy(&create).unwrap()), want, "{codec:?}");
+            // LogAppendTime: every message carries the wrapper's time.
+            let appended = legacy_message(12, 1, bits | 0b1000, 5555, None, Some(&packed));
+            let times: Vec<i64> = decode_legacy(&appended)
+                .unwrap()
+                .iter()
+                .map(|r| r.timestamp)
+                .collect();
+            assert_eq!(times, vec![5555; 3], "{codec:?}");
+        }
+        // v0: inner offsets are absolute.
+        let mut inner = legacy_message(7, 0, 0, 0, None, Some(b"x"));
+        inner.extend(legacy_message(8, 0, 0, 0, None, Some(b"y")));
+        let wrapper = legacy_message(
+            8,
+            0,
+            1,
+            0,
+            None,
+            Some(&deflate(Codec::Gzip, &inner).unwrap()),
+        );
+        let offsets: Vec<i64> = decode_legacy(&wrapper)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(offsets, vec![7, 8]);
+    }
+
+    #[test]
+    fn legacy_records_go_into_a_v2_batch_unchanged() {
+        let mut set = legacy_message(40, 1, 0, 77, Some(b"key"), Some(b"value"));
+        set.extend(legacy_message(41, 1, 0, 78, None, None));
+        let d = decode_legacy(&set).unwrap();
+        let mut b = Builder::new();
+        for r in d.iter() {
+            b.push(&r);
+        }
+        let out = b.finish(Codec::Zstd).unwrap();
+        assert!(crate::copy::batch::crc_ok(&out));
+        let back = decode(&out).unwrap();
+        let bodies: Vec<_> = seen(&back)
+            .into_iter()
+            .map(|(_, t, k, v, h)| (t, k, v, h))
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                (77, Some(b"key".to_vec()), Some(b"value".to_vec()), 0),
+                (78, None, None, 0)
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn damaged_legacy_messages_are_errors_not_panics(
+            cut in 0usize..60,
+            flip in 0usize..60,
+            bits in proptest::prelude::any::<u8>(),
+        ) {
+            let mut m = legacy_message(3, 1, 0, 9, Some(b"key"), Some(b"a value here"));
+            if flip < m.len() {
+                m[flip] ^= bits;
+            }
+            m.truncate(cut.max(1));
+            let _ = decode_legacy(&m);
         }
     }
 }
