@@ -599,6 +599,20 @@ impl<'a, 's> Copier<'a, 's> {
                 Route::Reencode(_) => {
                     p.routes.reencoded_batches += 1;
                     p.routes.reencoded_bytes += h.len as u64;
+                    // A batch passed on keeps its CRC and the target checks it; one decoded
+                    // here would get a fresh CRC, so its own is checked first.
+                    if !batch::crc_ok(&bytes) {
+                        bail!(
+                            "{}: the source's batch at offset {} ({} record(s), {} bytes) is \
+                             corrupt: its CRC does not match its bytes. Read it with a \
+                             consumer that checks CRCs (check.crcs=true) and repair or skip \
+                             it on the source; nothing from it was written",
+                            name(),
+                            h.base_offset,
+                            h.records,
+                            h.len
+                        );
+                    }
                     let decoded = records::decode(&bytes)
                         .map_err(|e| anyhow!("{}: offset {}: {e}", name(), h.base_offset))?;
                     for r in decoded.iter() {
