@@ -16,6 +16,7 @@ use kmigrate::migration::Clusters;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    keep_freed_memory();
     let cli = Cli::parse();
     init_logging(&cli.log_level, json_events(&cli));
     match dispatch(&cli) {
@@ -39,7 +40,6 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
-    keep_freed_memory();
 }
 
 /// Keeps the memory of freed Fetch responses for the next ones instead of giving it back to

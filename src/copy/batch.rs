@@ -467,7 +467,7 @@ fn crc_with_new_head(crc: u32, old: &[u8], new: &[u8], rest: usize) -> u32 {
 const POLY: u32 = 0x82F6_3B78;
 
 /// a·b modulo the polynomial, both in the register's reversed bit order (zlib's `multmodp`).
-fn multiply(a: u32, mut b: u32) -> u32 {
+const fn multiply(a: u32, mut b: u32) -> u32 {
     let mut product = 0;
     let mut bit = 1u32 << 31;
     while bit != 0 {
@@ -480,24 +480,27 @@ fn multiply(a: u32, mut b: u32) -> u32 {
     product
 }
 
+/// x^(2^k) modulo the polynomial for every k a length can need, computed at build time.
+const POWERS: [u32; 64] = {
+    let mut p = [0u32; 64];
+    p[0] = 1 << 30; // x^1
+    let mut k = 1;
+    while k < 64 {
+        p[k] = multiply(p[k - 1], p[k - 1]);
+        k += 1;
+    }
+    p
+};
+
 /// x^(8·bytes) modulo the polynomial: what passing `bytes` zero bytes does to a register
 /// (zlib's `x2nmodp`), from the powers x^(2^k).
 fn zeros_operator(bytes: usize) -> u32 {
-    static POWERS: std::sync::OnceLock<[u32; 64]> = std::sync::OnceLock::new();
-    let powers = POWERS.get_or_init(|| {
-        let mut p = [0u32; 64];
-        p[0] = 1 << 30; // x^1
-        for k in 1..64 {
-            p[k] = multiply(p[k - 1], p[k - 1]);
-        }
-        p
-    });
     let mut result = 1u32 << 31; // x^0
     let mut n = bytes;
     let mut k = 3; // a byte is x^8 = x^(2^3)
     while n != 0 {
         if n & 1 != 0 {
-            result = multiply(powers[k], result);
+            result = multiply(POWERS[k], result);
         }
         n >>= 1;
         k += 1;
@@ -534,7 +537,7 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-fn i32_at(b: &[u8], at: usize) -> i32 {
+pub(super) fn i32_at(b: &[u8], at: usize) -> i32 {
     i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 

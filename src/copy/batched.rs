@@ -615,11 +615,7 @@ impl<'a, 's> Copier<'a, 's> {
                     }
                     let decoded = records::decode(&bytes)
                         .map_err(|e| anyhow!("{}: offset {}: {e}", name(), h.base_offset))?;
-                    for r in decoded.iter() {
-                        if r.offset >= p.fetch_at && r.offset < p.end {
-                            p.push(&r, codec, &rules)?;
-                        }
-                    }
+                    p.push_in_range(&decoded, codec, &rules)?;
                 }
                 Route::Drop(Dropped::OutsideRange) if h.base_offset >= p.end => {
                     p.read_done = true;
@@ -636,11 +632,7 @@ impl<'a, 's> Copier<'a, 's> {
                     })?;
                     p.routes.reencoded_batches += 1;
                     p.routes.reencoded_bytes += h.len as u64;
-                    for r in decoded.iter() {
-                        if r.offset >= p.fetch_at && r.offset < p.end {
-                            p.push(&r, codec, &rules)?;
-                        }
-                    }
+                    p.push_in_range(&decoded, codec, &rules)?;
                 }
             }
             p.fetch_at = p.fetch_at.max(h.last_offset().saturating_add(1));
@@ -979,6 +971,22 @@ impl Part {
 
     /// A record of a re-encoded batch: proven already on the target (a resume), or
     /// gathered into the batch being built.
+    /// The records of a decoded batch or message that the partition's range holds, into
+    /// the batch being built.
+    fn push_in_range(
+        &mut self,
+        decoded: &records::Decoded,
+        codec: Codec,
+        rules: &Target,
+    ) -> anyhow::Result<()> {
+        for r in decoded.iter() {
+            if r.offset >= self.fetch_at && r.offset < self.end {
+                self.push(&r, codec, rules)?;
+            }
+        }
+        Ok(())
+    }
+
     fn push(&mut self, r: &Raw<'_>, codec: Codec, rules: &Target) -> anyhow::Result<()> {
         if self.slot.skip > 0 {
             return self.skip_proven(r);

@@ -19,7 +19,7 @@ use std::ops::Range;
 use bytes::{Buf as _, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
-use super::batch::{Codec, HEADER_LEN, Header, i64_at, varint as varlong};
+use super::batch::{Codec, HEADER_LEN, Header, i32_at, i64_at, varint as varlong};
 use crate::digest::{HeaderFn, RecordView};
 
 const FIRST_TIMESTAMP: usize = 27;
@@ -184,7 +184,7 @@ fn legacy(
         let bad = |why| RecordsError::Malformed { record, why };
         let rest = &set[at..];
         let size = (rest.len() >= 12)
-            .then(|| i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]))
+            .then(|| i32_at(rest, 8))
             .and_then(|n| usize::try_from(n).ok())
             .filter(|n| 12 + n <= rest.len())
             .ok_or(bad("its size runs past the message set"))?;
@@ -255,8 +255,7 @@ fn legacy(
 
 /// A v0/v1 key or value: an i32 length (-1 for null) and the bytes.
 fn legacy_bytes<'a>(message: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
-    let len = message.get(*at..*at + 4)?;
-    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    let len = i32_at(message.get(*at..*at + 4)?, 0);
     *at += 4;
     if len < 0 {
         return Some(None);
@@ -273,7 +272,7 @@ fn last_inner_offset(set: &[u8]) -> Option<i64> {
     let mut last = None;
     while at + 12 <= set.len() {
         last = Some(i64_at(set, at));
-        let size = i32::from_be_bytes([set[at + 8], set[at + 9], set[at + 10], set[at + 11]]);
+        let size = i32_at(set, at + 8);
         at += 12 + usize::try_from(size).ok()?;
     }
     last
