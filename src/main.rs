@@ -45,7 +45,7 @@ fn limit_malloc_arenas() {
 /// Keeps the memory of freed Fetch responses for the next ones instead of giving it back to
 /// the kernel: glibc maps an allocation of a response's size afresh (or trims the heap
 /// under it) and the kernel then faults and zeroes every page the socket's bytes land in,
-/// a third of the batch engine's CPU at 1 KiB records. The peak stays what the copy's
+/// about a fifth of the batch engine's CPU at 1 KiB records. The peak stays what the copy's
 /// queues allow (`Retained`); only the return of that peak to the kernel waits for the end
 /// of the command. The environment's MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ still
 /// win when given.
